@@ -46,7 +46,6 @@ setup(
             "flower-train=trainer.train:run",
             "flower-predict=trainer.predict:run",
             "flower-models=trainer.models.__main__:run",
-            "flower-demo=pipelines.demo:run",
         ]
     },
 )

@@ -1,0 +1,155 @@
+"""Crawls flower images: discover candidate URLs, then download, validate and de-duplicate.
+
+    python -m crawler.crawl --source=html --url_template='http://127.0.0.1:8000/search?q={query}' \
+        --classes=all --out_dir=workspace/raw --allow_private_hosts
+
+Phases (`--phase`): `discover` writes <out_dir>/candidates.jsonl; `download` reads it and
+fills <out_dir>/<class>/<sha256>.<ext>, manifest.jsonl, rejected.jsonl and
+crawl_stats.json; `all` runs both. Re-running resumes: nothing already decided is fetched
+again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from crawler import net, validate
+from crawler.candidates import Candidate, read_candidates, write_candidates
+from crawler.classes import parse_classes
+from crawler.download import DownloadConfig, download
+from crawler.sources import SourceOptions, get_source, source_names
+from crawler.store import CANDIDATES, Store
+
+_PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
+_SOURCE = flags.DEFINE_string("source", "html", f"Image source: one of {', '.join(source_names())}.")
+_CLASSES = flags.DEFINE_string("classes", "all", "Comma list of class names (e.g. daisy,rose), or 'all'.")
+_OUT_DIR = flags.DEFINE_string("out_dir", "workspace/raw", "Output folder (images, manifest.jsonl, ...).")
+_URL_TEMPLATE = flags.DEFINE_string("url_template", "", "html source: result page URL with {query} "
+                                    "(and optionally {page}).")
+_START_URL = flags.DEFINE_string("start_url", "", "html source: a single start page (needs exactly one class).")
+_URLS_FILE = flags.DEFINE_string("urls_file", "", "urls source: a file of url,class lines.")
+_ALLOWED_HOSTS = flags.DEFINE_list("allowed_hosts", [], "Extra hosts the html source may follow pages to.")
+_MAX_PAGES = flags.DEFINE_integer("max_pages", 10, "Result pages per query at most.", lower_bound=1)
+_WORKERS = flags.DEFINE_integer("workers", 16, "Download threads (global pool).", lower_bound=1)
+_MAX_PER_CLASS = flags.DEFINE_integer("max_per_class", 1000, "Accepted images per class at most.", lower_bound=1)
+_MAX_TOTAL_BYTES = flags.DEFINE_integer("max_total_bytes", 10 * 1024**3, "Stop after accepting this many bytes.")
+_MAX_IMAGE_BYTES = flags.DEFINE_integer("max_image_bytes", 20 * 1024**2, "Byte cap per download (streamed; "
+                                        "Content-Length is not trusted).")
+_MIN_SIDE = flags.DEFINE_integer("min_side", 64, "Reject images whose shorter side is below this.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Reject images with more pixels (decompression bombs).")
+_DEDUP_DISTANCE = flags.DEFINE_integer("dedup_distance", 6, "Perceptual-hash Hamming distance (of 64 bits) "
+                                       "at or below which two images are near-duplicates.")
+_ALLOW_PRIVATE = flags.DEFINE_bool("allow_private_hosts", False, "Allow loopback/private addresses "
+                                   "(needed for the local flower site).")
+_CONTACT_URL = flags.DEFINE_string("contact_url", net.FetchConfig.contact_url, "Contact URL sent in the User-Agent.")
+_PER_HOST_CONCURRENCY = flags.DEFINE_integer("per_host_concurrency", 4, "Requests in flight per host.",
+                                             lower_bound=1)
+_PER_HOST_DELAY = flags.DEFINE_float("per_host_delay", 0.1, "Seconds between request starts on one host "
+                                     "(robots.txt Crawl-delay wins if larger).", lower_bound=0)
+_TIMEOUT = flags.DEFINE_float("timeout", 10.0, "Connect and read timeout, seconds.", lower_bound=0.1)
+_DEADLINE = flags.DEFINE_float("deadline", 30.0, "Total seconds for one download.", lower_bound=0.1)
+_RETRIES = flags.DEFINE_integer("retries", 3, "Retries on 429/5xx/connection errors.", lower_bound=0)
+
+
+def fetch_config() -> net.FetchConfig:
+    return net.FetchConfig(contact_url=_CONTACT_URL.value, allow_private_hosts=_ALLOW_PRIVATE.value,
+                           connect_timeout=_TIMEOUT.value, read_timeout=_TIMEOUT.value, deadline=_DEADLINE.value,
+                           retries=_RETRIES.value, per_host_concurrency=_PER_HOST_CONCURRENCY.value,
+                           per_host_delay=_PER_HOST_DELAY.value, pool_size=max(_WORKERS.value, 4))
+
+
+def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
+    """Runs the source over every class; URLs are unique per class, in rank order."""
+
+    def fetch_text(url: str) -> str:
+        page = fetcher.get(url, 5 * 1024**2)
+        return page.body.decode("utf-8", errors="replace")
+
+    out: list[Candidate] = []
+    errors = []
+    for klass in classes:
+        seen: set[str] = set()
+        try:
+            for c in source.discover(klass, fetch_text):
+                if c.url not in seen:
+                    seen.add(c.url)
+                    out.append(c)
+        except net.FetchError as e:
+            errors.append(f"{klass.slug}: {e}")
+            logging.warning("discover %s: %s", klass.slug, e)
+        logging.info("discover %s: %d candidates", klass.slug, len(seen))
+    if not out and errors:
+        raise RuntimeError(f"no candidates found; first error: {errors[0]}")
+    return out
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        classes = parse_classes(_CLASSES.value)
+        source = get_source(_SOURCE.value, SourceOptions(
+            url_template=_URL_TEMPLATE.value, start_url=_START_URL.value, urls_file=_URLS_FILE.value,
+            max_pages=_MAX_PAGES.value, allowed_hosts=tuple(h.lower() for h in _ALLOWED_HOSTS.value)))
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    if _SOURCE.value == "html" and _PHASE.value != "download":
+        if bool(_URL_TEMPLATE.value) == bool(_START_URL.value):
+            raise app.UsageError("the html source needs exactly one of --url_template or --start_url")
+        if _URL_TEMPLATE.value and "{query}" not in _URL_TEMPLATE.value:
+            raise app.UsageError(f"--url_template has no {{query}}: {_URL_TEMPLATE.value!r}")
+        if _START_URL.value and len(classes) != 1:
+            raise app.UsageError("--start_url crawls one class: give exactly one in --classes")
+    store = Store(_OUT_DIR.value)
+    try:
+        store.load()  # refuses a folder from another class list before any request
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    fetcher = net.Fetcher(fetch_config())
+    cand_path = store.path(CANDIDATES)
+    if _PHASE.value in ("discover", "all"):
+        try:
+            candidates = discover(source, classes, fetcher)
+        except RuntimeError as e:
+            logging.error("%s", e)
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        n = write_candidates(cand_path, candidates)
+        logging.info("discover: %d candidates -> %s", n, cand_path)
+    if _PHASE.value in ("download", "all"):
+        if not os.path.exists(cand_path):
+            raise app.UsageError(f"{cand_path} not found: run --phase=discover first")
+        try:
+            wanted = {c.slug for c in classes}
+            candidates = [c for c in read_candidates(cand_path) if c.klass in wanted]
+        except ValueError as e:
+            raise app.UsageError(str(e)) from e
+        config = DownloadConfig(workers=_WORKERS.value, max_per_class=_MAX_PER_CLASS.value,
+                                max_total_bytes=_MAX_TOTAL_BYTES.value, max_image_bytes=_MAX_IMAGE_BYTES.value,
+                                dedup_distance=_DEDUP_DISTANCE.value,
+                                limits=validate.Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value))
+        stats = download(candidates, store, fetcher, config)
+        print_summary(stats)
+    return 0
+
+
+def print_summary(stats: dict) -> None:
+    run = stats["this_run"]
+    lines = [f"crawl: {stats['accepted']} accepted, {stats['rejected']} rejected, {stats['bytes'] / 1e6:.1f} MB; "
+             f"this run {run['accepted']} accepted in {run['seconds']:.1f}s ({run['accepted_per_second']:.1f} img/s)",
+             "  rejected per reason: " + json.dumps(stats["rejected_per_reason"]),
+             "  accepted per class: " + json.dumps(stats["accepted_per_class"]),
+             "  top hosts: " + json.dumps(stats["top_hosts"])]
+    print("\n".join(lines), flush=True)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

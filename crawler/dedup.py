@@ -1,0 +1,55 @@
+"""Exact (sha256) and near-duplicate (perceptual hash) detection over accepted images."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+DEFAULT_HAMMING = 6  # of 64 bits: re-encodes and small resizes land at 0-4
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits."""
+    return str(imagehash.phash(image))
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    kind: str  # 'duplicate' | 'near_duplicate'
+    key: str  # the accepted image it matches
+    klass: str
+    distance: int
+
+
+class DedupIndex:
+    """Accepted images seen so far. Not thread-safe: the download commits in one thread."""
+
+    def __init__(self, max_distance: int = DEFAULT_HAMMING):
+        self.max_distance = max_distance
+        self._by_sha: dict[str, tuple[str, str]] = {}
+        self._hashes = np.zeros(0, np.uint64)
+        self._owners: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def find(self, sha256: str, phash: str) -> Match | None:
+        if sha256 in self._by_sha:
+            key, klass = self._by_sha[sha256]
+            return Match("duplicate", key, klass, 0)
+        if len(self._owners):
+            x = np.bitwise_xor(self._hashes, np.uint64(int(phash, 16)))
+            dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+            i = int(np.argmin(dist))
+            if dist[i] <= self.max_distance:
+                key, klass = self._owners[i]
+                return Match("near_duplicate", key, klass, int(dist[i]))
+        return None
+
+    def add(self, sha256: str, phash: str, key: str, klass: str) -> None:
+        self._by_sha[sha256] = (key, klass)
+        self._hashes = np.append(self._hashes, np.uint64(int(phash, 16)))
+        self._owners.append((key, klass))

@@ -1,0 +1,39 @@
+"""Serves the local flower site until interrupted.
+
+    python -m crawler.flowersite --port=8000 --per_class=80
+"""
+
+import signal
+import threading
+
+from absl import app, flags, logging
+
+from crawler.flowersite.site import FlowerSite
+
+_PORT = flags.DEFINE_integer("port", 0, "TCP port on 127.0.0.1 (0: a free port).")
+_PER_CLASS = flags.DEFINE_integer("per_class", 80, "Images per class the site holds.", lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic flowers: same seed, same images.")
+_PAGE_SIZE = flags.DEFINE_integer("page_size", 20, "Results per search page.", lower_bound=1)
+
+
+def main(argv):
+    del argv
+    site = FlowerSite(per_class=_PER_CLASS.value, seed=_SEED.value, port=_PORT.value, page_size=_PAGE_SIZE.value)
+    site.start()
+    print(f"Flower site at {site.url}  (search: {site.search_template()}); Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    site.stop()
+    logging.info("served %d requests", len(site.requests))
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

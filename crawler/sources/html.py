@@ -1,0 +1,105 @@
+"""`html`: any site whose result pages are reachable by a URL template with `{query}` (and
+optionally `{page}`), or a start URL. Collects links to full-size images (and the
+thumbnails they wrap), follows rel=next / "next" links, and stays on the allowed hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import urllib.parse
+from typing import Iterator
+
+from bs4 import BeautifulSoup
+
+from crawler.candidates import Candidate
+from crawler.classes import FlowerClass
+from crawler.sources.base import FetchText, Source, register
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+NEXT_TEXTS = ("next", "next page", "下一页", "›", "»", ">")
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    url: str
+    thumbnail_url: str = ""
+    title: str = ""
+
+
+def _looks_like_image(url: str) -> bool:
+    return posixpath.splitext(urllib.parse.urlsplit(url).path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def parse_results(html: str, page_url: str) -> tuple[list[Link], str | None]:
+    """Pure: the image links of a result page and its next-page URL (or None).
+
+    An <a> pointing at an image file is a full-size link (an <img> inside it is its
+    thumbnail); an <img> outside such links is a candidate itself.
+    """
+    soup = BeautifulSoup(html, "html.parser")
+    links: list[Link] = []
+    seen: set[str] = set()
+    wrapped = set()
+    for a in soup.find_all("a", href=True):
+        url = urllib.parse.urljoin(page_url, a["href"].strip())
+        if not _looks_like_image(url):
+            continue
+        img = a.find("img", src=True)
+        thumb = urllib.parse.urljoin(page_url, img["src"]) if img else ""
+        if img:
+            wrapped.add(id(img))
+        if url not in seen:
+            seen.add(url)
+            links.append(Link(url, thumb, (img.get("alt", "") if img else a.get_text(" ", strip=True))))
+    for img in soup.find_all("img", src=True):
+        url = urllib.parse.urljoin(page_url, img["src"].strip())
+        if id(img) not in wrapped and url not in seen and urllib.parse.urlsplit(url).scheme in ("http", "https"):
+            seen.add(url)
+            links.append(Link(url, "", img.get("alt", "")))
+    return links, _next_url(soup, page_url)
+
+
+def _next_url(soup: BeautifulSoup, page_url: str) -> str | None:
+    for tag in soup.find_all(["a", "link"], href=True):
+        rel = [r.lower() for r in tag.get("rel") or []]
+        if "next" in rel:
+            return urllib.parse.urljoin(page_url, tag["href"])
+    for a in soup.find_all("a", href=True):
+        if a.get_text(" ", strip=True).lower() in NEXT_TEXTS:
+            return urllib.parse.urljoin(page_url, a["href"])
+    return None
+
+
+@register
+class HtmlSource(Source):
+    name = "html"
+
+    def _allowed(self, url: str, first: str) -> bool:
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        allowed = set(self.options.allowed_hosts) | {(urllib.parse.urlsplit(first).hostname or "").lower()}
+        return host in allowed
+
+    def start_pages(self, klass: FlowerClass) -> list[tuple[str, str]]:
+        """(query, first page URL) pairs for a class."""
+        o = self.options
+        if o.url_template:
+            return [(q, o.url_template.format(query=urllib.parse.quote_plus(q), page=1)) for q in klass.queries]
+        if o.start_url:
+            return [("", o.start_url)]
+        raise ValueError("the html source needs --url_template (with {query}) or --start_url")
+
+    def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
+        for query, first in self.start_pages(klass):
+            url: str | None = first
+            visited: set[str] = set()
+            for page in range(1, self.options.max_pages + 1):
+                if url is None or url in visited or not self._allowed(url, first):
+                    break
+                visited.add(url)
+                links, next_url = parse_results(fetch_text(url), url)
+                for link in links:
+                    yield Candidate(link.url, klass.slug, page_url=url, query=query, source=self.name,
+                                    thumbnail_url=link.thumbnail_url)
+                if "{page}" in self.options.url_template and next_url is None and links:
+                    next_url = self.options.url_template.format(query=urllib.parse.quote_plus(query), page=page + 1)
+                url = next_url

@@ -1,0 +1,285 @@
+"""The Beam pipeline: read -> decode/validate (dead letter) -> split -> resize -> augment ->
+encode -> deterministic shards; then metadata, stats and publication on the driver.
+
+Each step is a plain function (image_ops, splits, shards); this module only wires them.
+The pipeline writes everything into a temporary folder next to the final one; the driver
+publishes it (moves the files, writes the TFDS metadata last) only when the run succeeded
+and the share of bad inputs is within `max_bad_fraction`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import time
+import uuid
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import image_ops, schema, shards, splits
+from pipelines.readers import Record
+
+DEAD_LETTER = "dead_letter.jsonl"
+STATS = "stats.json"
+HISTOGRAM = "class_histogram.png"
+_SHARD_INFO = "_shards.jsonl"
+_COUNTS = "_counts.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    output_dir: str
+    dataset_name: str
+    version: str = "1.0.0"
+    splits: str = "train:0.8,validation:0.1,test:0.1"
+    keep_input_splits: bool = False
+    split_salt: str = "flowerpipe"
+    image_size: int = 224
+    resize: str = "pad"
+    channels: int = 3
+    augment_copies: int = 0
+    augment: image_ops.AugmentParams = image_ops.AugmentParams()
+    seed: int = 0
+    encoding: str = "jpeg"
+    jpeg_quality: int = 90
+    shard_size_mb: float = shards.DEFAULT_SHARD_SIZE_MB
+    num_shards: int = 0
+    min_side: int = 16
+    max_pixels: int = 40_000_000
+    max_bad_fraction: float = 0.2
+    overwrite: bool = False
+
+    @property
+    def final_dir(self) -> str:
+        return os.path.join(self.output_dir, self.dataset_name, self.version)
+
+
+class BuildError(RuntimeError):
+    """The job ran but its result must not be published (e.g. too many bad images)."""
+
+
+# -- steps wrapped for Beam (module level so they pickle) --------------------------------
+def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: int):
+    with tf.io.gfile.GFile(record.path, "rb") as f:
+        data = f.read()
+    return record, image_ops.decode_image(data, limits, channels)
+
+
+def dead_letter_line(failure, stage: str) -> str:
+    record, (exc_type, exc_value, _tb) = failure[0], failure[1]
+    reason = str(exc_value) if exc_type is image_ops.BadImage else f"{exc_type.__name__}: {exc_value}"
+    return json.dumps({"key": record.key, "source": record.source or record.path, "path": record.path,
+                       "label": record.label, "stage": stage, "reason": reason}, ensure_ascii=False, sort_keys=True)
+
+
+def assign_class_splits(item, split_list, salt):
+    _label, members = item
+    return sorted(splits.assign_splits(members, split_list, salt).items())
+
+
+def attach_split(item):
+    key, grouped = item
+    (record_image,), (split,) = grouped["decoded"], grouped["split"]
+    return split, record_image[0], record_image[1]
+
+
+def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
+    """Original (resized) + augmented copies for train; yields (split, key, serialized)."""
+    split, record, image = item
+    image = image_ops.resize(image, opts.image_size, opts.resize)
+    label = label_index[record.label]
+    variants = [(record.key, "", image)]
+    if split == "train":
+        for k in range(opts.augment_copies):
+            aug = image_ops.augment(image, record.key, k, opts.seed, opts.augment)
+            variants.append((f"{record.key}#aug{k}", record.key, aug))
+    for key, parent, img in variants:
+        data = image_ops.encode(img, opts.encoding, opts.jpeg_quality)
+        yield split, record.label, key, schema.serialize(feats, image=data, label=label, key=key, parent_key=parent,
+                                                         source=record.source)
+
+
+def keyed_for_shard(example, totals: dict, opts: BuildOptions):
+    split, _label, key, data = example
+    n = shards.num_shards_for(totals[split], opts.shard_size_mb, opts.num_shards)
+    return (split, shards.shard_of(key, n), n), (key, data)
+
+
+def write_one_shard(item, tmp_dir: str, dataset: str) -> str:
+    (split, index, n), records = item
+    path = os.path.join(tmp_dir, schema.shard_name(dataset, split, index, n))
+    count, size = shards.write_shard(path, list(records))
+    return json.dumps({"split": split, "index": index, "num_shards": n, "count": count, "bytes": size})
+
+
+def _single_file(pcoll, path: str, label: str):
+    return pcoll | label >> beam.io.WriteToText(path, shard_name_template="", num_shards=1)
+
+
+# -- the pipeline -------------------------------------------------------------------------
+def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
+                   tmp_dir: str) -> None:
+    feats = schema.features(class_names, opts.channels, opts.encoding)
+    label_index = {n: i for i, n in enumerate(class_names)}
+    limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
+
+    decoded, failed = (
+        p
+        | "Read" >> beam.Create(records, reshuffle=True)
+        | "DecodeValidate" >> beam.Map(load_and_decode, limits, opts.channels).with_exception_handling())
+    bad = failed | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
+    _single_file(bad, os.path.join(tmp_dir, DEAD_LETTER), "WriteDeadLetter")
+
+    if opts.keep_input_splits:
+        with_split = decoded | "InputSplit" >> beam.Map(lambda ri: (ri[0].split, ri[0], ri[1]))
+    else:
+        split_list = splits.parse_splits(opts.splits)
+        assignments = (
+            decoded
+            | "ClassMembers" >> beam.Map(lambda ri: (ri[0].label, (ri[0].key, ri[0].group)))
+            | "GroupByClass" >> beam.GroupByKey()
+            | "AssignSplits" >> beam.FlatMap(assign_class_splits, split_list, opts.split_salt))
+        by_key = decoded | "KeyByKey" >> beam.Map(lambda ri: (ri[0].key, ri))
+        with_split = (
+            {"decoded": by_key, "split": assignments}
+            | "JoinSplit" >> beam.CoGroupByKey()
+            | "AttachSplit" >> beam.Map(attach_split))
+
+    examples = with_split | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
+    totals = (
+        examples
+        | "ExampleBytes" >> beam.Map(lambda e: (e[0], len(e[3])))
+        | "BytesPerSplit" >> beam.CombinePerKey(sum))
+    shard_lines = (
+        examples
+        | "AssignShard" >> beam.Map(keyed_for_shard, beam.pvalue.AsDict(totals), opts)
+        | "GroupByShard" >> beam.GroupByKey()
+        | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name))
+    _single_file(shard_lines, os.path.join(tmp_dir, _SHARD_INFO), "WriteShardInfo")
+    counts = (
+        examples
+        | "CountKey" >> beam.Map(lambda e: (e[0], e[1], "augmented" if "#aug" in e[2] else "original"))
+        | "Count" >> beam.combiners.Count.PerElement()
+        | "CountJson" >> beam.Map(lambda kv: json.dumps({"split": kv[0][0], "label": kv[0][1], "kind": kv[0][2],
+                                                         "count": kv[1]})))
+    _single_file(counts, os.path.join(tmp_dir, _COUNTS), "WriteCounts")
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_build(records: list[Record], class_names: list[str], opts: BuildOptions, pipeline_args: list[str],
+              input_desc: str) -> dict:
+    """Runs the pipeline and publishes <output_dir>/<dataset>/<version>/; returns the stats."""
+    start = time.time()
+    final = opts.final_dir
+    tmp_dir = os.path.join(opts.output_dir, opts.dataset_name, f".incomplete-{opts.version}-{uuid.uuid4().hex[:8]}")
+    tf.io.gfile.makedirs(tmp_dir)
+    try:
+        options = PipelineOptions(pipeline_args)
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, records, class_names, opts, tmp_dir)
+        stats = _finish(records, class_names, opts, tmp_dir, time.time() - start, input_desc)
+        if tf.io.gfile.exists(final):
+            tf.io.gfile.rmtree(final)
+        shards.move_dir_contents(tmp_dir, final)
+    except BaseException:
+        if tf.io.gfile.exists(tmp_dir):
+            tf.io.gfile.rmtree(tmp_dir)
+        raise
+    logging.info("published %s", final)
+    return stats
+
+
+def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str) -> dict:
+    dead = _read_jsonl(os.path.join(tmp_dir, DEAD_LETTER))
+    bad_fraction = len(dead) / max(1, len(records))
+    if bad_fraction > opts.max_bad_fraction:
+        raise BuildError(f"{len(dead)} of {len(records)} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
+                         f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {dead[0]['reason']!r}")
+    shard_infos = _read_jsonl(os.path.join(tmp_dir, _SHARD_INFO))
+    counts = _read_jsonl(os.path.join(tmp_dir, _COUNTS))
+    tf.io.gfile.remove(os.path.join(tmp_dir, _SHARD_INFO))
+    tf.io.gfile.remove(os.path.join(tmp_dir, _COUNTS))
+    if not shard_infos:
+        raise BuildError(f"no valid image in {input_desc}: nothing to write")
+    by_split: dict[str, list[dict]] = collections.defaultdict(list)
+    for s in shard_infos:
+        by_split[s["split"]].append(s)
+    split_infos = []
+    for split, infos in sorted(by_split.items()):
+        n = infos[0]["num_shards"]
+        lengths = [0] * n
+        for s in infos:
+            lengths[s["index"]] = s["count"]
+        for i in range(n):  # a shard that got no example still has to exist for TFDS
+            if not lengths[i]:
+                shards.write_shard(os.path.join(tmp_dir, schema.shard_name(opts.dataset_name, split, i, n)), [])
+        split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths,
+                                               num_bytes=sum(s["bytes"] for s in infos)))
+    feats = schema.features(class_names, opts.channels, opts.encoding)
+    tfds.folder_dataset.write_metadata(
+        data_dir=tmp_dir, features=feats, split_infos=split_infos, version=opts.version,
+        filename_template=schema.SHARD_TEMPLATE, supervised_keys=schema.SUPERVISED_KEYS, check_data=False,
+        description=f"Built by flowerpipe's Beam job from {input_desc} (example layout v{schema.LAYOUT_VERSION}).")
+    per_split_class: dict = collections.defaultdict(lambda: collections.defaultdict(int))
+    augmented: dict = collections.defaultdict(int)
+    for c in counts:
+        per_split_class[c["split"]][c["label"]] += c["count"]
+        if c["kind"] == "augmented":
+            augmented[c["split"]] += c["count"]
+    stats = {
+        "dataset": opts.dataset_name, "version": opts.version, "input": input_desc,
+        "layout_version": schema.LAYOUT_VERSION, "class_names": class_names,
+        "inputs": len(records), "rejected": len(dead),
+        "rejected_per_reason": dict(collections.Counter(_reason_label(d["reason"]) for d in dead)),
+        "examples_per_split": {s: sum(v.values()) for s, v in sorted(per_split_class.items())},
+        "examples_per_split_and_class": {s: dict(sorted(v.items())) for s, v in sorted(per_split_class.items())},
+        "augmented_per_split": dict(augmented),
+        "bytes_per_split": {si.name: si.num_bytes for si in split_infos},
+        "shards_per_split": {si.name: len(si.shard_lengths) for si in split_infos},
+        "wall_time_seconds": round(seconds, 2),
+        "options": {k: v for k, v in dataclasses.asdict(opts).items() if k != "augment"},
+        "augment": dataclasses.asdict(opts.augment),
+    }
+    with tf.io.gfile.GFile(os.path.join(tmp_dir, STATS), "w") as f:
+        f.write(json.dumps(stats, indent=2, sort_keys=True))
+    _histogram(stats, os.path.join(tmp_dir, HISTOGRAM))
+    return stats
+
+
+def _reason_label(reason: str) -> str:
+    return reason.split(":", 1)[0]
+
+
+def _histogram(stats: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = stats["class_names"]
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.45), 4))
+    bottom = [0] * len(names)
+    for split, per_class in stats["examples_per_split_and_class"].items():
+        vals = [per_class.get(n, 0) for n in names]
+        ax.bar(names, vals, bottom=bottom, label=split)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("examples")
+    ax.set_title(f"{stats['dataset']} {stats['version']}: examples per class")
+    ax.legend()
+    plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
+    fig.tight_layout()
+    with tf.io.gfile.GFile(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

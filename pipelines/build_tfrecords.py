@@ -1,0 +1,151 @@
+"""Builds TFDS-loadable TFRecord shards from an image dataset with Apache Beam.
+
+    python -m pipelines.build_tfrecords --input_dir=workspace/raw --output_dir=workspace/tfrecords \
+        --dataset_name=flowers --image_size=96
+
+Output: <output_dir>/<dataset_name>/<version>/ with {dataset}-{split}.tfrecord-XXXXX-of-YYYYY
+shards, TFDS metadata (dataset_info.json, features.json), stats.json, class_histogram.png and
+dead_letter.jsonl (inputs rejected, with the reason). Load it with
+`tfds.builder_from_directory(<that folder>)`.
+
+Flags this program does not know are Beam pipeline options and pass through, e.g.
+`--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp` or
+`--runner=FlinkRunner --flink_master=host:8081`. The default runner is the local
+DirectRunner in multi-processing mode on all cores (named explicitly, so Beam never tries to
+download the Prism runner).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+from pipelines import build, image_ops, splits
+from pipelines.readers import check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder
+
+_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Crawler output folder (with manifest.jsonl) or an image "
+                                 "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "workspace/tfrecords", "Where <dataset_name>/<version>/ goes.")
+_DATASET_NAME = flags.DEFINE_string("dataset_name", "flowers", "Dataset name (file name prefix).")
+_VERSION = flags.DEFINE_string("version", "1.0.0", "Dataset version, X.Y.Z.")
+_SPLITS = flags.DEFINE_string("splits", "train:0.8,validation:0.1,test:0.1", "Split fractions (stratified by class).")
+_KEEP_SPLITS = flags.DEFINE_bool("keep_input_splits", False, "Use the input folder's own train/validation/test.")
+_SPLIT_SALT = flags.DEFINE_string("split_salt", "flowerpipe", "Salt of the split hash.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output images are image_size x image_size.", lower_bound=8)
+_RESIZE = flags.DEFINE_enum("resize", "pad", list(image_ops.RESIZE_POLICIES), "Resize policy: pad (keep aspect, "
+                            "pad), crop (keep aspect, centre crop), stretch, keep (no resize).")
+_GRAYSCALE = flags.DEFINE_bool("grayscale", False, "Store 1-channel images (MNIST-style).")
+_AUGMENT_COPIES = flags.DEFINE_integer("augment_copies", 0, "Extra augmented copies per train image.", lower_bound=0)
+_FLIP = flags.DEFINE_bool("augment_flip", True, "Augmentation: random horizontal flip.")
+_SHIFT = flags.DEFINE_float("augment_shift", 0.125, "Augmentation: max width/height shift fraction (black fill).")
+_ROTATION = flags.DEFINE_float("augment_rotation", 0.0, "Augmentation: max rotation degrees (off by default).")
+_ZOOM = flags.DEFINE_float("augment_zoom", 0.0, "Augmentation: max zoom-in fraction.")
+_BRIGHTNESS = flags.DEFINE_float("augment_brightness", 0.0, "Augmentation: max brightness change.")
+_CONTRAST = flags.DEFINE_float("augment_contrast", 0.0, "Augmentation: max contrast change.")
+_SATURATION = flags.DEFINE_float("augment_saturation", 0.0, "Augmentation: max saturation change.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the augmentation.")
+_ENCODING = flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "png"], "Image encoding in the TFRecords.")
+_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality.", lower_bound=1, upper_bound=100)
+_SHARD_SIZE_MB = flags.DEFINE_float("shard_size_mb", 128.0, "Target shard size; shard count follows from it.")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 0, "Fixed shards per split (0: from --shard_size_mb).")
+_MIN_SIDE = flags.DEFINE_integer("min_side", 16, "Dead-letter images whose shorter side is below this.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Dead-letter images with more pixels.")
+_MAX_BAD = flags.DEFINE_float("max_bad_fraction", 0.2, "Fail (publish nothing) if more inputs than this are bad.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing <dataset_name>/<version>/.")
+
+DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+
+
+def pipeline_args(extra: list[str]) -> list[str]:
+    """Pass-through Beam options; the local multi-process DirectRunner unless a runner is named."""
+    if any(a.startswith("--runner") for a in extra):
+        return extra
+    named = {a.split("=")[0] for a in extra}
+    return [a for a in DEFAULT_RUNNER_ARGS if a.split("=")[0] not in named] + extra
+
+
+def options_from_flags() -> build.BuildOptions:
+    return build.BuildOptions(
+        output_dir=_OUTPUT_DIR.value, dataset_name=_DATASET_NAME.value, version=_VERSION.value, splits=_SPLITS.value,
+        keep_input_splits=_KEEP_SPLITS.value, split_salt=_SPLIT_SALT.value, image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value, channels=1 if _GRAYSCALE.value else 3, augment_copies=_AUGMENT_COPIES.value,
+        augment=image_ops.AugmentParams(flip=_FLIP.value, shift=_SHIFT.value, rotation=_ROTATION.value,
+                                        zoom=_ZOOM.value, brightness=_BRIGHTNESS.value, contrast=_CONTRAST.value,
+                                        saturation=_SATURATION.value),
+        seed=_SEED.value, encoding=_ENCODING.value, jpeg_quality=_JPEG_QUALITY.value,
+        shard_size_mb=_SHARD_SIZE_MB.value, num_shards=_NUM_SHARDS.value, min_side=_MIN_SIDE.value,
+        max_pixels=_MAX_PIXELS.value, max_bad_fraction=_MAX_BAD.value, overwrite=_OVERWRITE.value)
+
+
+def check_options(opts: build.BuildOptions) -> None:
+    """Contradictory or impossible flags: one-line errors before any work."""
+    if not re.fullmatch(r"\d+\.\d+\.\d+", opts.version):
+        raise ValueError(f"--version={opts.version!r} must look like 1.0.0")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", opts.dataset_name):
+        raise ValueError(f"--dataset_name={opts.dataset_name!r}: use lower case letters, digits and _")
+    if not opts.keep_input_splits:
+        splits.parse_splits(opts.splits)
+    if not 0 <= opts.max_bad_fraction <= 1:
+        raise ValueError("--max_bad_fraction must be within [0, 1]")
+    if tf.io.gfile.exists(opts.final_dir) and not opts.overwrite:
+        raise ValueError(f"{opts.final_dir} already exists: pass --overwrite to replace it, or another --version")
+
+
+def read_input(input_dir: str, opts: build.BuildOptions):
+    """(records, class names, description) of the input folder."""
+    if not tf.io.gfile.isdir(input_dir):
+        raise ValueError(f"--input_dir={input_dir} does not exist or is not a folder")
+    if is_crawl_dir(input_dir):
+        from crawler.classes import CLASS_NAMES  # the project's class order for crawled data
+
+        records = read_crawl_dir(input_dir)
+        present = {r.label for r in records}
+        names = [c for c in CLASS_NAMES if c in present] + sorted(present - set(CLASS_NAMES))
+        desc = f"crawl {input_dir}"
+    else:
+        records = read_image_folder(input_dir)
+        names = sorted({r.label for r in records})
+        desc = f"image folder {input_dir}"
+    if not records:
+        raise ValueError(f"{input_dir} holds no images")
+    check_unique_keys(records)
+    if opts.keep_input_splits and any(not r.split for r in records):
+        raise ValueError(f"--keep_input_splits: {input_dir} is not laid out as <split>/<label>/<image>")
+    return records, names, desc
+
+
+def main(argv):
+    extra = argv[1:]
+    try:
+        if not _INPUT_DIR.value:
+            raise ValueError("--input_dir is required")
+        opts = options_from_flags()
+        check_options(opts)
+        records, names, desc = read_input(_INPUT_DIR.value, opts)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.info("building %s from %s: %d inputs, %d classes", opts.final_dir, desc, len(records), len(names))
+    try:
+        stats = build.run_build(records, names, opts, pipeline_args(extra), desc)
+    except build.BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"tfrecords: {stats['examples_per_split']} examples, {stats['rejected']} rejected -> {opts.final_dir} "
+          f"({stats['wall_time_seconds']:.1f}s)", flush=True)
+    return 0
+
+
+def _parse(argv):
+    return flags.FLAGS(argv, known_only=True)
+
+
+def run():
+    app.run(main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+    run()

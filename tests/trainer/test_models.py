@@ -1,0 +1,375 @@
+"""Tests of trainer.models: the registry is enumerated, so a new model is tested when registered.
+
+Heavy builds (default-input VGG/AlexNet, keras.applications references) use a zeros initializer
+and no forward pass; forward passes, SGD steps and round trips run at small inputs.
+"""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer.models import (SEED_MODELS, UnknownOverrideError, accepted_overrides, create_model,
+                            get_spec, list_models, register_model, without_aux_heads)
+from trainer.models import __main__ as cli
+from trainer.models.profile import count_flops, count_params
+
+pytestmark = pytest.mark.slow
+
+# Exact (total, trainable) parameters at the default input with spec.num_classes. The seed rows
+# are the counts the articles print (seed 002 prints none: Keras's ResNet50 without top plus
+# fc6, 23,587,712 + 12,294, the count of the course the article follows).
+EXPECTED_PARAMS = {
+    "seed000_cifar_resnet": (22_926_730, 22_911_242),
+    "seed001_resnet100": (1_773_652, 1_773_652),
+    "seed002_resnet50": (23_600_006, 23_546_886),
+    "seed003_alexnet": (58_299_082, 58_299_082),
+    "seed003_vgg16": (134_300_362, 134_300_362),
+    "seed003_googlenet": (5_983_802, 5_983_802),
+    "seed003_resnet18": (11_186_186, 11_178_378),
+    "seed004_resnext": (5_671_872, 5_646_656),
+    "alexnet": (60_965_224, 60_965_224),
+    "vgg11": (132_863_336, 132_863_336),
+    "vgg13": (133_047_848, 133_047_848),
+    "vgg16": (138_357_544, 138_357_544),
+    "vgg19": (143_667_240, 143_667_240),
+    # BN variants: trainable equals torchvision's vgg*_bn; Keras also counts moving statistics.
+    "vgg11_bn": (132_874_344, 132_868_840),
+    "vgg13_bn": (133_059_624, 133_053_736),
+    "vgg16_bn": (138_374_440, 138_365_992),
+    "vgg19_bn": (143_689_256, 143_678_248),
+    "googlenet": (6_998_552, 6_998_552),
+    "inception_v3": (23_851_784, 23_817_352),
+    "resnet18": (11_703_912, 11_694_312),
+    "resnet34": (21_823_208, 21_806_184),
+    "resnet50": (25_636_712, 25_583_592),
+    "resnet101": (44_707_176, 44_601_832),
+    "resnet152": (60_419_944, 60_268_520),
+    "cifar_resnet20": (271_098, 269_722),
+    "cifar_resnet32": (466_426, 464_154),
+    "cifar_resnet44": (661_754, 658_586),
+    "cifar_resnet56": (857_082, 853_018),
+    "cifar_resnet110": (1_736_058, 1_727_962),
+    "resnext29_8x64d": (34_484_170, 34_426_698),
+    "resnext29_16x64d": (68_255_690, 68_155_210),
+    "resnext50_32x4d": (25_097_128, 25_028_904),
+}
+# Trainable parameters published by the papers, in millions, and the tolerance (relative).
+# AlexNet: "60 million parameters" (two-tower, exact 60.97M). GoogLeNet: the paper's Table 1
+# sums to 6.8M but its rows are ~3% below the row's own layer shapes (e.g. inception 5b is
+# 1,443K exactly, 1,388K in the table); the exact count of those shapes is 7.0M.
+# ResNet-18/34 are not tabulated in the paper: 11.7M/21.8M are the commonly cited figures.
+PAPER_PARAMS = {
+    "alexnet": (60.0, 0.02),
+    "vgg11": (133, 0.005), "vgg13": (133, 0.005), "vgg16": (138, 0.005), "vgg19": (144, 0.005),
+    "googlenet": (6.8, 0.03),
+    "resnet18": (11.7, 0.005), "resnet34": (21.8, 0.005),
+    "cifar_resnet20": (0.27, 0.01), "cifar_resnet32": (0.46, 0.01),
+    "cifar_resnet44": (0.66, 0.01), "cifar_resnet56": (0.85, 0.01),
+    "cifar_resnet110": (1.7, 0.02),
+    "resnext29_8x64d": (34.4, 0.005), "resnext29_16x64d": (68.1, 0.005),
+    "resnext50_32x4d": (25.0, 0.005),
+}
+# Models whose count depends on the input size (a Flatten before FC layers): counted at the
+# default input. The others are counted on the small-input build of test_model_builds_and_trains.
+FLATTEN_HEADS = {"alexnet", "seed003_alexnet", "seed003_vgg16",
+                 *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))}
+# Small builds used for the serialisation tests: option-A shortcut layer, grouped conv,
+# multi-output GoogLeNet.
+ROUND_TRIP = (("cifar_resnet20", {}), ("seed004_resnext", {}),
+              ("seed003_googlenet", {"aux_heads": True}))
+# Keras names an unnamed layer after its class plus a session-wide counter; once one unnamed
+# layer of each class exists (`_claim_auto_names`), every further unnamed one ends in "_<n>".
+_AUTO_NAMED = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization,
+               keras.layers.Activation, keras.layers.Add, keras.layers.MaxPooling2D,
+               keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
+               keras.layers.GlobalMaxPooling2D, keras.layers.Flatten, keras.layers.Dropout,
+               keras.layers.Concatenate, keras.layers.ZeroPadding2D)
+_AUTO_NAME = re.compile(r"^(input_layer|conv2d|dense|batch_normalization|activation|add|"
+                        r"max_pooling2d|average_pooling2d|global_average_pooling2d|"
+                        r"global_max_pooling2d|flatten|dropout|concatenate|zero_padding2d|"
+                        r"channel_pad)_\d+$")
+
+
+def _claim_auto_names():
+    for cls in _AUTO_NAMED:
+        args = {keras.layers.Conv2D: (1, 1), keras.layers.Dense: (1,),
+                keras.layers.Activation: ("relu",), keras.layers.Dropout: (0.1,)}.get(cls, ())
+        cls(*args)
+    keras.Input((1,))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_session():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+def _small_size(spec):
+    return max(spec.min_input_size, min(32, spec.default_input_shape[0]))
+
+
+def _batch(size, channels, n=2):
+    return np.random.default_rng(0).normal(size=(n, size, size, channels)).astype("float32")
+
+
+def _loss(model, x, y, training):
+    out = model(x, training=training)
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True))
+
+
+def test_registry_has_every_model():
+    names = set(list_models())
+    assert names == set(EXPECTED_PARAMS)
+    assert {n for ns in SEED_MODELS.values() for n in ns} == set(list_models("seed"))
+    for seed_file, seed_names in SEED_MODELS.items():
+        for name in seed_names:
+            assert seed_file in get_spec(name).reference
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_builds_and_trains(name):
+    """Small input: explicit names, finite float32 logits, one SGD step lowers the loss."""
+    spec = get_spec(name)
+    size, channels = _small_size(spec), spec.default_input_shape[2]
+    _claim_auto_names()
+    model = create_model(name, num_classes=spec.num_classes, input_shape=(size, size, channels),
+                         dropout=0.0)
+    auto = [layer.name for layer in model.layers if _AUTO_NAME.match(layer.name)]
+    assert not auto, f"layers without explicit names: {auto[:5]}"
+    assert len({layer.name for layer in model.layers}) == len(model.layers)
+
+    x = _batch(size, channels)
+    logits = model(x, training=False)
+    assert logits.shape == (2, spec.num_classes)
+    assert logits.dtype == "float32"
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(logits)))
+
+    y = np.array([1, 3])
+    optimizer = keras.optimizers.SGD(learning_rate=1e-3, global_clipnorm=1.0)
+    with tf.GradientTape() as tape:
+        before = _loss(model, x, y, training=True)
+    grads = tape.gradient(before, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    after = _loss(model, x, y, training=True)
+    assert float(after) < float(before)
+
+    if name not in FLATTEN_HEADS:  # global pooling: the count does not depend on the input size
+        counts = count_params(model)
+        assert (counts.total, counts.trainable) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(FLATTEN_HEADS))
+def test_param_count_at_default_input(name):
+    spec = get_spec(name)
+    model = create_model(name, num_classes=spec.num_classes, kernel_initializer="zeros")
+    counts = count_params(model)
+    assert (counts.total, counts.trainable) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).keras_application])
+def test_param_count_equals_keras_applications(name):
+    spec = get_spec(name)
+    reference = getattr(keras.applications, spec.keras_application)(weights=None)
+    assert reference.input_shape[1:] == spec.default_input_shape
+    expected = count_params(reference)
+    del reference
+    model = create_model(name, num_classes=1000, kernel_initializer="zeros")
+    assert count_params(model) == expected
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_param_count_matches_paper(name):
+    paper_millions, rel_tol = PAPER_PARAMS[name]
+    trainable = EXPECTED_PARAMS[name][1]  # asserted against real builds in the tests above
+    assert trainable / 1e6 == pytest.approx(paper_millions, rel=rel_tol)
+
+
+@pytest.mark.parametrize("name,expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672),
+                                           ("resnet50", 25_557_032)])
+def test_bias_free_resnets_equal_torchvision(name, expected):
+    model = create_model(name, num_classes=1000, input_shape=(32, 32, 3), use_bias=False,
+                         kernel_initializer="zeros")
+    assert count_params(model).trainable == expected
+
+
+def test_seed_googlenet_with_aux_heads():
+    for name, size in (("seed003_googlenet", 32), ("googlenet", 65)):
+        spec = get_spec(name)
+        assert spec.aux_loss_weights == (0.3, 0.3)
+        model = create_model(name, num_classes=10, input_shape=(size, size, 3), aux_heads=True)
+        x = _batch(size, 3)
+        outputs = model(x, training=False)
+        assert isinstance(outputs, (list, tuple)) and len(outputs) == 3
+        for out in outputs:
+            assert out.shape == (2, 10) and out.dtype == "float32"
+        main = without_aux_heads(model)
+        assert len(main.outputs) == 1
+        np.testing.assert_allclose(main(x), outputs[0], rtol=1e-5, atol=1e-5)
+        # The trainer's weighted loss: 1 * main + 0.3 * aux1 + 0.3 * aux2.
+        y = np.array([0, 1])
+        losses = [keras.losses.sparse_categorical_crossentropy(y, o, from_logits=True)
+                  for o in outputs]
+        total = sum(w * keras.ops.mean(v) for w, v in zip((1.0, *spec.aux_loss_weights), losses))
+        assert np.isfinite(float(total))
+        keras.backend.clear_session()
+    with pytest.raises(ValueError, match="65"):
+        create_model("googlenet", input_shape=(64, 64, 3), aux_heads=True)
+    with pytest.raises(ValueError, match="auxiliary"):
+        create_model("resnet18", aux_heads=True)
+
+
+def test_unknown_name_lists_known_models():
+    with pytest.raises(ValueError) as err:
+        create_model("resnet9000")
+    for name in ("resnet50", "seed004_resnext", "vgg16_bn"):
+        assert name in str(err.value)
+    with pytest.raises(ValueError, match="cifar_resnet20"):
+        get_spec("nope")
+
+
+def test_unknown_override_lists_accepted_ones():
+    with pytest.raises(UnknownOverrideError) as err:
+        create_model("resnet18", widht=2)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)
+    for accepted in ("cardinality", "base_width", "kernel_initializer"):
+        assert accepted in str(err.value)
+    assert "batch_norm" in accepted_overrides("vgg11")
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).min_input_size > 8])
+def test_too_small_input_names_the_minimum(name):
+    spec = get_spec(name)
+    small = spec.min_input_size - 1
+    with pytest.raises(ValueError, match=f">= {spec.min_input_size}"):
+        create_model(name, input_shape=(small, small, spec.default_input_shape[2]))
+
+
+def test_bad_options_fail_clearly():
+    with pytest.raises(ValueError, match="include_top=False"):
+        create_model("cifar_resnet20", pooling="avg")
+    with pytest.raises(ValueError, match="pooling"):
+        create_model("cifar_resnet20", include_top=False, pooling="mean")
+    with pytest.raises(ValueError, match="input_shape"):
+        create_model("cifar_resnet20", input_shape=(32, 32))
+    with pytest.raises(ValueError, match="dropout"):
+        create_model("cifar_resnet20", dropout=1.5)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(get_spec("resnet18"), lambda inputs, opts: inputs)
+
+
+@pytest.mark.parametrize("name,size", [("cifar_resnet20", 32), ("vgg11", 32),
+                                       ("seed002_resnet50", 64), ("inception_v3", 75),
+                                       ("seed003_alexnet", 67)])
+def test_backbone_options(name, size):
+    channels = get_spec(name).default_input_shape[2]
+    shape = (size, size, channels)
+    features = create_model(name, input_shape=shape, include_top=False)
+    assert len(features.output.shape) == 4
+    pooled = create_model(name, input_shape=shape, include_top=False, pooling="max")
+    assert len(pooled.output.shape) == 2
+    assert pooled.output.shape[-1] == features.output.shape[-1]
+    assert not any(layer.name == "predictions" for layer in pooled.layers)
+
+
+def test_variable_input_size_for_global_pooling_models():
+    model = create_model("cifar_resnet20", input_shape=(None, None, 3))
+    for size in (32, 48):
+        assert model(_batch(size, 3)).shape == (2, 10)
+
+
+def test_weight_decay_is_an_l2_kernel_regularizer():
+    model = create_model("cifar_resnet20", weight_decay=1e-4)
+    kernels = [w for w in model.trainable_weights if "kernel" in w.path]
+    model(_batch(32, 3))
+    assert len(model.losses) == len(kernels) > 0
+    assert not create_model("cifar_resnet20").losses
+    seed = create_model("seed004_resnext")
+    assert isinstance(seed.get_layer("predictions").kernel_regularizer, keras.regularizers.L2)
+    assert seed.get_layer("predictions").kernel_regularizer.l2 == pytest.approx(5e-4)
+    assert create_model("seed004_resnext", weight_decay=0.0).get_layer(
+        "predictions").kernel_regularizer is None
+
+
+def test_defaults_he_normal_and_dropout_override():
+    model = create_model("alexnet", input_shape=(67, 67, 3), dropout=0.3)
+    assert isinstance(model.get_layer("conv1").kernel_initializer, keras.initializers.HeNormal)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.3, 0.3]
+    assert not create_model("seed003_googlenet").get_layer("predictions").use_bias is False
+
+
+def test_logits_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = create_model("seed003_googlenet", aux_heads=True, input_shape=(32, 32, 3))
+        for out in model(_batch(32, 3)):
+            assert out.dtype == "float32"
+        assert model.get_layer("conv1_7x7").compute_dtype == "float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_layer_names_are_deterministic():
+    first = [layer.name for layer in create_model("seed002_resnet50").layers]
+    second = [layer.name for layer in create_model("seed002_resnet50").layers]
+    assert first == second
+    assert "res2a_branch2a" in first and "bn5c_branch2c" in first and "fc10" in first
+
+
+@pytest.mark.parametrize("name,kwargs", ROUND_TRIP)
+def test_keras_file_round_trip(name, kwargs, tmp_path):
+    model = create_model(name, **kwargs)
+    x = _batch(get_spec(name).default_input_shape[0], 3)
+    expected = model(x, training=False)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    got = restored(x, training=False)
+    for e, g in zip(keras.tree.flatten(expected), keras.tree.flatten(got)):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    assert [w.path for w in restored.weights] == [w.path for w in model.weights]
+
+
+@pytest.mark.parametrize("name,kwargs", [("cifar_resnet20", {}),
+                                         ("seed003_googlenet", {"aux_heads": True})])
+def test_saved_model_export(name, kwargs, tmp_path):
+    model = without_aux_heads(create_model(name, input_shape=(32, 32, 3), **kwargs))
+    x = _batch(32, 3)
+    expected = model(x, training=False)
+    model.export(str(tmp_path / "export"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "export")).serve(tf.constant(x))
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_count_flops_uses_the_tf_profiler():
+    flops = count_flops(create_model("cifar_resnet20"))
+    # 40.6M multiply-adds in the convolutions and the classifier, counted as 2 FLOPs each.
+    assert 75e6 < flops < 90e6
+
+
+def test_cli_list(capsys):
+    assert cli.run(["flower-models", "--list", "--models=cifar_resnet20,seed004_resnext"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar_resnet20" in out and "271,098" in out
+    assert "seed004_resnext" in out and "5,671,872" in out and "004_5c920be0a47925d0.txt" in out
+    assert "GFLOPs" in out and "32x32x3" in out
+
+
+def test_cli_summary_plot_and_errors(capsys, tmp_path):
+    assert cli.run(["flower-models", "--summary=cifar_resnet20"]) == 0
+    assert "conv4_block3_out" in capsys.readouterr().out
+    assert cli.run(["flower-models", "--summary=nope"]) == 2
+    assert "cifar_resnet20" in capsys.readouterr().err
+    assert cli.run(["flower-models"]) == 2
+    out = tmp_path / "m.png"
+    code = cli.run(["flower-models", "--plot=cifar_resnet20", f"--out={out}"])
+    missing = cli.plot_dependencies_missing()
+    if missing:
+        assert code == 1
+        assert "graphviz" in capsys.readouterr().err.lower()
+    else:
+        assert code == 0 and out.exists()
