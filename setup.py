@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "pillow>=10.4,<13",
     "numpy>=1.26,<3",
     "tqdm>=4.66,<5",
+    "tensorboard>=2.21,<2.22",  # tf.summary writers (TensorFlow 2.21 no longer pulls it in)
     "matplotlib>=3.8,<4",
     "protego>=0.3,<1",  # robots.txt parser (Scrapy's), with Crawl-delay
     "imagehash>=4.3,<5",  # perceptual hashes for near-duplicate removal
@@ -43,7 +44,7 @@ setup(
             "flower-crawl=crawler.crawl:run",
             "flower-build-tfrecords=pipelines.build_tfrecords:run",
             "flower-inspect=pipelines.inspect:run",
-            "flower-train=trainer.train:run",
+            "flower-train=trainer.train:run_cli",
             "flower-predict=trainer.predict:run",
             "flower-models=trainer.models.__main__:run",
         ]

@@ -1,5 +1,6 @@
-"""The Beam pipeline: read -> decode/validate (dead letter) -> split -> resize -> augment ->
-encode -> deterministic shards; then metadata, stats and publication on the driver.
+"""The Beam pipeline: read -> decode/validate (dead letter) -> resize -> augment -> encode ->
+deterministic shards; then metadata, stats and publication on the driver. Splits are
+assigned on the driver from keys and labels before the pipeline starts.
 
 Each step is a plain function (image_ops, splits, shards); this module only wires them.
 The pipeline writes everything into a temporary folder next to the final one; the driver
@@ -78,17 +79,6 @@ def dead_letter_line(failure, stage: str) -> str:
                        "label": record.label, "stage": stage, "reason": reason}, ensure_ascii=False, sort_keys=True)
 
 
-def assign_class_splits(item, split_list, salt):
-    _label, members = item
-    return sorted(splits.assign_splits(members, split_list, salt).items())
-
-
-def attach_split(item):
-    key, grouped = item
-    (record_image,), (split,) = grouped["decoded"], grouped["split"]
-    return split, record_image[0], record_image[1]
-
-
 def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
     """Original (resized) + augmented copies for train; yields (split, key, serialized)."""
     split, record, image = item
@@ -136,21 +126,7 @@ def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[st
     bad = failed | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
     _single_file(bad, os.path.join(tmp_dir, DEAD_LETTER), "WriteDeadLetter")
 
-    if opts.keep_input_splits:
-        with_split = decoded | "InputSplit" >> beam.Map(lambda ri: (ri[0].split, ri[0], ri[1]))
-    else:
-        split_list = splits.parse_splits(opts.splits)
-        assignments = (
-            decoded
-            | "ClassMembers" >> beam.Map(lambda ri: (ri[0].label, (ri[0].key, ri[0].group)))
-            | "GroupByClass" >> beam.GroupByKey()
-            | "AssignSplits" >> beam.FlatMap(assign_class_splits, split_list, opts.split_salt))
-        by_key = decoded | "KeyByKey" >> beam.Map(lambda ri: (ri[0].key, ri))
-        with_split = (
-            {"decoded": by_key, "split": assignments}
-            | "JoinSplit" >> beam.CoGroupByKey()
-            | "AttachSplit" >> beam.Map(attach_split))
-
+    with_split = decoded | "AttachSplit" >> beam.Map(lambda ri: (ri[0].split, ri[0], ri[1]))
     examples = with_split | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
     totals = (
         examples
@@ -178,10 +154,29 @@ def _read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def with_splits(records: list[Record], opts: BuildOptions) -> list[Record]:
+    """Assigns every record its split: the input's own, or stratified per class by a salted hash.
+
+    Done on the driver from keys and labels only (cheap metadata), so the pipeline never
+    has to join image data with split assignments.
+    """
+    if opts.keep_input_splits:
+        return records
+    split_list = splits.parse_splits(opts.splits)
+    by_class: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+    for r in records:
+        by_class[r.label].append((r.key, r.group))
+    assigned: dict[str, str] = {}
+    for members in by_class.values():
+        assigned.update(splits.assign_splits(members, split_list, opts.split_salt))
+    return [dataclasses.replace(r, split=assigned[r.key]) for r in records]
+
+
 def run_build(records: list[Record], class_names: list[str], opts: BuildOptions, pipeline_args: list[str],
               input_desc: str) -> dict:
     """Runs the pipeline and publishes <output_dir>/<dataset>/<version>/; returns the stats."""
     start = time.time()
+    records = with_splits(records, opts)
     final = opts.final_dir
     tmp_dir = os.path.join(opts.output_dir, opts.dataset_name, f".incomplete-{opts.version}-{uuid.uuid4().hex[:8]}")
     tf.io.gfile.makedirs(tmp_dir)

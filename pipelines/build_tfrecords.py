@@ -17,6 +17,7 @@ download the Prism runner).
 
 from __future__ import annotations
 
+import logging as std_logging
 import re
 import sys
 
@@ -56,7 +57,8 @@ _MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Dead-letter images
 _MAX_BAD = flags.DEFINE_float("max_bad_fraction", 0.2, "Fail (publish nothing) if more inputs than this are bad.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing <dataset_name>/<version>/.")
 
-DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0",
+                       "--default_sdk_harness_log_level=WARNING"]
 
 
 def pipeline_args(extra: list[str]) -> list[str]:
@@ -119,6 +121,7 @@ def read_input(input_dir: str, opts: build.BuildOptions):
 
 def main(argv):
     extra = argv[1:]
+    std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
     try:
         if not _INPUT_DIR.value:
             raise ValueError("--input_dir is required")

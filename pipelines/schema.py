@@ -18,6 +18,7 @@ from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 
 LAYOUT_VERSION = 1
 IMAGE, LABEL, KEY, PARENT_KEY, SOURCE = "image", "label", "key", "parent_key", "source"
@@ -38,8 +39,21 @@ def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpe
 
 def serialize(feats: tfds.features.FeaturesDict, *, image: bytes, label: int, key: str, parent_key: str = "",
               source: str = "") -> bytes:
-    """One serialized tf.train.Example; `image` is already-encoded JPEG/PNG bytes."""
-    return feats.serialize_example({IMAGE: image, LABEL: label, KEY: key, PARENT_KEY: parent_key, SOURCE: source})
+    """One serialized tf.train.Example; `image` is already-encoded JPEG/PNG bytes.
+
+    Serialized deterministically: protobuf writes the feature map in hash order otherwise,
+    and two runs (or two workers) would write different bytes for the same example.
+    """
+    encoded = feats.encode_example({IMAGE: image, LABEL: label, KEY: key, PARENT_KEY: parent_key, SOURCE: source})
+    return _serializer(feats).get_tf_example(encoded).SerializeToString(deterministic=True)
+
+
+def _serializer(feats: tfds.features.FeaturesDict) -> example_serializer.ExampleSerializer:
+    cached = getattr(feats, "_flowerpipe_serializer", None)
+    if cached is None:
+        cached = example_serializer.ExampleSerializer(feats.get_serialized_info())
+        feats._flowerpipe_serializer = cached
+    return cached
 
 
 def parse_spec() -> dict[str, tf.io.FixedLenFeature]:

@@ -76,7 +76,7 @@ def results(query: str, per_class: int, seed: int) -> list[Item]:
     indices += [i for i in range(POPULAR, per_class) if i % n_q == k]
     items = [Item(item_path(c.slug, i, seed), f"/thumb/{c.slug}/{i}.jpg", f"{c.english} {i}") for i in indices]
     if k == 0:
-        items[1:1] = [Item(p, f"/thumb/{c.slug}/0.jpg", f"{c.english} {name}") for name, p in trap_paths(c.slug)]
+        items[POPULAR:POPULAR] = [Item(p, f"/thumb/{c.slug}/0.jpg", f"{c.english} {name}") for name, p in trap_paths(c.slug)]
     return items
 
 

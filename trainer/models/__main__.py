@@ -57,7 +57,7 @@ def _build(fv, name):
 
 def main(fv: flags.FlagValues) -> int:
     from trainer.models import list_models
-    from trainer.models.profile import describe, format_table
+    from trainer.models.stats import describe, format_table
 
     if sum(bool(x) for x in (fv.list, fv.summary, fv.plot)) != 1:
         sys.stderr.write("Pass exactly one of --list, --summary=NAME, --plot=NAME.\n")

@@ -6,7 +6,9 @@ and 4d: 5x5/3 average pool, 1x1 conv 128, FC 1024, dropout 0.7) are built with a
 are weighted 0.3 in the loss and are dropped for inference (`registry.without_aux_heads`).
 
 Inception v3: the factorised modules (5x5 -> two 3x3, nxn -> 1xn + nx1) with the layout and
-parameter count of `keras.applications.InceptionV3` (convs without bias, BN without scale).
+parameter count of `keras.applications.InceptionV3` (convs without bias, BN without scale), plus
+dropout 0.2 before the classifier as in TF-slim's reference (keep_prob 0.8; no parameters).
+The v3 auxiliary head is not built.
 """
 
 from __future__ import annotations

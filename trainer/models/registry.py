@@ -62,10 +62,12 @@ class _Entry:
     builder: Callable[..., Any]
     config: tuple[tuple[str, Any], ...]
 
-    def accepted_overrides(self) -> tuple[str, ...]:
+    def builder_options(self) -> tuple[str, ...]:
         params = inspect.signature(self.builder).parameters.values()
-        own = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-        return tuple(sorted(set(own) | set(COMMON_OVERRIDES)))
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    def accepted_overrides(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.builder_options()) | set(COMMON_OVERRIDES)))
 
 
 class UnknownOverrideError(TypeError, ValueError):
@@ -75,8 +77,8 @@ class UnknownOverrideError(TypeError, ValueError):
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(spec: ModelSpec, builder: Callable[..., Any], **config) -> ModelSpec:
-    """Adds a model to the registry.
+def register_model(spec: ModelSpec, builder: Callable[..., Any] | None = None, **config):
+    """Adds a model to the registry; without `builder`, a decorator registering the function.
 
     Args:
       spec: the model's metadata; `spec.name` must not be registered yet.
@@ -84,12 +86,17 @@ def register_model(spec: ModelSpec, builder: Callable[..., Any], **config) -> Mo
       **config: the builder's keyword arguments for this variant.
 
     Returns:
-      The spec.
+      The spec, or (decorator form) the decorated builder.
     """
+    if builder is None:
+        def decorator(fn):
+            register_model(spec, fn, **config)
+            return fn
+        return decorator
     if spec.name in _REGISTRY:
         raise ValueError(f"Model {spec.name!r} is already registered.")
     entry = _Entry(spec, builder, tuple(sorted(config.items())))
-    unknown = set(config) - set(entry.accepted_overrides())
+    unknown = set(config) - set(entry.builder_options())
     if unknown:
         raise TypeError(f"{builder.__name__} does not take {sorted(unknown)} (model {spec.name!r}).")
     _REGISTRY[spec.name] = entry
@@ -201,4 +208,4 @@ def without_aux_heads(model: keras.Model) -> keras.Model:
     """
     if len(model.outputs) == 1:
         return model
-    return keras.Model(model.inputs, model.outputs[0], name=model.name)
+    return keras.Model(model.input, model.outputs[0], name=model.name)

@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+# Both create (or reuse) .venv and install the project into it; nothing else is needed.
+
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when setup.py changes (the stamp is older than it).
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m pipelines.demo
+
+# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) workspace .pytest_cache *.egg-info

@@ -1,0 +1,24 @@
+import pytest
+
+from crawler.safety import UnsafeURL, check_url
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/x.jpg", "http://localhost/x.jpg", "http://2130706433/x.jpg", "http://0x7f.1/x.jpg",
+    "http://10.1.2.3/", "http://192.168.0.1/", "http://172.16.5.4/", "http://169.254.169.254/latest/meta-data",
+    "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[fe80::1]/", "http://0.0.0.0/", "http://100.64.0.1/",
+])
+def test_private_loopback_link_local_and_metadata_addresses_are_refused(url):
+    with pytest.raises(UnsafeURL):
+        check_url(url, allow_private=False)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x.jpg", "gopher://x/"])
+def test_only_http_and_https(url):
+    with pytest.raises(UnsafeURL, match="scheme"):
+        check_url(url, allow_private=True)
+
+
+def test_public_address_and_allow_private():
+    check_url("http://8.8.8.8/flower.jpg", allow_private=False)
+    check_url("http://127.0.0.1:8000/x.jpg", allow_private=True)

@@ -1,0 +1,162 @@
+"""The Beam job end to end on a generated image folder with bad files mixed in."""
+
+import collections
+import io
+import json
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
+from pipelines import build, image_ops
+from pipelines.readers import Record, read_image_folder
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+GOOD_PER_CLASS = 10
+BAD_FILES = {  # name -> (bytes, expected reason fragment)
+    "zero.jpg": (b"", "zero-byte"),
+    "text.jpg": (b"this is not a jpeg", "cannot decode"),
+    "tiny.png": (None, "too small"),
+    "truncated.jpg": (None, "cannot decode"),
+}
+
+
+def _png(arr, mode=None):
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for label, colour in (("cats", (200, 50, 50)), ("dogs", (50, 50, 200))):
+        d = root / label
+        d.mkdir()
+        for i in range(GOOD_PER_CLASS):
+            arr = np.clip(rng.normal(colour, 30, (40 + i, 50, 3)), 0, 255).astype(np.uint8)
+            img = Image.fromarray(arr)
+            if i == 0:
+                img = img.convert("CMYK")
+            elif i == 1:
+                img = img.convert("P")
+            elif i == 2:
+                img = img.convert("RGBA")
+            buf = io.BytesIO()
+            img.save(buf, "JPEG" if img.mode in ("RGB", "CMYK") else "PNG")
+            (d / f"{i:02d}.{'jpg' if img.mode in ('RGB', 'CMYK') else 'png'}").write_bytes(buf.getvalue())
+    full = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (80, 80, 3), np.uint8)).save(full, "JPEG")
+    contents = {"zero.jpg": b"", "text.jpg": b"this is not a jpeg",
+                "tiny.png": _png(np.zeros((4, 4, 3), np.uint8)), "truncated.jpg": full.getvalue()[:400]}
+    for name, data in contents.items():
+        (root / "cats" / name).write_bytes(data)
+    return root
+
+
+def _build(folder, out, *extra):
+    return run_cli("pipelines.build_tfrecords", f"--input_dir={folder}", f"--output_dir={out}", "--dataset_name=pets",
+                   "--image_size=24", "--augment_copies=2", "--splits=train:0.6,validation:0.2,test:0.2", *extra)
+
+
+@pytest.fixture(scope="module")
+def built(image_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    _build(image_folder, out)
+    return out / "pets" / "1.0.0"
+
+
+def test_good_images_kept_bad_ones_in_the_dead_letter(built, image_folder):
+    stats = json.loads((built / "stats.json").read_text())
+    originals = {s: n - stats["augmented_per_split"].get(s, 0) for s, n in stats["examples_per_split"].items()}
+    # Splits are cut over all inputs of a class (on the driver); the bad ones then drop out.
+    opts = build.BuildOptions(output_dir="", dataset_name="pets", splits="train:0.6,validation:0.2,test:0.2")
+    expected = collections.Counter(r.split for r in build.with_splits(read_image_folder(str(image_folder)), opts)
+                                   if r.key.split("/")[-1] not in BAD_FILES)
+    assert originals == dict(expected) and sum(originals.values()) == 2 * GOOD_PER_CLASS
+    assert stats["augmented_per_split"] == {"train": 2 * originals["train"]}
+    dead = [json.loads(line) for line in (built / "dead_letter.jsonl").read_text().splitlines()]
+    by_name = {d["key"].split("/")[-1]: d for d in dead}
+    assert set(by_name) == set(BAD_FILES)
+    for name, (_, reason) in BAD_FILES.items():
+        assert reason in by_name[name]["reason"] and by_name[name]["stage"] == "decode"
+    assert (built / "class_histogram.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tfds_builder_from_directory_round_trip(built):
+    builder = tfds.builder_from_directory(str(built))
+    stats = json.loads((built / "stats.json").read_text())
+    assert builder.info.features["label"].names == ["cats", "dogs"]
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == stats["examples_per_split"]
+    parents = set()
+    for ex in tfds.as_numpy(builder.as_dataset(split="train")):
+        assert ex["image"].shape == (24, 24, 3)
+        key = ex["key"].decode()
+        assert key.split("/")[0] == ["cats", "dogs"][ex["label"]]
+        if ex["parent_key"]:
+            parents.add(ex["parent_key"].decode())
+            assert key.startswith(ex["parent_key"].decode() + "#aug")
+    assert len(parents) == builder.info.splits["train"].num_examples // 3
+
+
+def test_same_inputs_give_byte_identical_shards_whatever_the_runner(image_folder, built, tmp_path):
+    _build(image_folder, tmp_path, "--direct_running_mode=in_memory", "--direct_num_workers=1")
+    again = tmp_path / "pets" / "1.0.0"
+    shards = sorted(p.name for p in built.glob("*.tfrecord-*"))
+    assert shards and shards == sorted(p.name for p in again.glob("*.tfrecord-*"))
+    for name in shards:
+        assert (built / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_refuses_to_overwrite_and_fails_on_too_many_bad(image_folder, built):
+    proc = run_cli("pipelines.build_tfrecords", f"--input_dir={image_folder}", f"--output_dir={built.parent.parent}",
+                   "--dataset_name=pets", check=False)
+    assert proc.returncode != 0 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
+    proc = run_cli("pipelines.build_tfrecords", f"--input_dir={image_folder}", f"--output_dir={built.parent.parent}",
+                   "--dataset_name=pets", "--version=2.0.0", "--max_bad_fraction=0.05", "--image_size=16",
+                   "--direct_running_mode=in_memory", check=False)
+    assert proc.returncode != 0 and "max_bad_fraction" in proc.stderr
+    assert not (built.parent / "2.0.0").exists()
+    assert not [p for p in built.parent.iterdir() if p.name.startswith(".incomplete")]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--input_dir=/nonexistent/dir"], "does not exist"),
+    (["--splits=train:0.5,test:0.2"], "sum to 0.7"),
+    (["--version=v1"], "must look like 1.0.0"),
+    (["--keep_input_splits"], "not laid out as <split>/<label>/<image>"),
+])
+def test_bad_flags_fail_before_any_work(image_folder, tmp_path, flags, message):
+    argv = ["pipelines.build_tfrecords", f"--output_dir={tmp_path}", *flags]
+    if not any(f.startswith("--input_dir") for f in flags):
+        argv.append(f"--input_dir={image_folder}")
+    proc = run_cli(*argv, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-1500:]
+    assert not list(tmp_path.iterdir())
+
+
+def test_decode_step_with_beam_exception_handling(image_folder):
+    records = [r for r in read_image_folder(str(image_folder)) if r.label == "cats"]
+    with TestPipeline(runner="DirectRunner") as p:
+        good, bad = (p | beam.Create(records)
+                     | beam.Map(build.load_and_decode, image_ops.DecodeLimits(), 3).with_exception_handling())
+        assert_that(good | "GoodKeys" >> beam.Map(lambda ri: ri[0].key),
+                    equal_to([f"cats/{i:02d}.{'png' if i in (1, 2) else 'jpg'}" for i in range(GOOD_PER_CLASS)]),
+                    label="good")
+        assert_that(bad | "BadKeys" >> beam.Map(lambda f: f[0].key), equal_to([f"cats/{n}" for n in BAD_FILES]),
+                    label="bad")
+
+
+def test_splits_are_assigned_per_class_on_the_driver():
+    recs = [Record(key=f"{c}/{i}", path="", label=c) for c in "ab" for i in range(10)]
+    opts = build.BuildOptions(output_dir="", dataset_name="x", splits="train:0.8,validation:0.1,test:0.1")
+    out = build.with_splits(recs, opts)
+    for c in "ab":
+        assert sorted(r.split for r in out if r.label == c) == ["test"] + ["train"] * 8 + ["validation"]

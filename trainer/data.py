@@ -1,0 +1,156 @@
+"""tf.data input pipelines for training and evaluation.
+
+Datasets come through TFDS builders: a folder written by our Beam job
+(`tfds.builder_from_directory`) or any TFDS image classification dataset already on disk.
+Images are read still encoded (`SkipDecoding`) so decoding, resizing and augmentation run
+in our own parallel map. Files are interleaved in parallel and, under a distribution
+strategy, sharded by file per input pipeline (TFDS `ReadConfig(input_context=...)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+AUTOTUNE = tf.data.AUTOTUNE
+NORMALIZATIONS = {
+    "imagenet": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+    # 004_5c920be0a47925d0.txt's color_preprocessing for CIFAR-10.
+    "cifar10_seed004": ([125.307, 122.95, 113.865], [62.9932, 62.0887, 66.7048]),
+    "unit": ([0.0, 0.0, 0.0], [255.0, 255.0, 255.0]),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    builder: tfds.core.DatasetBuilder
+    class_names: list[str]
+    channels: int
+    image_key: str
+    label_key: str
+    split_sizes: dict[str, int]
+
+
+def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "") -> DatasetInfo:
+    """Opens a Beam-built folder or an on-disk TFDS dataset; raises ValueError with a fix if it can't."""
+    if bool(data_dir) == bool(tfds_name):
+        raise ValueError("give exactly one of --data_dir (a folder built by pipelines.build_tfrecords) or --tfds_name")
+    if data_dir:
+        if not tf.io.gfile.exists(os.path.join(data_dir, "dataset_info.json")):
+            raise ValueError(f"--data_dir={data_dir} has no dataset_info.json: point it at the <dataset>/<version> "
+                             "folder written by `python -m pipelines.build_tfrecords`")
+        builder = tfds.builder_from_directory(data_dir)
+    else:
+        try:
+            builder = tfds.builder(tfds_name, data_dir=tfds_data_dir or None)
+        except Exception as e:  # TFDS raises DatasetNotFoundError and friends
+            raise ValueError(f"--tfds_name={tfds_name}: {e}") from e
+        if not builder.is_prepared():
+            raise ValueError(f"--tfds_name={tfds_name} is not prepared in {builder.data_dir}; this trainer never "
+                             "downloads: prepare it first (tfds build) or pass --tfds_data_dir")
+    info = builder.info
+    sup = info.supervised_keys or ("image", "label")
+    image_key, label_key = sup[0], sup[1]
+    image_feature, label_feature = info.features[image_key], info.features[label_key]
+    if not isinstance(image_feature, tfds.features.Image) or not isinstance(label_feature, tfds.features.ClassLabel):
+        raise ValueError(f"{builder.name}: needs an Image feature and a ClassLabel (supervised keys {sup})")
+    return DatasetInfo(builder, list(label_feature.names), image_feature.shape[-1] or 3, image_key, label_key,
+                       {name: split.num_examples for name, split in info.splits.items()})
+
+
+def normalization_constants(name: str, info: DatasetInfo, split: str, image_size: int,
+                            sample: int = 1000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0-255 scale): named constants, or computed from `sample` train images."""
+    c = info.channels
+    if name in NORMALIZATIONS:
+        mean, std = NORMALIZATIONS[name]
+        return mean[:c], std[:c]
+    if name != "dataset":
+        raise ValueError(f"unknown normalization {name!r}; known: dataset, {', '.join(NORMALIZATIONS)}")
+    ds = raw_split(info, split, shuffle_seed=None).take(sample)
+    ds = ds.map(lambda img, _label: tf.cast(decode_resize(img, image_size, c), tf.float64), num_parallel_calls=AUTOTUNE)
+    total, total_sq, n = np.zeros(c), np.zeros(c), 0
+    for batch in ds.batch(128).as_numpy_iterator():
+        flat = batch.reshape(-1, c)
+        total += flat.sum(0)
+        total_sq += (flat**2).sum(0)
+        n += flat.shape[0]
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 1e-6))
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def raw_split(info: DatasetInfo, split: str, shuffle_seed: int | None,
+              input_context: tf.distribute.InputContext | None = None, deterministic: bool = True) -> tf.data.Dataset:
+    """(encoded image bytes, label) pairs of a split, files interleaved (and shuffled if a seed is given)."""
+    if split not in info.split_sizes:
+        raise ValueError(f"split {split!r} not in the dataset (has {sorted(info.split_sizes)})")
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, input_context=input_context,
+                                  interleave_cycle_length=AUTOTUNE, interleave_block_length=1,
+                                  num_parallel_calls_for_interleave_files=AUTOTUNE, enable_ordering_guard=False)
+    ds = info.builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,
+                                 decoders={info.image_key: tfds.decode.SkipDecoding()})
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    ds = ds.with_options(options)
+    return ds.map(lambda ex: (ex[info.image_key], ex[info.label_key]), num_parallel_calls=AUTOTUNE)
+
+
+def resize_uint8(img: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8 HxWxC -> image_size x image_size, aspect kept and padded (a no-op at that size)."""
+    shape = tf.shape(img)
+    same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
+    return tf.cond(same, lambda: img,
+                   lambda: tf.cast(tf.round(tf.image.resize_with_pad(img, image_size, image_size)), tf.uint8))
+
+
+def decode_resize(encoded: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
+    """Encoded JPEG/PNG/GIF/BMP -> uint8 image_size x image_size x channels (aspect kept, padded)."""
+    img = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    return tf.ensure_shape(resize_uint8(img, image_size), [image_size, image_size, channels])
+
+
+def augment(img: tf.Tensor, flip: bool, crop_pad: int, seed: tf.Tensor) -> tf.Tensor:
+    """Random flip and random crop after zero padding, stateless in `seed` (shape [2])."""
+    if flip:
+        img = tf.image.stateless_random_flip_left_right(img, seed)
+    if crop_pad > 0:
+        size = tf.shape(img)
+        padded = tf.pad(img, [[crop_pad, crop_pad], [crop_pad, crop_pad], [0, 0]])
+        img = tf.image.stateless_random_crop(padded, size, seed + 1)
+    return img
+
+
+def normalize(img: tf.Tensor, mean, std) -> tf.Tensor:
+    return (tf.cast(img, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def make_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std,
+                 training: bool, epoch: int = 0, seed: int = 0, skip_batches: int = 0, flip: bool = False,
+                 crop_pad: int = 0, shuffle_buffer: int = 2048, deterministic: bool = True,
+                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Batched (normalised float images, labels) for one epoch of `split`.
+
+    Training data order is a function of (seed, epoch), so a run resumed mid-epoch skips
+    exactly the batches it already trained on (`skip_batches`).
+    """
+    c = info.channels
+    epoch_seed = seed * 1000 + epoch if training else None
+    ds = raw_split(info, split, shuffle_seed=epoch_seed, input_context=input_context, deterministic=deterministic)
+    ds = ds.map(lambda img, label: (decode_resize(img, image_size, c), label), num_parallel_calls=AUTOTUNE,
+                deterministic=deterministic)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.enumerate().map(
+            lambda i, xy: (augment(xy[0], flip, crop_pad, tf.stack([tf.cast(epoch_seed, tf.int64), i])), xy[1]),
+            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(lambda img, label: (normalize(img, mean, std), label), num_parallel_calls=AUTOTUNE,
+                deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if skip_batches:
+        ds = ds.skip(skip_batches)
+    return ds.prefetch(AUTOTUNE)

@@ -1,0 +1,312 @@
+"""One custom training loop for every strategy: `tf.function` + `strategy.run`.
+
+The loss is averaged over the global batch (`tf.nn.compute_average_loss`), the strategy
+all-reduces the gradients, and metrics come back as per-replica sums reduced with
+`strategy.reduce`, so the same code runs on one device, on N GPUs or logical CPUs, and on
+several workers (Keras 3 `model.fit` cannot do the last: keras-team/keras#20585).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer import data as data_lib
+from trainer import optim
+from trainer.config import TrainConfig
+from trainer.models import create_model, get_spec
+from trainer.strategy import is_chief
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, ...); the message names the step and the way out."""
+
+
+@dataclasses.dataclass
+class EpochMetrics:
+    loss: float
+    top1: float
+    top5: float
+    examples: int
+
+
+def _sums(logits, labels, per_example_loss):
+    labels = tf.cast(labels, tf.int32)
+    logits = tf.cast(logits, tf.float32)
+    k = tf.minimum(5, tf.shape(logits)[-1])
+    top1 = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+    top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
+    n = tf.cast(tf.shape(labels)[0], tf.float32)
+    return tf.reduce_sum(per_example_loss), top1, top5, n
+
+
+class Trainer:
+    """Builds model, optimizer and checkpoints under a strategy, then trains and evaluates."""
+
+    def __init__(self, config: TrainConfig, run_dir: str, strategy: tf.distribute.Strategy,
+                 info: data_lib.DatasetInfo, mean: list[float], std: list[float]):
+        self.config, self.run_dir, self.strategy, self.info = config, run_dir, strategy, info
+        self.mean, self.std = mean, std
+        self.chief = is_chief(strategy)
+        self.replicas = strategy.num_replicas_in_sync
+        if config.batch_size % self.replicas:
+            raise ValueError(f"--batch_size={config.batch_size} is not divisible by the {self.replicas} replicas: "
+                             f"use a multiple of {self.replicas}")
+        spec = get_spec(config.model)
+        self.image_size = config.image_size or spec.default_input_shape[0]
+        self.num_classes = len(info.class_names)
+        self.aux_weights = tuple(spec.aux_loss_weights) if config.aux_heads else ()
+        self.train_examples = info.split_sizes[config.train_split]
+        self.steps_per_epoch = self.train_examples // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the {config.train_split} split has {self.train_examples} examples, fewer than one "
+                             f"batch of {config.batch_size}: lower --batch_size")
+        if config.precision != "float32":
+            keras.mixed_precision.set_global_policy(config.precision)
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            self.model = create_model(config.model, num_classes=self.num_classes,
+                                      input_shape=(self.image_size, self.image_size, info.channels),
+                                      dropout=config.dropout, weight_decay=config.weight_decay,
+                                      aux_heads=config.aux_heads)
+            if config.bn_momentum is not None:
+                for layer in self.model._flatten_layers():
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.momentum = config.bn_momentum
+            optimizer = optim.make_optimizer(config)
+            if config.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        ckpt_dir = os.path.join(run_dir, "checkpoints")
+        if not self.chief:  # other workers write to throwaway dirs, as TF recommends
+            ckpt_dir = tempfile.mkdtemp(prefix="worker-ckpt-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=config.max_to_keep)
+        self.plateau = optim.PlateauController(config.decay_rate, config.plateau_patience, config.min_learning_rate)
+        self._stop_requested = False
+        self._train_step = self._make_train_step()
+        self._eval_step = self._make_eval_step()
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if self.chief else None
+
+    # -- steps ----------------------------------------------------------------------------
+    def _loss(self, outputs, labels):
+        """Per-example loss with label smoothing and weighted auxiliary heads."""
+        c = self.config
+        onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=c.label_smoothing,
+                                                       reduction=None)
+        heads = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        weights = (1.0, *self.aux_weights)[: len(heads)]
+        per_example = sum(w * loss_fn(onehot, tf.cast(h, tf.float32)) for w, h in zip(weights, heads))
+        return per_example, heads[0]
+
+    def _make_train_step(self):
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        global_batch = self.config.batch_size
+        mixed16 = self.config.precision == "mixed_float16"
+
+        def replica_step(images, labels):
+            with tf.GradientTape() as tape:
+                outputs = model(images, training=True)
+                per_example, logits = self._loss(outputs, labels)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(x, tf.float32) for x in model.losses]))
+                scaled = optimizer.scale_loss(loss) if mixed16 else loss
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return _sums(logits, labels, per_example)
+
+        # Takes a distributed batch, not the iterator: each epoch has a new iterator, and an
+        # iterator argument would make tf.function trace the whole step again every epoch.
+        @tf.function(jit_compile=self.config.jit or None, reduce_retracing=True)
+        def train_step(batch):
+            per_replica = strategy.run(replica_step, args=batch)
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None) for x in per_replica]
+
+        return train_step
+
+    def _make_eval_step(self):
+        """Evaluation runs outside `strategy.run`, on each worker's own copy of the weights.
+
+        Distributed evaluation would hand some replicas empty final batches, which oneDNN
+        convolutions on CPU reject; evaluation is cheap next to training, so it is not split.
+        """
+        model = self.model
+
+        @tf.function(reduce_retracing=True)
+        def eval_step(images, labels):
+            outputs = model(images, training=False)
+            per_example, logits = self._loss(outputs, labels)
+            return tf.cast(logits, tf.float32), tf.cast(labels, tf.int64), per_example
+
+        return eval_step
+
+    # -- data -----------------------------------------------------------------------------
+    def _distributed(self, split: str, epoch: int, skip: int):
+        c = self.config
+
+        def input_fn(ctx: tf.distribute.InputContext):
+            return data_lib.make_dataset(
+                self.info, split, batch_size=ctx.get_per_replica_batch_size(c.batch_size), image_size=self.image_size,
+                mean=self.mean, std=self.std, training=True, epoch=epoch, seed=c.seed, skip_batches=skip,
+                flip=c.augment_flip, crop_pad=c.augment_crop_pad, shuffle_buffer=c.shuffle_buffer,
+                deterministic=c.deterministic, input_context=ctx)
+
+        return self.strategy.distribute_datasets_from_function(input_fn)
+
+    # -- public ---------------------------------------------------------------------------
+    def restore(self) -> int:
+        """Restores the latest checkpoint if any; returns the global step to continue from."""
+        path = self.manager.restore_or_initialize()
+        if path:
+            logging.info("resumed from %s at step %d", path, int(self.step.numpy()))
+        return int(self.step.numpy())
+
+    def request_stop(self, *_):
+        self._stop_requested = True
+
+    def evaluate(self, split: str) -> tuple[EpochMetrics, np.ndarray, np.ndarray]:
+        """Loss/top-1/top-5 on a split, plus all logits and labels (for reports)."""
+        c = self.config
+        ds = data_lib.make_dataset(self.info, split, batch_size=c.batch_size, image_size=self.image_size,
+                                   mean=self.mean, std=self.std, training=False, deterministic=True)
+        logits_all, labels_all, losses = [], [], []
+        for images, labels in ds:
+            logits, labels, per_example = self._eval_step(images, labels)
+            logits_all.append(logits.numpy())
+            labels_all.append(labels.numpy())
+            losses.append(per_example.numpy())
+        logits = np.concatenate(logits_all) if logits_all else np.zeros((0, self.num_classes))
+        labels = np.concatenate(labels_all) if labels_all else np.zeros((0,), np.int64)
+        n = max(len(labels), 1)
+        top5 = np.argsort(-logits, axis=1)[:, :5]
+        metrics = EpochMetrics(float(np.concatenate(losses).sum() / n) if losses else float("nan"),
+                               float((logits.argmax(1) == labels).sum() / n),
+                               float((top5 == labels[:, None]).any(1).sum() / n), len(labels))
+        return metrics, logits, labels
+
+    def fit(self, on_epoch_end=None) -> list[dict]:
+        """Trains from the restored step to the last epoch; returns the epoch history."""
+        c = self.config
+        history = _read_history(os.path.join(self.run_dir, "metrics.jsonl"))
+        start_step = int(self.step.numpy())
+        total_steps = c.epochs * self.steps_per_epoch
+        if start_step >= total_steps:
+            logging.info("already trained %d steps (%d epochs)", start_step, c.epochs)
+            return history
+        previous = signal.signal(signal.SIGTERM, self.request_stop)
+        try:
+            epoch = start_step // self.steps_per_epoch
+            while epoch < c.epochs:
+                done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
+                record = self._train_epoch(epoch, done_in_epoch)
+                if record is None:  # stopped by SIGTERM: checkpoint saved
+                    raise KeyboardInterrupt("SIGTERM")
+                history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
+                if self.chief:
+                    _write_history(os.path.join(self.run_dir, "metrics.jsonl"), history)
+                if on_epoch_end:
+                    on_epoch_end(record)
+                epoch += 1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return history
+
+    def _train_epoch(self, epoch: int, done_in_epoch: int) -> dict | None:
+        c = self.config
+        iterator = iter(self._distributed(c.train_split, epoch, done_in_epoch))
+        sums = np.zeros(4)
+        t0 = time.time()
+        window_t, window_n = time.time(), 0.0
+        interactive = sys.stderr.isatty()
+        for i in range(done_in_epoch, self.steps_per_epoch):
+            step = int(self.step.numpy())
+            lr = self._lr(epoch + i / self.steps_per_epoch)
+            optim.set_lr(self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer")
+                         else self.optimizer, lr)
+            loss_sum, top1, top5, n = (float(x) for x in self._train_step(next(iterator)))
+            if not math.isfinite(loss_sum):
+                last = self.manager.latest_checkpoint or "none (no checkpoint written yet)"
+                raise TrainingError(f"loss is {loss_sum} at step {step + 1} (epoch {epoch + 1}); the last good "
+                                    f"checkpoint is {last}. Lower --learning_rate, add --clip_norm, or use "
+                                    "--recover_from_nan")
+            self.step.assign_add(1)
+            sums += (loss_sum, top1, top5, n)
+            window_n += n
+            step = int(self.step.numpy())
+            if c.log_every and step % c.log_every == 0:
+                rate = window_n / max(time.time() - window_t, 1e-9)
+                window_t, window_n = time.time(), 0.0
+                msg = (f"epoch {epoch + 1}/{c.epochs} step {i + 1}/{self.steps_per_epoch} loss {sums[0] / sums[3]:.4f} "
+                       f"top1 {sums[1] / sums[3]:.4f} lr {lr:.3g} {rate:.0f} img/s")
+                if interactive:
+                    print("\r" + msg, end="", file=sys.stderr, flush=True)
+                else:
+                    logging.info("%s", msg)
+                if self.writer:
+                    with self.writer.as_default(step=step):
+                        tf.summary.scalar("train/loss", sums[0] / sums[3])
+                        tf.summary.scalar("train/top1", sums[1] / sums[3])
+                        tf.summary.scalar("learning_rate", lr)
+                        tf.summary.scalar("images_per_second", rate)
+            if c.checkpoint_every and step % c.checkpoint_every == 0:
+                self.manager.save(checkpoint_number=step)
+            if self._stop_requested:
+                self.manager.save(checkpoint_number=step)
+                logging.warning("SIGTERM: checkpoint saved at step %d; exiting", step)
+                return None
+        if interactive:
+            print(file=sys.stderr)
+        seconds = time.time() - t0
+        self.manager.save(checkpoint_number=int(self.step.numpy()))
+        record = {"epoch": epoch + 1, "step": int(self.step.numpy()), "lr": float(lr),
+                  "loss": sums[0] / max(sums[3], 1), "top1": sums[1] / max(sums[3], 1),
+                  "top5": sums[2] / max(sums[3], 1), "seconds": round(seconds, 2),
+                  "images_per_second": round(sums[3] / max(seconds, 1e-9), 1)}
+        if c.validation_split in self.info.split_sizes:
+            val, _, _ = self.evaluate(c.validation_split)
+            record.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
+            if c.schedule == "plateau":
+                self._plateau_lr = self.plateau.update(val.loss, c.learning_rate)
+        logging.info("epoch %d/%d: loss %.4f top1 %.4f%s (%.1fs, %.0f img/s)", epoch + 1, c.epochs, record["loss"],
+                     record["top1"], f" | val loss {record['val_loss']:.4f} top1 {record['val_top1']:.4f}"
+                     if "val_loss" in record else "", seconds, record["images_per_second"])
+        if self.writer:
+            with self.writer.as_default(step=int(self.step.numpy())):
+                for k in ("loss", "top1", "top5", "val_loss", "val_top1", "val_top5"):
+                    if k in record:
+                        tf.summary.scalar(f"epoch/{k}", record[k])
+        return record
+
+    def _lr(self, epoch: float) -> float:
+        if self.config.schedule == "plateau":
+            return getattr(self, "_plateau_lr", self.config.learning_rate)
+        return optim.lr_at(self.config, epoch)
+
+
+def _read_history(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _write_history(path: str, history: list[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(h, sort_keys=True) + "\n" for h in sorted(history, key=lambda h: h["epoch"]))
+    os.replace(tmp, path)

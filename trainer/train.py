@@ -1,0 +1,258 @@
+"""Trains any zoo model on TFRecords, on one device, several GPUs/logical CPUs or several workers.
+
+    python -m trainer.train --data_dir=workspace/tfrecords/flowers/1.0.0 --run_dir=workspace/runs/demo \
+        --preset=demo_flowers --strategy=mirrored --cpu_replicas=2
+
+Every field of the typed config (trainer/config.py) is a flag; precedence is
+defaults < --preset < --config_file < flags given on the command line. Running the same
+command again resumes from the last checkpoint. `--mode=eval` evaluates the latest
+checkpoint on --eval_split without training. Multi-worker: set TF_CONFIG on every worker
+and pass --strategy=multi_worker (see README.md).
+
+Writes <run_dir>/: config.json, checkpoints/, logs/ (TensorBoard), metrics.jsonl,
+report.json, curves.png, confusion.png, labels.txt, preprocessing.json, model.keras, export/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+import types
+import typing
+
+from absl import app, flags, logging
+
+from trainer import config as config_lib
+
+_HELP = {
+    "model": "Zoo model name (python -m trainer.models --list).",
+    "image_size": "Model input size (0: the model's default).",
+    "dropout": "Dropout before the classifier (default: the model's).",
+    "weight_decay": "L2 factor on kernels (default: the model's).",
+    "bn_momentum": "Override the momentum of every BatchNormalization (0.9 suits small datasets).",
+    "aux_heads": "Train auxiliary heads (GoogLeNet), weighted by the model's aux loss weights.",
+    "data_dir": "A <dataset>/<version> folder written by pipelines.build_tfrecords.",
+    "tfds_name": "A TFDS image classification dataset already on disk (never downloaded).",
+    "tfds_data_dir": "TFDS data_dir holding --tfds_name.",
+    "train_split": "Training split name.",
+    "validation_split": "Validation split name (evaluated each epoch if present).",
+    "test_split": "Test split name (evaluated at the end if present).",
+    "shuffle_buffer": "Examples in the shuffle buffer.",
+    "augment_flip": "Online random horizontal flip.",
+    "augment_crop_pad": "Online random crop after padding by this many pixels (0: off).",
+    "normalization": "Per-channel normalisation: dataset (computed from train), imagenet, cifar10_seed004, unit.",
+    "epochs": "Epochs to train.",
+    "batch_size": "Global batch size (split across replicas).",
+    "optimizer": "sgd, adam, adamw or rmsprop.",
+    "learning_rate": "Base learning rate.",
+    "momentum": "SGD/RMSprop momentum.",
+    "nesterov": "Nesterov momentum for SGD.",
+    "schedule": "constant, step, cosine, exponential or plateau.",
+    "boundaries": "step schedule: epochs where the rate changes (comma list).",
+    "values": "step schedule: rates per interval (one more than boundaries).",
+    "warmup_epochs": "Linear warmup epochs.",
+    "decay_rate": "exponential: factor per epoch; plateau: factor on plateau.",
+    "plateau_patience": "plateau: epochs without val-loss improvement before decaying.",
+    "min_learning_rate": "Floor of the cosine/exponential/plateau schedules.",
+    "label_smoothing": "Label smoothing.",
+    "clip_norm": "Global gradient norm clipping (0: off).",
+    "strategy": "auto, one_device, mirrored or multi_worker (reads TF_CONFIG).",
+    "cpu_replicas": "Without GPUs: split the CPU into this many logical devices for mirrored.",
+    "num_gpus": "GPUs to use (-1: all visible).",
+    "precision": "float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
+    "jit": "Compile the train step with XLA.",
+    "seed": "Seed of weights, data order and augmentation.",
+    "deterministic": "Deterministic tf.data order (slower input pipeline).",
+    "log_every": "Log every N steps.",
+    "checkpoint_every": "Also checkpoint every N steps (0: at epoch ends only).",
+    "max_to_keep": "Checkpoints kept.",
+}
+
+
+def _define_config_flags() -> None:
+    """One flag per TrainConfig field, typed from the dataclass (flags live in one place)."""
+    hints = typing.get_type_hints(config_lib.TrainConfig)
+    for f in dataclasses.fields(config_lib.TrainConfig):
+        hint, default, help_ = hints[f.name], f.default, _HELP[f.name]
+        optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+        base = next(a for a in hint.__args__ if a is not type(None)) if optional else hint
+        origin = typing.get_origin(base)
+        if origin is tuple:
+            flags.DEFINE_list(f.name, [str(v) for v in default], help_)
+        elif base is bool:
+            flags.DEFINE_bool(f.name, default, help_)
+        elif base is int:
+            flags.DEFINE_integer(f.name, default, help_)
+        elif base is float:
+            flags.DEFINE_float(f.name, default, help_)
+        else:
+            flags.DEFINE_string(f.name, default, help_)
+
+
+_define_config_flags()
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (config, checkpoints, logs, report, export).")
+_PRESET = flags.DEFINE_string("preset", "", f"Named recipe: {', '.join(sorted(config_lib.PRESETS))}.")
+_CONFIG_FILE = flags.DEFINE_string("config_file", "", "YAML or JSON file of config fields.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train, or eval a checkpoint without training.")
+_EVAL_SPLIT = flags.DEFINE_string("eval_split", "test", "--mode=eval: the split to evaluate.")
+_FORCE = flags.DEFINE_bool("force", False, "Resume even if the model or data in the config changed.")
+_NO_EXPORT = flags.DEFINE_bool("skip_export", False, "Do not write model.keras and the SavedModel.")
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags() -> config_lib.TrainConfig:
+    """Defaults < preset < config file < flags set on the command line."""
+    hints = typing.get_type_hints(config_lib.TrainConfig)
+    overrides = {}
+    for f in dataclasses.fields(config_lib.TrainConfig):
+        if FLAGS[f.name].present:
+            value = FLAGS[f.name].value
+            if typing.get_origin(hints[f.name]) is tuple:
+                inner = typing.get_args(hints[f.name])[0]
+                value = tuple(inner(v) for v in value)
+            overrides[f.name] = value
+    return config_lib.build_config(_PRESET.value, _CONFIG_FILE.value, overrides)
+
+
+def prepare_run_dir(run_dir: str, config: config_lib.TrainConfig, force: bool) -> bool:
+    """Creates or checks the run dir; returns True when resuming. Refuses identity changes."""
+    path = os.path.join(run_dir, "config.json")
+    if os.path.exists(path):
+        saved = config_lib.load(path)
+        changes = config_lib.identity_changes(saved, config)
+        if changes and not force:
+            raise ValueError(f"{run_dir} holds a run with another model or data ({'; '.join(changes)}): use another "
+                             "--run_dir, or --force to resume anyway")
+        return True
+    return False
+
+
+def hardware(strategy) -> dict:
+    import tensorflow as tf
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "tensorflow": tf.__version__,
+            "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
+            "replicas": strategy.num_replicas_in_sync, "strategy": type(strategy).__name__}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _RUN_DIR.value:
+        raise app.UsageError("--run_dir is required")
+    try:
+        config = config_from_flags()
+    except (ValueError, OSError) as e:
+        raise app.UsageError(str(e)) from e
+    run_dir = _RUN_DIR.value
+    try:
+        return run(config, run_dir, _MODE.value, _EVAL_SPLIT.value, _FORCE.value, not _NO_EXPORT.value)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_split: str = "test",
+        force: bool = False, do_export: bool = True) -> int:
+    # Strategy first: logical devices must be configured before any TensorFlow op.
+    from trainer import strategy as strategy_lib
+
+    strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas, config.num_gpus)
+    from trainer import data as data_lib
+    from trainer import export as export_lib
+    from trainer import loop, report
+    from trainer.models import get_spec
+
+    get_spec(config.model)  # unknown model: the list of known ones, before any work
+    info = data_lib.open_dataset(config.data_dir, config.tfds_name, config.tfds_data_dir)
+    if mode == "eval" and not os.path.exists(os.path.join(run_dir, "config.json")):
+        raise ValueError(f"--mode=eval: {run_dir} has no config.json (nothing trained there)")
+    resuming = prepare_run_dir(run_dir, config, force)
+    prep_path = os.path.join(run_dir, export_lib.PREPROCESSING_FILE)
+    image_size = config.image_size or get_spec(config.model).default_input_shape[0]
+    if resuming and os.path.exists(prep_path):
+        with open(prep_path, encoding="utf-8") as f:
+            prep = json.load(f)
+        if len(prep["class_names"]) != len(info.class_names):
+            raise ValueError(f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
+                             f"{len(info.class_names)}: use another --run_dir")
+        mean, std = prep["mean"], prep["std"]
+    else:
+        mean, std = data_lib.normalization_constants(config.normalization, info, config.train_split, image_size)
+        prep = export_lib.preprocessing_info(image_size, info.channels, mean, std, info.class_names)
+    trainer = loop.Trainer(config, run_dir, strategy, info, mean, std)
+    if trainer.chief:
+        os.makedirs(run_dir, exist_ok=True)
+        if mode == "train":
+            config_lib.save(config, os.path.join(run_dir, "config.json"))
+        report.write_json(prep_path, prep)
+        with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(info.class_names) + "\n")
+    start_step = trainer.restore()
+    if mode == "eval":
+        if not start_step:
+            raise ValueError(f"--mode=eval: no checkpoint in {run_dir}/checkpoints")
+        metrics, _, _ = trainer.evaluate(eval_split)
+        print(json.dumps({"split": eval_split, **dataclasses.asdict(metrics)}), flush=True)
+        return 0
+    t0 = time.time()
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        logging.warning("interrupted; run the same command to resume")
+        return 143
+    except loop.TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if not trainer.chief:
+        return 0
+    return finish(trainer, history, run_dir, prep, time.time() - t0, strategy, do_export)
+
+
+def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int:
+    from trainer import export as export_lib
+    from trainer import report
+
+    c = trainer.config
+    names = trainer.info.class_names
+    results = {}
+    cm = None
+    for key, split in (("train", c.train_split), ("validation", c.validation_split), ("test", c.test_split)):
+        if split not in trainer.info.split_sizes:
+            continue
+        metrics, logits, labels = trainer.evaluate(split)
+        results[key] = dataclasses.asdict(metrics)
+        if key in ("test", "validation") and (key == "test" or cm is None):
+            cm = report.confusion_matrix(labels, logits.argmax(1), len(names))
+            cm_split = split
+    report.plot_curves(history, os.path.join(run_dir, "curves.png"))
+    if cm is not None:
+        report.plot_confusion(cm, names, os.path.join(run_dir, "confusion.png"), f"{c.model} on {cm_split}")
+    train_rates = [h["images_per_second"] for h in history]
+    out = {"model": c.model, "class_names": names, "splits": results,
+           "per_class": report.per_class(cm, names) if cm is not None else {},
+           "per_class_split": cm_split if cm is not None else None,
+           "images_per_second": sorted(train_rates)[len(train_rates) // 2] if train_rates else None,
+           "wall_time_seconds": round(seconds, 1), "epochs": len(history), "hardware": hardware(strategy),
+           "parameters": int(trainer.model.count_params())}
+    if do_export:
+        keras_path, export_dir = export_lib.export(trainer.model, run_dir, prep)
+        out.update(model_keras=keras_path, export_dir=export_dir)
+    report.write_json(os.path.join(run_dir, "report.json"), out)
+    test = results.get("test") or results.get("validation") or {}
+    print(f"train: {c.model} {len(history)} epochs in {seconds:.0f}s; test top-1 {test.get('top1', float('nan')):.4f} "
+          f"top-5 {test.get('top5', float('nan')):.4f} -> {os.path.join(run_dir, 'report.json')}", flush=True)
+    return 0
+
+
+def run_cli():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_cli()
