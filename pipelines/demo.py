@@ -27,7 +27,7 @@ from absl import app, flags
 
 _WORKSPACE = flags.DEFINE_string("workspace", "workspace", "Workspace folder (see WORKSPACE.md).")
 _CLASSES = flags.DEFINE_string("classes", "all", "Classes to crawl and train on.")
-_PER_CLASS = flags.DEFINE_integer("per_class", 90, "Images per class on the site (and crawled at most).")
+_PER_CLASS = flags.DEFINE_integer("per_class", 100, "Images per class on the site (and crawled at most).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Image size of the TFRecords and the model input.")
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "Training epochs (0: the demo preset's).")
 _MODEL = flags.DEFINE_string("model", "", "Zoo model (empty: the demo preset's).")
@@ -37,7 +37,7 @@ _MODEL = flags.DEFINE_string("model", "", "Zoo model (empty: the demo preset's).
 class DemoConfig:
     workspace: str = "workspace"
     classes: str = "all"
-    per_class: int = 90
+    per_class: int = 100
     image_size: int = 64
     epochs: int = 0
     model: str = ""
@@ -85,8 +85,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     py = sys.executable
     timings = {}
     t_start = time.time()
+    from crawler.classes import parse_classes
+
     with FlowerSite(per_class=cfg.per_class) as site:
-        print(f"=== flower site: {site.url} ({cfg.per_class} images per class)", flush=True)
+        t0 = time.time()
+        n = site.prerender(classes=tuple(c.slug for c in parse_classes(cfg.classes)))
+        print(f"=== flower site: {site.url} ({n} images rendered in {time.time() - t0:.0f}s)", flush=True)
         timings["crawl"] = _stage("crawl", [
             py, "-m", "crawler.crawl", "--source=html", f"--url_template={site.search_template()}",
             f"--classes={cfg.classes}", f"--out_dir={cfg.raw_dir}", "--allow_private_hosts",

@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed003_sgd_mnist": dict(model="seed003_alexnet", optimizer="sgd", learning_rate=0.01, momentum=0.0,
                               batch_size=128, epochs=3, schedule="constant", augment_flip=False),
     # The demo: the 20 synthetic flower classes at 64x64 on two logical CPUs.
-    "demo_flowers": dict(model="cifar_resnet20", image_size=64, optimizer="adam", learning_rate=2e-3,
+    "demo_flowers": dict(model="resnet18", image_size=64, optimizer="adam", learning_rate=2e-3,
                          batch_size=64, epochs=30, schedule="cosine", warmup_epochs=1, bn_momentum=0.9,
                          augment_flip=True, augment_crop_pad=6, weight_decay=1e-4, label_smoothing=0.05),
 }

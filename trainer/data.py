@@ -129,28 +129,32 @@ def normalize(img: tf.Tensor, mean, std) -> tf.Tensor:
     return (tf.cast(img, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-def make_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std,
-                 training: bool, epoch: int = 0, seed: int = 0, skip_batches: int = 0, flip: bool = False,
-                 crop_pad: int = 0, shuffle_buffer: int = 2048, deterministic: bool = True,
-                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Batched (normalised float images, labels) for one epoch of `split`.
+def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std, seed: int = 0,
+                       start_batch: int = 0, flip: bool = False, crop_pad: int = 0, shuffle_buffer: int = 2048,
+                       deterministic: bool = True,
+                       input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The endless, batched training stream of one input pipeline: (normalised images, labels).
 
-    Training data order is a function of (seed, epoch), so a run resumed mid-epoch skips
-    exactly the batches it already trained on (`skip_batches`).
+    Examples are reshuffled every pass with a fixed seed, so the whole stream is a function of
+    `seed`; `start_batch` skips what a resumed run already trained on, before any decoding.
+    Augmentation is seeded by the example's position in the stream.
     """
-    c = info.channels
-    epoch_seed = seed * 1000 + epoch if training else None
-    ds = raw_split(info, split, shuffle_seed=epoch_seed, input_context=input_context, deterministic=deterministic)
-    ds = ds.map(lambda img, label: (decode_resize(img, image_size, c), label), num_parallel_calls=AUTOTUNE,
-                deterministic=deterministic)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.enumerate().map(
-            lambda i, xy: (augment(xy[0], flip, crop_pad, tf.stack([tf.cast(epoch_seed, tf.int64), i])), xy[1]),
-            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.map(lambda img, label: (normalize(img, mean, std), label), num_parallel_calls=AUTOTUNE,
-                deterministic=deterministic)
-    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    if skip_batches:
-        ds = ds.skip(skip_batches)
+    ds = raw_split(info, split, shuffle_seed=None, input_context=input_context, deterministic=deterministic)
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
+    if start_batch:
+        ds = ds.skip(start_batch * batch_size)
+    ds = ds.map(lambda i, xy: (i, decode_resize(xy[0], image_size, info.channels), xy[1]),
+                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(lambda i, img, label: (normalize(augment(img, flip, crop_pad, tf.stack([tf.cast(seed, tf.int64), i])),
+                                                 mean, std), label),
+                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
+
+
+def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std) -> tf.data.Dataset:
+    """One ordered pass over `split`: (normalised images, labels), last batch partial."""
+    ds = raw_split(info, split, shuffle_seed=None)
+    ds = ds.map(lambda img, label: (normalize(decode_resize(img, image_size, info.channels), mean, std), label),
+                num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

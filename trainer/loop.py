@@ -156,17 +156,21 @@ class Trainer:
         return eval_step
 
     # -- data -----------------------------------------------------------------------------
-    def _distributed(self, split: str, epoch: int, skip: int):
+    def _train_stream(self, start_step: int):
+        """One distributed, endless training stream for the whole run (one iterator, no
+        per-epoch rebuild), positioned after the `start_step` steps already trained."""
         c = self.config
 
         def input_fn(ctx: tf.distribute.InputContext):
-            return data_lib.make_dataset(
-                self.info, split, batch_size=ctx.get_per_replica_batch_size(c.batch_size), image_size=self.image_size,
-                mean=self.mean, std=self.std, training=True, epoch=epoch, seed=c.seed, skip_batches=skip,
-                flip=c.augment_flip, crop_pad=c.augment_crop_pad, shuffle_buffer=c.shuffle_buffer,
-                deterministic=c.deterministic, input_context=ctx)
+            per_replica = ctx.get_per_replica_batch_size(c.batch_size)
+            batches_per_step = self.replicas // ctx.num_input_pipelines
+            return data_lib.make_train_dataset(
+                self.info, c.train_split, batch_size=per_replica, image_size=self.image_size, mean=self.mean,
+                std=self.std, seed=c.seed, start_batch=start_step * batches_per_step, flip=c.augment_flip,
+                crop_pad=c.augment_crop_pad, shuffle_buffer=c.shuffle_buffer, deterministic=c.deterministic,
+                input_context=ctx)
 
-        return self.strategy.distribute_datasets_from_function(input_fn)
+        return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
     # -- public ---------------------------------------------------------------------------
     def restore(self) -> int:
@@ -182,8 +186,8 @@ class Trainer:
     def evaluate(self, split: str) -> tuple[EpochMetrics, np.ndarray, np.ndarray]:
         """Loss/top-1/top-5 on a split, plus all logits and labels (for reports)."""
         c = self.config
-        ds = data_lib.make_dataset(self.info, split, batch_size=c.batch_size, image_size=self.image_size,
-                                   mean=self.mean, std=self.std, training=False, deterministic=True)
+        ds = data_lib.make_eval_dataset(self.info, split, batch_size=c.batch_size, image_size=self.image_size,
+                                        mean=self.mean, std=self.std)
         logits_all, labels_all, losses = [], [], []
         for images, labels in ds:
             logits, labels, per_example = self._eval_step(images, labels)
@@ -209,11 +213,12 @@ class Trainer:
             logging.info("already trained %d steps (%d epochs)", start_step, c.epochs)
             return history
         previous = signal.signal(signal.SIGTERM, self.request_stop)
+        iterator = self._train_stream(start_step)
         try:
             epoch = start_step // self.steps_per_epoch
             while epoch < c.epochs:
                 done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
-                record = self._train_epoch(epoch, done_in_epoch)
+                record = self._train_epoch(iterator, epoch, done_in_epoch)
                 if record is None:  # stopped by SIGTERM: checkpoint saved
                     raise KeyboardInterrupt("SIGTERM")
                 history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
@@ -226,9 +231,8 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
         return history
 
-    def _train_epoch(self, epoch: int, done_in_epoch: int) -> dict | None:
+    def _train_epoch(self, iterator, epoch: int, done_in_epoch: int) -> dict | None:
         c = self.config
-        iterator = iter(self._distributed(c.train_split, epoch, done_in_epoch))
         sums = np.zeros(4)
         t0 = time.time()
         window_t, window_n = time.time(), 0.0

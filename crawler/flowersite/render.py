@@ -67,6 +67,7 @@ class FlowerStyle:
     spots: bool = False
     blooms: tuple[int, int] = (1, 1)
     radius: tuple[float, float] = (0.28, 0.42)  # flower radius relative to the image size
+    extras: tuple[str, ...] = ()  # scene parts: branch (blooms along a dark twig), calyx, leaves
 
 
 R = Ring
@@ -90,30 +91,33 @@ STYLES: dict[str, FlowerStyle] = {
     "peony": FlowerStyle("radial", (7, 9), (R("ruffled"), R("ruffled", 0.85, 1.0, -0.06, 0.5),
                                             R("ruffled", 0.7, 1.0, -0.12, 0.25), R("ruffled", 0.55, 1.0, -0.18, 0.75),
                                             R("ruffled", 0.4, 1.0, -0.24, 0.1)),
-                         (PINK, PALE_PINK, MAGENTA, WHITE, RED), None, 0.0, tip_gradient=0.15),
+                         (PINK, PALE_PINK, MAGENTA, WHITE, RED), GOLD, 0.12, "seeds", tip_gradient=0.15,
+                         radius=(0.34, 0.46), extras=("leaves",)),
     "chrysanthemum": FlowerStyle("radial", (28, 36), (R("ray", width=0.8), R("ray", 0.8, 0.8, -0.08, 0.5),
                                                       R("ray", 0.6, 0.8, -0.16, 0.25), R("ray", 0.4, 0.8, -0.24, 0.75)),
                                  (YELLOW, WHITE, ORANGE, PURPLE, MAGENTA), None, 0.0),
     "carnation": FlowerStyle("radial", (9, 12), (R("serrated"), R("serrated", 0.78, 1.0, -0.1, 0.5),
                                                  R("serrated", 0.55, 1.0, -0.2, 0.25)),
-                             (PINK, RED, WHITE, MAGENTA), None, 0.0, tip_gradient=0.1),
+                             (PINK, RED, WHITE, MAGENTA), None, 0.0, tip_gradient=0.45, radius=(0.2, 0.28),
+                             extras=("calyx",)),
     "hibiscus": FlowerStyle("radial", (5, 5), (R("broad"),), (RED, PINK, ORANGE, YELLOW), CRIMSON, 0.3, "eye",
                             veins=5),
     "iris": FlowerStyle("radial", (3, 3), (R("fall"), R("pointed", 0.7, 0.5, 0.1, 0.5)), (VIOLET, PURPLE, BLUE, WHITE),
                         YELLOW, 0.08, "star", veins=4),
     "lavender": FlowerStyle("spike", (14, 22), (R("round"),), (PURPLE, VIOLET), None, 0.0, blooms=(3, 7)),
     "magnolia": FlowerStyle("radial", (6, 9), (R("spoon", width=0.9), R("spoon", 0.8, 0.8, -0.05, 0.5)),
-                            (WHITE, PALE_PINK, PINK, CREAM), CREAM, 0.1, tip_gradient=0.3),
+                            (WHITE, PALE_PINK, PINK, CREAM), CREAM, 0.1, tip_gradient=0.3, radius=(0.22, 0.32),
+                            extras=("branch",)),
     "morning_glory": FlowerStyle("radial", (5, 5), (R("funnel"),), (BLUE, VIOLET, PURPLE, MAGENTA), WHITE, 0.3,
                                  "star", veins=1),
     "plum_blossom": FlowerStyle("radial", (5, 5), (R("round", width=0.95),), (WHITE, PINK, RED, PALE_PINK), GOLD,
-                                0.28, "stamens", blooms=(2, 5), radius=(0.12, 0.2)),
+                                0.28, "stamens", blooms=(2, 5), radius=(0.12, 0.2), extras=("branch",)),
     "cherry_blossom": FlowerStyle("radial", (5, 5), (R("notched", width=0.95),), (PALE_PINK, PINK, WHITE), MAGENTA,
                                   0.12, "plain", tip_gradient=0.2, blooms=(2, 5), radius=(0.12, 0.2)),
     "hydrangea": FlowerStyle("cluster", (4, 4), (R("round"),), (BLUE, VIOLET, PINK, PURPLE, WHITE), None, 0.0,
-                             blooms=(25, 45)),
+                             blooms=(45, 70), extras=("leaves",)),
     "azalea": FlowerStyle("radial", (5, 5), (R("broad", width=0.95),), (MAGENTA, PINK, WHITE, RED, ORANGE), None, 0.0,
-                          "stamens", spots=True, blooms=(1, 3), radius=(0.2, 0.3)),
+                          "stamens", spots=True, blooms=(2, 4), radius=(0.18, 0.26), extras=("leaves",)),
 }
 
 
@@ -131,7 +135,7 @@ def _profile(shape: str, u: np.ndarray, theta_n: np.ndarray) -> np.ndarray:
     if shape == "ruffled":
         return (0.8 + 0.2 * np.cos(np.pi * u)) * (1 + 0.06 * np.sin(theta_n * 7))
     if shape == "serrated":
-        return (0.82 + 0.18 * np.cos(np.pi * u)) * (1 - 0.12 * np.abs(np.sin(theta_n * 9)))
+        return (0.82 + 0.18 * np.cos(np.pi * u)) * (1 - 0.22 * np.abs(np.sin(theta_n * 5)))
     if shape == "broad":
         return 0.75 + 0.25 * np.cos(np.pi * u) ** 0.5
     if shape == "spoon":
@@ -291,7 +295,7 @@ def _cluster(canvas, yy, xx, cy, cx, radius, style: FlowerStyle, rng) -> None:
     for _ in range(florets):
         a, rr = rng.uniform(0, 2 * np.pi), radius * np.sqrt(rng.uniform(0, 1)) * 0.85
         fy, fx = cy + np.sin(a) * rr, cx + np.cos(a) * rr
-        _radial_bloom(canvas, yy, xx, fy, fx, radius * rng.uniform(0.16, 0.24), small, rng)
+        _radial_bloom(canvas, yy, xx, fy, fx, radius * rng.uniform(0.13, 0.19), small, rng)
 
 
 def _cup(canvas, yy, xx, cy, cx, radius, style: FlowerStyle, rng) -> None:
@@ -313,6 +317,45 @@ def _cup(canvas, yy, xx, cy, cx, radius, style: FlowerStyle, rng) -> None:
     # petal seams
     seam = cup & (np.abs(np.abs(x_rel) - 0.35) < 0.03)
     _paint(canvas, seam.astype(np.float32), _shade(base, -0.3))
+
+
+def _segment_distance(yy, xx, y0, x0, y1, x1):
+    dy, dx = y1 - y0, x1 - x0
+    t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / (dy * dy + dx * dx + 1e-6), 0, 1)
+    return np.sqrt((yy - y0 - t * dy) ** 2 + (xx - x0 - t * dx) ** 2)
+
+
+def _branch(canvas, yy, xx, rng) -> tuple[float, float, float, float]:
+    """A dark twig across the picture (plum blossom, magnolia); returns its end points."""
+    h, w = canvas.shape[:2]
+    y0, y1 = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * h
+    x0, x1 = rng.uniform(-0.1, 0.1) * w, rng.uniform(0.9, 1.1) * w
+    if rng.uniform() < 0.5:
+        x0, x1 = x1, x0
+    width = min(h, w) * rng.uniform(0.02, 0.035)
+    d = _segment_distance(yy, xx, y0, x0, y1, x1)
+    _paint(canvas, np.clip(width - d, 0, 1), _jitter((70, 45, 35), rng, 10))
+    return y0, x0, y1, x1
+
+
+def _leaves(canvas, yy, xx, rng) -> None:
+    """A few sharp green leaves behind the flowers (hydrangea, azalea, peony)."""
+    h, w = canvas.shape[:2]
+    for _ in range(int(rng.integers(2, 5))):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        length, ang = min(h, w) * rng.uniform(0.15, 0.3), rng.uniform(0, np.pi)
+        u = ((yy - cy) * np.sin(ang) + (xx - cx) * np.cos(ang)) / length
+        v = (-(yy - cy) * np.cos(ang) + (xx - cx) * np.sin(ang)) / (length * 0.35)
+        inside = (u * u + v * v) < 1
+        _paint(canvas, inside.astype(np.float32), _jitter((40, 110, 40), rng, 12))
+
+
+def _calyx(canvas, yy, xx, cy, cx, radius) -> None:
+    """Carnation: a long green tube under the bloom, and its stem."""
+    tube = (np.abs(xx - cx) < radius * 0.22 * (1 - (yy - cy) / (radius * 2.2))) & (yy > cy) & (yy < cy + radius * 1.4)
+    _paint(canvas, tube.astype(np.float32), np.array((80, 130, 70), np.float32))
+    stem = (np.abs(xx - cx) < max(1.0, radius * 0.05)) & (yy > cy)
+    _paint(canvas, stem.astype(np.float32), np.array(GREEN, np.float32) * 0.8)
 
 
 _LAYOUTS = {"radial": _radial_bloom, "spike": _spike, "cluster": _cluster, "cup": _cup}
@@ -338,7 +381,10 @@ def render_flower(slug: str, seed: int, size: tuple[int, int] | None = None) -> 
     m = min(h, w)
     draw = _LAYOUTS[style.layout]
     blooms = 1 if style.layout == "cluster" else int(rng.integers(style.blooms[0], style.blooms[1] + 1))
-    for _ in range(blooms):
+    along = _branch(canvas, yy, xx, rng) if "branch" in style.extras else None
+    if "leaves" in style.extras:
+        _leaves(canvas, yy, xx, rng)
+    for b in range(blooms):
         radius = m * rng.uniform(*style.radius)
         if style.layout == "cluster":
             radius = m * rng.uniform(0.3, 0.42)
@@ -346,6 +392,11 @@ def render_flower(slug: str, seed: int, size: tuple[int, int] | None = None) -> 
         cx = w / 2 + rng.uniform(-0.25, 0.25) * (w - 2 * radius if w > 2 * radius else w * 0.2)
         if blooms > 1:
             cy, cx = rng.uniform(radius * 0.6, h - radius * 0.6), rng.uniform(radius * 0.6, w - radius * 0.6)
+        if along is not None:  # blooms sit on the twig
+            t = (b + rng.uniform(0.2, 0.8)) / blooms
+            cy, cx = along[0] + t * (along[2] - along[0]), along[1] + t * (along[3] - along[1])
+        if "calyx" in style.extras:
+            _calyx(canvas, yy, xx, cy, cx, radius)
         # Work only on the bloom's bounding box (stems reach the bottom edge).
         reach = 2.2 * radius
         y0, x0 = max(0, int(cy - reach)), max(0, int(cx - reach))

@@ -11,8 +11,10 @@ on first request and kept in memory.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import io
+import os
 import struct
 import threading
 import urllib.parse
@@ -30,9 +32,19 @@ THUMB_SIZE = 96
 TRUNCATED_INDEX = 100_000  # seeds of trap images, far from real items
 
 
-@functools.lru_cache(maxsize=None)
+_IMAGES: dict[tuple[str, int, int], tuple[bytes, str]] = {}
+
+
 def image_bytes(slug: str, index: int, seed: int) -> tuple[bytes, str]:
-    """The encoded full-size image `index` of class `slug` and its MIME type."""
+    """The encoded full-size image `index` of class `slug` and its MIME type (rendered once)."""
+    key = (slug, index, seed)
+    if key not in _IMAGES:
+        _IMAGES[key] = _encode_item(key)
+    return _IMAGES[key]
+
+
+def _encode_item(key: tuple[str, int, int]) -> tuple[bytes, str]:
+    slug, index, seed = key
     img = render_flower(slug, seed * 1_000_003 + index)
     buf = io.BytesIO()
     if catalog.image_format(slug, index, seed) == "png":
@@ -185,6 +197,18 @@ class FlowerSite:
     def _record(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests.append({"path": handler.path, "user_agent": handler.headers.get("User-Agent", "")})
+
+    def prerender(self, processes: int = 0, classes: tuple[str, ...] = CLASS_NAMES) -> int:
+        """Renders every image up front on `processes` worker processes (0: all cores).
+
+        Optional: images are otherwise rendered on first request, in the server's process.
+        Returns how many were rendered.
+        """
+        keys = [(c, i, self.seed) for c in classes for i in range(self.per_class) if (c, i, self.seed) not in _IMAGES]
+        with concurrent.futures.ProcessPoolExecutor(processes or os.cpu_count()) as pool:
+            for key, value in zip(keys, pool.map(_encode_item, keys, chunksize=16)):
+                _IMAGES[key] = value
+        return len(keys)
 
     def start(self) -> "FlowerSite":
         self._thread = threading.Thread(target=self._server.serve_forever, name="flowersite", daemon=True)

@@ -28,8 +28,8 @@ def test_save_load_and_identity_changes(tmp_path):
     C.save(cfg, tmp_path / "config.json")
     back = C.load(str(tmp_path / "config.json"))
     assert back == cfg
-    changed = C.build_config("demo_flowers", overrides={"data_dir": "/d", "model": "resnet18", "epochs": 99})
-    assert C.identity_changes(back, changed) == ["model: 'cifar_resnet20' -> 'resnet18'"]
+    changed = C.build_config("demo_flowers", overrides={"data_dir": "/d", "model": "cifar_resnet20", "epochs": 99})
+    assert C.identity_changes(back, changed) == ["model: 'resnet18' -> 'cifar_resnet20'"]
 
 
 def test_seed004_step_schedule():

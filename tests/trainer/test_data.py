@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import data as data_lib
+
+
+@pytest.fixture(scope="module")
+def info(tfrecords_dir):
+    return data_lib.open_dataset(str(tfrecords_dir))
+
+
+def batches(ds, n):
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def train_stream(info, **kw):
+    args = dict(batch_size=4, image_size=32, mean=[0.0] * 3, std=[1.0] * 3, seed=3, flip=True, crop_pad=4)
+    return data_lib.make_train_dataset(info, "train", **{**args, **kw})
+
+
+def test_dataset_info_comes_from_the_beam_metadata(info, tfrecords_dir):
+    assert info.class_names == ["daisy", "rose", "tulip"]
+    assert info.channels == 3 and set(info.split_sizes) == {"train", "validation", "test"}
+
+
+def test_train_stream_is_a_function_of_the_seed_and_resumes_exactly(info):
+    full = batches(train_stream(info), 12)
+    again = batches(train_stream(info), 12)
+    resumed = batches(train_stream(info, start_batch=7), 5)
+    for (x1, y1), (x2, y2) in zip(full, again):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    for (x1, y1), (x2, y2) in zip(full[7:], resumed):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    other = batches(train_stream(info, seed=4), 1)
+    assert not np.array_equal(full[0][0], other[0][0])
+
+
+def test_passes_reshuffle_and_cover_every_example(info):
+    n = info.split_sizes["train"]
+    stream = data_lib.make_train_dataset(info, "train", batch_size=1, image_size=32, mean=[0.0] * 3,
+                                         std=[1.0] * 3, seed=0)
+    labels = np.array([y.numpy()[0] for _, y in stream.take(2 * n)])
+    assert sorted(labels[:n]) == sorted(labels[n:])
+
+
+def test_eval_dataset_is_ordered_and_complete(info):
+    ds = data_lib.make_eval_dataset(info, "validation", batch_size=5, image_size=32, mean=[127.5] * 3,
+                                    std=[127.5] * 3)
+    xs = np.concatenate([x.numpy() for x, _ in ds])
+    assert xs.shape == (info.split_sizes["validation"], 32, 32, 3)
+    assert -1.0 <= xs.min() and xs.max() <= 1.0
+
+
+def test_decode_resize_pads_other_sizes():
+    img = tf.io.encode_png(tf.fill([10, 20, 3], tf.constant(200, tf.uint8)))
+    out = data_lib.decode_resize(img, 20, 3).numpy()
+    assert out.shape == (20, 20, 3) and (out[:5] == 0).all() and (out[5:15] == 200).all()
+
+
+def test_open_dataset_errors(tmp_path):
+    with pytest.raises(ValueError, match="dataset_info.json"):
+        data_lib.open_dataset(str(tmp_path))
+    with pytest.raises(ValueError, match="exactly one"):
+        data_lib.open_dataset()
