@@ -95,6 +95,7 @@ class Fetcher:
         self._lock = threading.Lock()
         self._robots: dict[str, Protego | bool] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
+        self._unreachable: dict[str, str] = {}
         self._gates: dict[str, _HostGate] = {}
         self.requests_per_host: dict[str, int] = {}
 
@@ -155,6 +156,8 @@ class Fetcher:
             except requests.RequestException as e:
                 logging.warning("robots.txt of %s unreachable (%s): treating the host as disallowed", origin, e)
                 rules = False
+                with self._lock:
+                    self._unreachable[origin] = f"{type(e).__name__}: {e}"
             with self._lock:
                 self._robots[origin] = rules
             return rules
@@ -165,7 +168,10 @@ class Fetcher:
         if rules is True:
             return 0.0
         if rules is False:
-            raise FetchError("robots_disallowed", "robots.txt unavailable or forbidden: host disallowed")
+            why = self._unreachable.get(self._origin(url))
+            if why:
+                raise FetchError("host_unreachable", f"{self._origin(url)}: {why}", retryable=True)
+            raise FetchError("robots_disallowed", "robots.txt forbidden (401/403) or failing (5xx): host disallowed")
         if not rules.can_fetch(url, self.config.user_agent):
             raise FetchError("robots_disallowed", url)
         return float(rules.crawl_delay(self.config.user_agent) or 0.0)

@@ -27,7 +27,7 @@ from absl import app, flags
 
 _WORKSPACE = flags.DEFINE_string("workspace", "workspace", "Workspace folder (see WORKSPACE.md).")
 _CLASSES = flags.DEFINE_string("classes", "all", "Classes to crawl and train on.")
-_PER_CLASS = flags.DEFINE_integer("per_class", 100, "Images per class on the site (and crawled at most).")
+_PER_CLASS = flags.DEFINE_integer("per_class", 130, "Images per class on the site (and crawled at most).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Image size of the TFRecords and the model input.")
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "Training epochs (0: the demo preset's).")
 _MODEL = flags.DEFINE_string("model", "", "Zoo model (empty: the demo preset's).")
@@ -37,7 +37,7 @@ _MODEL = flags.DEFINE_string("model", "", "Zoo model (empty: the demo preset's).
 class DemoConfig:
     workspace: str = "workspace"
     classes: str = "all"
-    per_class: int = 100
+    per_class: int = 130
     image_size: int = 64
     epochs: int = 0
     model: str = ""

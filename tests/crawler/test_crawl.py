@@ -117,7 +117,7 @@ def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
 def test_unreachable_host_fails_cleanly(tmp_path):
     proc = run_cli("crawler.crawl", f"--out_dir={tmp_path}", "--classes=daisy", "--allow_private_hosts",
                    "--url_template=http://127.0.0.1:9/search?q={query}", "--retries=0", check=False)
-    assert proc.returncode != 0 and "no candidates found" in proc.stderr
+    assert proc.returncode != 0 and "no candidates found" in proc.stderr and "host_unreachable" in proc.stderr
 
 
 def test_output_dir_from_another_class_list_is_refused(tmp_path):
