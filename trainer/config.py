@@ -22,6 +22,7 @@ class TrainConfig:
     dropout: float | None = None
     weight_decay: float | None = None  # L2 on kernels (None: the model's default, e.g. 5e-4 for seed004)
     bn_momentum: float | None = None  # override every BatchNormalization's momentum (small datasets: 0.9)
+    sync_bn: bool = False  # batch statistics over the global batch, across replicas
     aux_heads: bool = False
     # data
     data_dir: str = ""
@@ -33,6 +34,8 @@ class TrainConfig:
     shuffle_buffer: int = 2048
     augment_flip: bool = True
     augment_crop_pad: int = 0  # random crop after padding by this many pixels (CIFAR style: 4)
+    mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0  # > 0: CutMix (with mixup too: one of the two per batch)
     normalization: str = "dataset"  # dataset (computed) | imagenet | cifar10_seed004 | unit
     # optimisation
     epochs: int = 10
@@ -61,6 +64,9 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 0  # steps; 0: only at epoch ends
     max_to_keep: int = 3
+    recover_from_nan: bool = False  # roll back to the last checkpoint with a lower LR instead of stopping
+    nan_lr_factor: float = 0.1  # LR multiplier applied at each NaN roll-back
+    max_nan_recoveries: int = 3
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

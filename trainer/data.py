@@ -129,15 +129,54 @@ def normalize(img: tf.Tensor, mean, std) -> tf.Tensor:
     return (tf.cast(img, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+def _beta(alpha: float, seed: tf.Tensor) -> tf.Tensor:
+    a = tf.random.stateless_gamma([], seed, alpha)
+    b = tf.random.stateless_gamma([], seed + 7, alpha)
+    return a / (a + b)
+
+
+def mix_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int, mixup_alpha: float, cutmix_alpha: float,
+              seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mixup or CutMix of a batch with itself reversed; labels become mixed one-hot rows.
+
+    With both alphas set, each batch picks one of the two at random. Stateless in `seed`.
+    """
+    onehot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+    partner_x, partner_y = tf.reverse(images, [0]), tf.reverse(onehot, [0])
+
+    def mixup():
+        lam = _beta(mixup_alpha, seed)
+        return lam * images + (1 - lam) * partner_x, lam * onehot + (1 - lam) * partner_y
+
+    def cutmix():
+        lam = _beta(cutmix_alpha, seed + 1)
+        h, w = tf.shape(images)[1], tf.shape(images)[2]
+        cut = tf.sqrt(1.0 - lam)
+        ch, cw = tf.cast(cut * tf.cast(h, tf.float32), tf.int32), tf.cast(cut * tf.cast(w, tf.float32), tf.int32)
+        cy = tf.random.stateless_uniform([], seed + 2, 0, h, dtype=tf.int32)
+        cx = tf.random.stateless_uniform([], seed + 3, 0, w, dtype=tf.int32)
+        y0, y1 = tf.maximum(cy - ch // 2, 0), tf.minimum(cy + ch // 2, h)
+        x0, x1 = tf.maximum(cx - cw // 2, 0), tf.minimum(cx + cw // 2, w)
+        rows, cols = tf.range(h)[:, None], tf.range(w)[None, :]
+        box = tf.cast((rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1), images.dtype)[None, :, :, None]
+        area = tf.cast((y1 - y0) * (x1 - x0), tf.float32) / tf.cast(h * w, tf.float32)
+        return images * (1 - box) + partner_x * box, (1 - area) * onehot + area * partner_y
+
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        return tf.cond(tf.random.stateless_uniform([], seed + 4) < 0.5, mixup, cutmix)
+    return mixup() if mixup_alpha > 0 else cutmix()
+
+
 def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std, seed: int = 0,
                        start_batch: int = 0, flip: bool = False, crop_pad: int = 0, shuffle_buffer: int = 2048,
-                       deterministic: bool = True,
+                       mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, deterministic: bool = True,
                        input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """The endless, batched training stream of one input pipeline: (normalised images, labels).
 
     Examples are reshuffled every pass with a fixed seed, so the whole stream is a function of
     `seed`; `start_batch` skips what a resumed run already trained on, before any decoding.
-    Augmentation is seeded by the example's position in the stream.
+    Augmentation is seeded by the example's position in the stream; with mixup/cutmix the
+    labels are mixed one-hot rows instead of class indices.
     """
     ds = raw_split(info, split, shuffle_seed=None, input_context=input_context, deterministic=deterministic)
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
@@ -149,6 +188,12 @@ def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_
                                                  mean, std), label),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if mixup_alpha > 0 or cutmix_alpha > 0:
+        n = len(info.class_names)
+        ds = ds.enumerate(start=start_batch).map(
+            lambda b, xy: mix_batch(xy[0], xy[1], n, mixup_alpha, cutmix_alpha,
+                                    tf.stack([tf.cast(seed, tf.int64) + 1_000_003, b])),
+            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -158,3 +203,20 @@ def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_s
     ds = ds.map(lambda img, label: (normalize(decode_resize(img, image_size, info.channels), mean, std), label),
                 num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def split_files(info: DatasetInfo, split: str) -> list[str]:
+    """The shard files of a split, in order."""
+    return [os.fspath(f) for f in info.builder.info.splits[split].filepaths]
+
+
+def locate_corruption(files: list[str]) -> str:
+    """Reads every record of `files` to name the first corrupt one: 'FILE, record N: reason'."""
+    for path in files:
+        n = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                n += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            return f"{path}, record {n}: {e.message.splitlines()[0]}"
+    return "no corrupt record found on a second read (transient read error?)"

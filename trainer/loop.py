@@ -33,6 +33,10 @@ class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, ...); the message names the step and the way out."""
 
 
+class _RolledBack(Exception):
+    """A NaN loss was met and the model rolled back to its last checkpoint."""
+
+
 @dataclasses.dataclass
 class EpochMetrics:
     loss: float
@@ -42,6 +46,8 @@ class EpochMetrics:
 
 
 def _sums(logits, labels, per_example_loss):
+    if labels.shape.rank == 2:  # mixed one-hot rows: accuracy against the dominant class
+        labels = tf.argmax(labels, -1)
     labels = tf.cast(labels, tf.int32)
     logits = tf.cast(logits, tf.float32)
     k = tf.minimum(5, tf.shape(logits)[-1])
@@ -80,17 +86,22 @@ class Trainer:
                                       input_shape=(self.image_size, self.image_size, info.channels),
                                       dropout=config.dropout, weight_decay=config.weight_decay,
                                       aux_heads=config.aux_heads)
-            if config.bn_momentum is not None:
-                for layer in self.model._flatten_layers():
-                    if isinstance(layer, keras.layers.BatchNormalization):
+            for layer in self.model._flatten_layers():
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    if config.bn_momentum is not None:
                         layer.momentum = config.bn_momentum
+                    layer.synchronized = config.sync_bn
             optimizer = optim.make_optimizer(config)
             if config.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+            # Lowered at each NaN roll-back; checkpointed so a resumed run keeps the lower rate.
+            self.lr_scale = tf.Variable(1.0, dtype=tf.float64, trainable=False, name="lr_scale")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                              lr_scale=self.lr_scale)
+        self.nan_recoveries = 0
         ckpt_dir = os.path.join(run_dir, "checkpoints")
         if not self.chief:  # other workers write to throwaway dirs, as TF recommends
             ckpt_dir = tempfile.mkdtemp(prefix="worker-ckpt-")
@@ -105,7 +116,10 @@ class Trainer:
     def _loss(self, outputs, labels):
         """Per-example loss with label smoothing and weighted auxiliary heads."""
         c = self.config
-        onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        if labels.shape.rank == 2:  # mixup/cutmix: already mixed one-hot rows
+            onehot = tf.cast(labels, tf.float32)
+        else:
+            onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
         loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=c.label_smoothing,
                                                        reduction=None)
         heads = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -167,8 +181,8 @@ class Trainer:
             return data_lib.make_train_dataset(
                 self.info, c.train_split, batch_size=per_replica, image_size=self.image_size, mean=self.mean,
                 std=self.std, seed=c.seed, start_batch=start_step * batches_per_step, flip=c.augment_flip,
-                crop_pad=c.augment_crop_pad, shuffle_buffer=c.shuffle_buffer, deterministic=c.deterministic,
-                input_context=ctx)
+                crop_pad=c.augment_crop_pad, shuffle_buffer=c.shuffle_buffer, mixup_alpha=c.mixup_alpha,
+                cutmix_alpha=c.cutmix_alpha, deterministic=c.deterministic, input_context=ctx)
 
         return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
@@ -189,11 +203,14 @@ class Trainer:
         ds = data_lib.make_eval_dataset(self.info, split, batch_size=c.batch_size, image_size=self.image_size,
                                         mean=self.mean, std=self.std)
         logits_all, labels_all, losses = [], [], []
-        for images, labels in ds:
-            logits, labels, per_example = self._eval_step(images, labels)
-            logits_all.append(logits.numpy())
-            labels_all.append(labels.numpy())
-            losses.append(per_example.numpy())
+        try:
+            for images, labels in ds:
+                logits, labels, per_example = self._eval_step(images, labels)
+                logits_all.append(logits.numpy())
+                labels_all.append(labels.numpy())
+                losses.append(per_example.numpy())
+        except tf.errors.DataLossError as e:
+            raise self._corrupt(split, e) from e
         logits = np.concatenate(logits_all) if logits_all else np.zeros((0, self.num_classes))
         labels = np.concatenate(labels_all) if labels_all else np.zeros((0,), np.int64)
         n = max(len(labels), 1)
@@ -218,7 +235,11 @@ class Trainer:
             epoch = start_step // self.steps_per_epoch
             while epoch < c.epochs:
                 done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
-                record = self._train_epoch(iterator, epoch, done_in_epoch)
+                try:
+                    record = self._train_epoch(iterator, epoch, done_in_epoch)
+                except _RolledBack:  # the data stream goes on; the weights and step went back
+                    epoch = int(self.step.numpy()) // self.steps_per_epoch
+                    continue
                 if record is None:  # stopped by SIGTERM: checkpoint saved
                     raise KeyboardInterrupt("SIGTERM")
                 history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
@@ -242,12 +263,13 @@ class Trainer:
             lr = self._lr(epoch + i / self.steps_per_epoch)
             optim.set_lr(self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer")
                          else self.optimizer, lr)
-            loss_sum, top1, top5, n = (float(x) for x in self._train_step(next(iterator)))
+            try:
+                loss_sum, top1, top5, n = (float(x) for x in self._train_step(next(iterator)))
+            except tf.errors.DataLossError as e:
+                raise self._corrupt(c.train_split, e) from e
             if not math.isfinite(loss_sum):
-                last = self.manager.latest_checkpoint or "none (no checkpoint written yet)"
-                raise TrainingError(f"loss is {loss_sum} at step {step + 1} (epoch {epoch + 1}); the last good "
-                                    f"checkpoint is {last}. Lower --learning_rate, add --clip_norm, or use "
-                                    "--recover_from_nan")
+                self._handle_nan(loss_sum, step + 1, epoch)
+                raise _RolledBack()
             self.step.assign_add(1)
             sums += (loss_sum, top1, top5, n)
             window_n += n
@@ -298,8 +320,34 @@ class Trainer:
 
     def _lr(self, epoch: float) -> float:
         if self.config.schedule == "plateau":
-            return getattr(self, "_plateau_lr", self.config.learning_rate)
-        return optim.lr_at(self.config, epoch)
+            base = getattr(self, "_plateau_lr", self.config.learning_rate)
+        else:
+            base = optim.lr_at(self.config, epoch)
+        return base * float(self.lr_scale.numpy())
+
+    def _corrupt(self, split: str, error: Exception) -> "TrainingError":
+        where = data_lib.locate_corruption(data_lib.split_files(self.info, split))
+        return TrainingError(f"corrupt TFRecord in split {split!r}: {where}. Rebuild the dataset "
+                             f"(python -m pipelines.build_tfrecords --overwrite) or restore the file")
+
+    def _handle_nan(self, loss: float, step: int, epoch: int) -> None:
+        """Stops with a clear error, or rolls back to the last checkpoint with a lower LR.
+
+        Nothing is saved after a non-finite loss, so the last checkpoint on disk is good.
+        """
+        c = self.config
+        last = self.manager.latest_checkpoint
+        if not c.recover_from_nan or last is None or self.nan_recoveries >= c.max_nan_recoveries:
+            why = ("no checkpoint to roll back to" if c.recover_from_nan and last is None else
+                   f"{self.nan_recoveries} roll-backs already" if c.recover_from_nan else "")
+            raise TrainingError(f"loss is {loss} at step {step} (epoch {epoch + 1}); the last good checkpoint is "
+                                f"{last or 'none (none written yet)'}{'; ' + why if why else ''}. Lower "
+                                "--learning_rate, add --clip_norm, or pass --recover_from_nan")
+        self.checkpoint.restore(last)
+        self.lr_scale.assign(self.lr_scale * c.nan_lr_factor)
+        self.nan_recoveries += 1
+        logging.warning("loss %s at step %d: rolled back to %s (step %d), learning rate x%g", loss, step, last,
+                        int(self.step.numpy()), float(self.lr_scale.numpy()))
 
 
 def _read_history(path: str) -> list[dict]:

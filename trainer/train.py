@@ -34,6 +34,7 @@ _HELP = {
     "dropout": "Dropout before the classifier (default: the model's).",
     "weight_decay": "L2 factor on kernels (default: the model's).",
     "bn_momentum": "Override the momentum of every BatchNormalization (0.9 suits small datasets).",
+    "sync_bn": "Synchronise BatchNormalization statistics across replicas (same maths as one device).",
     "aux_heads": "Train auxiliary heads (GoogLeNet), weighted by the model's aux loss weights.",
     "data_dir": "A <dataset>/<version> folder written by pipelines.build_tfrecords.",
     "tfds_name": "A TFDS image classification dataset already on disk (never downloaded).",
@@ -44,6 +45,8 @@ _HELP = {
     "shuffle_buffer": "Examples in the shuffle buffer.",
     "augment_flip": "Online random horizontal flip.",
     "augment_crop_pad": "Online random crop after padding by this many pixels (0: off).",
+    "mixup_alpha": "Mixup with Beta(alpha, alpha) (0: off).",
+    "cutmix_alpha": "CutMix with Beta(alpha, alpha) (0: off; with mixup, one of the two per batch).",
     "normalization": "Per-channel normalisation: dataset (computed from train), imagenet, cifar10_seed004, unit.",
     "epochs": "Epochs to train.",
     "batch_size": "Global batch size (split across replicas).",
@@ -66,10 +69,13 @@ _HELP = {
     "precision": "float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
     "jit": "Compile the train step with XLA.",
     "seed": "Seed of weights, data order and augmentation.",
-    "deterministic": "Deterministic tf.data order (slower input pipeline).",
+    "deterministic": "Deterministic data order and TF ops: a resumed run ends with the same weights (slower).",
     "log_every": "Log every N steps.",
     "checkpoint_every": "Also checkpoint every N steps (0: at epoch ends only).",
     "max_to_keep": "Checkpoints kept.",
+    "recover_from_nan": "On a NaN/Inf loss, roll back to the last checkpoint with a lower LR instead of stopping.",
+    "nan_lr_factor": "LR multiplier at each NaN roll-back.",
+    "max_nan_recoveries": "Stop after this many NaN roll-backs.",
 }
 
 
@@ -135,9 +141,12 @@ def prepare_run_dir(run_dir: str, config: config_lib.TrainConfig, force: bool) -
 def hardware(strategy) -> dict:
     import tensorflow as tf
 
+    names = ((tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+             (tf.distribute.MirroredStrategy, "MirroredStrategy"), (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy"))
+    name = next((n for cls, n in names if isinstance(strategy, cls)), type(strategy).__name__)
     return {"platform": platform.platform(), "python": platform.python_version(), "tensorflow": tf.__version__,
             "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-            "replicas": strategy.num_replicas_in_sync, "strategy": type(strategy).__name__}
+            "replicas": strategy.num_replicas_in_sync, "strategy": name}
 
 
 def main(argv):
@@ -162,6 +171,10 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
     # Strategy first: logical devices must be configured before any TensorFlow op.
     from trainer import strategy as strategy_lib
 
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas, config.num_gpus)
     from trainer import data as data_lib
     from trainer import export as export_lib
@@ -172,7 +185,8 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
     info = data_lib.open_dataset(config.data_dir, config.tfds_name, config.tfds_data_dir)
     if mode == "eval" and not os.path.exists(os.path.join(run_dir, "config.json")):
         raise ValueError(f"--mode=eval: {run_dir} has no config.json (nothing trained there)")
-    resuming = prepare_run_dir(run_dir, config, force)
+    # Only the chief owns the run directory; other workers follow its config.
+    resuming = prepare_run_dir(run_dir, config, force) if strategy_lib.is_chief(strategy) else False
     prep_path = os.path.join(run_dir, export_lib.PREPROCESSING_FILE)
     image_size = config.image_size or get_spec(config.model).default_input_shape[0]
     if resuming and os.path.exists(prep_path):
@@ -197,21 +211,25 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
     if mode == "eval":
         if not start_step:
             raise ValueError(f"--mode=eval: no checkpoint in {run_dir}/checkpoints")
-        metrics, _, _ = trainer.evaluate(eval_split)
+        try:
+            metrics, _, _ = trainer.evaluate(eval_split)
+        except loop.TrainingError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
         print(json.dumps({"split": eval_split, **dataclasses.asdict(metrics)}), flush=True)
         return 0
     t0 = time.time()
     try:
         history = trainer.fit()
+        if not trainer.chief:
+            return 0
+        return finish(trainer, history, run_dir, prep, time.time() - t0, strategy, do_export)
     except KeyboardInterrupt:
         logging.warning("interrupted; run the same command to resume")
         return 143
     except loop.TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    if not trainer.chief:
-        return 0
-    return finish(trainer, history, run_dir, prep, time.time() - t0, strategy, do_export)
 
 
 def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import urllib.parse
 from typing import Callable, Iterator
 
 from crawler.candidates import Candidate
@@ -21,7 +22,20 @@ class SourceOptions:
     allowed_hosts: tuple[str, ...] = ()
 
 
-FetchText = Callable[[str], str]  # GET a page through the polite fetcher, return its text
+FetchText = Callable[[str], str]
+
+
+def http_url(value, base: str = "") -> str:
+    """`value` made absolute against `base` if it is an http(s) URL with a host, else ''.
+
+    Pure helper for parsers: search pages carry relative, protocol-relative ('//host/x')
+    and junk values (javascript:, data:, None).
+    """
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    url = urllib.parse.urljoin(base, value.strip()) if base else value.strip()
+    parts = urllib.parse.urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.hostname else ""  # GET a page through the polite fetcher, return its text
 
 
 class Source(abc.ABC):
@@ -29,6 +43,16 @@ class Source(abc.ABC):
 
     def __init__(self, options: SourceOptions):
         self.options = options
+
+    def endpoint(self, default: str) -> str:
+        """`--url_template` as a replacement for a search API's endpoint (e.g. a test server);
+        placeholders are refused because the source builds the query itself."""
+        value = self.options.url_template.strip()
+        parts = urllib.parse.urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc or "{" in value):
+            raise ValueError(f"--url_template for the {self.name} source is an http(s) endpoint to use instead of "
+                             f"{default}, without placeholders; got {value!r}")
+        return value or default
 
     @abc.abstractmethod
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:

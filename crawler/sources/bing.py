@@ -1,0 +1,104 @@
+"""`bing`: Bing image search.
+
+Reads the result pages Bing's own infinite scroll loads, `/images/async?q=<query>&first=<n>`:
+HTML fragments (`ul.dgControl_list > li > div.imgpt`) with one `<a class="iusc" m="...">`
+anchor per result. Its `m` attribute is an HTML-escaped JSON object: `murl` is the
+full-size image, `turl` Bing's thumbnail, `purl` the page that shows the image, `t` its
+title. Offsets are 1-based (`first=1, 36, 71, ...`); a page with no result not seen before
+ends the query (Bing repeats its last page rather than answering an empty one).
+
+Uses the class's queries except the Chinese name (that one is `baidu`'s): the English
+queries and the Latin name. `--url_template`, when given, replaces the endpoint (e.g. a
+test server on 127.0.0.1); the source adds its own query parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import urllib.parse
+from typing import Iterator
+
+from absl import logging
+from bs4 import BeautifulSoup
+
+from crawler.candidates import Candidate
+from crawler.classes import FlowerClass
+from crawler.sources.base import FetchText, Source, SourceOptions, http_url, register
+
+ENDPOINT = "https://www.bing.com/images/async"
+PAGE_SIZE = 35  # what Bing's own scrolling asks for
+PHOTO_FILTER = "+filterui:photo-photo"  # photographs only: no clip art or line drawings
+_HIGHLIGHT = dict.fromkeys(map(ord, "\ue000\ue001"))  # private-use marks around matched words in `t`
+
+
+@dataclasses.dataclass(frozen=True)
+class BingResult:
+    url: str
+    thumbnail_url: str = ""
+    page_url: str = ""
+    title: str = ""
+
+
+def parse_bing_page(html: str, page_url: str) -> list[BingResult]:
+    """Pure: the results of one Bing result page, in rank order.
+
+    An anchor whose `m` is not a JSON object or has no http(s) `murl` is skipped: one
+    broken result must not cost the page.
+    """
+    soup = BeautifulSoup(html, "html.parser")
+    results: list[BingResult] = []
+    seen: set[str] = set()
+    for a in soup.select("a.iusc[m]"):
+        try:
+            meta = json.loads(a["m"])  # BeautifulSoup has already undone the &quot; escaping
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(meta, dict):
+            continue
+        url = http_url(meta.get("murl"), page_url)
+        if not url or url in seen:
+            continue
+        seen.add(url)
+        title = meta.get("t") if isinstance(meta.get("t"), str) else ""
+        results.append(BingResult(url, http_url(meta.get("turl"), page_url), http_url(meta.get("purl"), page_url),
+                                  " ".join(title.translate(_HIGHLIGHT).split())))
+    return results
+
+
+def bing_page_url(query: str, first: int, endpoint: str = ENDPOINT) -> str:
+    """The result page of `query` starting at 1-based result `first`."""
+    params = urllib.parse.urlencode({"q": query, "first": first, "count": PAGE_SIZE, "qft": PHOTO_FILTER})
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{params}"
+
+
+def page_offsets(max_pages: int) -> list[int]:
+    """The `first=` offsets of a query's pages: 1, 36, 71, ..."""
+    return [1 + i * PAGE_SIZE for i in range(max_pages)]
+
+
+def bing_queries(klass: FlowerClass) -> list[str]:
+    return [q for q in klass.queries if q != klass.chinese]
+
+
+@register
+class BingSource(Source):
+    name = "bing"
+
+    def __init__(self, options: SourceOptions):
+        super().__init__(options)
+        self.api_url = self.endpoint(ENDPOINT)
+
+    def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
+        for query in bing_queries(klass):
+            seen: set[str] = set()
+            for first in page_offsets(self.options.max_pages):
+                url = bing_page_url(query, first, self.api_url)
+                fresh = [r for r in parse_bing_page(fetch_text(url), url) if r.url not in seen]
+                if not fresh:
+                    break
+                for r in fresh:
+                    seen.add(r.url)
+                    yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
+                                    thumbnail_url=r.thumbnail_url)
+            logging.info("bing %r: %d results", query, len(seen))

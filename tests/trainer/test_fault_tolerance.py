@@ -1,0 +1,156 @@
+"""Fault tolerance and multi-worker training, each in real processes."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--model=cifar_resnet20", "--image_size=32", "--batch_size=8", "--optimizer=sgd", "--learning_rate=0.01",
+        "--bn_momentum=0.9", "--log_every=1", "--normalization=unit", "--skip_export", "--augment_crop_pad=2"]
+
+
+@pytest.fixture(scope="module")
+def two_shard_dir(crawled_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfrecords2")
+    run_cli("pipelines.build_tfrecords", f"--input_dir={crawled_dir}", f"--output_dir={out}", "--dataset_name=two",
+            "--image_size=32", "--num_shards=2", "--splits=train:0.6,validation:0.2,test:0.2",
+            "--direct_running_mode=in_memory")
+    return out / "two" / "1.0.0"
+
+
+def train_argv(data_dir, run_dir, *extra):
+    return [sys.executable, "-m", "trainer.train", f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY, *extra]
+
+
+def weights(run_dir):
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "model" in k}
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_weights(tfrecords_dir, tmp_path):
+    flags = ["--epochs=2", "--checkpoint_every=2", "--deterministic", "--strategy=one_device"]
+    straight = tmp_path / "straight"
+    run_cli(*train_argv(tfrecords_dir, straight, *flags)[2:])
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_argv(tfrecords_dir, killed, *flags), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((killed / "checkpoints").glob("ckpt-4.index")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_done = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (killed / "checkpoints").glob("ckpt-*.index"))
+    assert steps_done and steps_done[-1] < 2 * 4 * 10, steps_done  # killed before the end
+    run_cli(*train_argv(tfrecords_dir, killed, *flags)[2:])
+    a, b = weights(straight), weights(killed)
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tfrecords_dir, tmp_path):
+    run_dir = tmp_path / "term"
+    proc = subprocess.Popen(train_argv(tfrecords_dir, run_dir, "--epochs=50", "--strategy=one_device"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run_dir / "logs").exists():
+        time.sleep(0.1)
+    time.sleep(8)  # some steps in, mid-epoch
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM: checkpoint saved at step" in err
+    step = int(err.split("SIGTERM: checkpoint saved at step ")[1].split(";")[0])
+    assert (run_dir / "checkpoints" / f"ckpt-{step}.index").exists()
+
+
+def test_nan_loss_stops_with_the_step_named_and_the_checkpoint_intact(tfrecords_dir, tmp_path):
+    run_dir = tmp_path / "nan"
+    run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=1", "--strategy=one_device")[2:])
+    good = weights(run_dir)
+    proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device",
+                               "--learning_rate=1e12")[2:], check=False)
+    assert proc.returncode == 3
+    assert "loss is nan at step" in proc.stderr or "loss is inf at step" in proc.stderr, proc.stderr[-2000:]
+    assert "--recover_from_nan" in proc.stderr
+    after = weights(run_dir)
+    for k in good:
+        np.testing.assert_array_equal(good[k], after[k])
+
+
+def test_recover_from_nan_rolls_back_with_a_lower_learning_rate(tfrecords_dir, tmp_path):
+    run_dir = tmp_path / "recover"
+    run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=1", "--strategy=one_device")[2:])
+    proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device", "--learning_rate=1e12",
+                               "--recover_from_nan", "--nan_lr_factor=1e-14")[2:])
+    assert "rolled back to" in proc.stderr
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and np.isfinite(history[-1]["loss"])
+
+
+def test_a_corrupt_shard_is_named_with_its_record(tfrecords_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tfrecords_dir, data)
+    shard = next(data.glob("small-validation.tfrecord-*"))
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    run_dir = tmp_path / "run"
+    proc = run_cli(*train_argv(data, run_dir, "--epochs=1", "--strategy=one_device")[2:], check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert f"{shard}, record" in proc.stderr and "corrupt TFRecord in split 'validation'" in proc.stderr
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multi_worker_two_local_processes_train_together(two_shard_dir, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_dir = tmp_path / "mw"
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(train_argv(two_shard_dir, run_dir, "--epochs=2", "--strategy=multi_worker",
+                                                 "--deterministic"),
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["hardware"]["replicas"] == 2 and report["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
+    assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
+
+
+def test_one_device_and_mirrored_give_the_same_loss_curve(tfrecords_dir, tmp_path):
+    """One loop for every strategy: with synchronised BatchNorm, 2 logical CPUs compute what
+    one device computes on the same global batch."""
+    curves = {}
+    for name, flags in (("one", ["--strategy=one_device"]), ("mirrored", ["--strategy=mirrored", "--cpu_replicas=2"])):
+        run_dir = tmp_path / name
+        run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--deterministic", "--sync_bn", *flags)[2:])
+        curves[name] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(curves["one"], curves["mirrored"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3, abs=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-2)  # through moving BN stats
