@@ -29,7 +29,8 @@ _SOURCE = flags.DEFINE_string("source", "html", f"Image source: one of {', '.joi
 _CLASSES = flags.DEFINE_string("classes", "all", "Comma list of class names (e.g. daisy,rose), or 'all'.")
 _OUT_DIR = flags.DEFINE_string("out_dir", "workspace/raw", "Output folder (images, manifest.jsonl, ...).")
 _URL_TEMPLATE = flags.DEFINE_string("url_template", "", "html source: result page URL with {query} "
-                                    "(and optionally {page}).")
+                                    "(and optionally {page}); bing/baidu/commons: an endpoint to use instead of "
+                                    "the real site (e.g. a local test server).")
 _START_URL = flags.DEFINE_string("start_url", "", "html source: a single start page (needs exactly one class).")
 _URLS_FILE = flags.DEFINE_string("urls_file", "", "urls source: a file of url,class lines.")
 _ALLOWED_HOSTS = flags.DEFINE_list("allowed_hosts", [], "Extra hosts the html source may follow pages to.")
@@ -44,15 +45,20 @@ _MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Reject images with
 _DEDUP_DISTANCE = flags.DEFINE_integer("dedup_distance", 6, "Perceptual-hash Hamming distance (of 64 bits) "
                                        "at or below which two images are near-duplicates.")
 _ALLOW_PRIVATE = flags.DEFINE_bool("allow_private_hosts", False, "Allow loopback/private addresses "
-                                   "(needed for the local flower site).")
+                                   "(needed for the local flower site); link-local and cloud metadata "
+                                   "addresses stay refused.")
 _CONTACT_URL = flags.DEFINE_string("contact_url", net.FetchConfig.contact_url, "Contact URL sent in the User-Agent.")
 _PER_HOST_CONCURRENCY = flags.DEFINE_integer("per_host_concurrency", 4, "Requests in flight per host.",
                                              lower_bound=1)
 _PER_HOST_DELAY = flags.DEFINE_float("per_host_delay", 0.1, "Seconds between request starts on one host "
                                      "(robots.txt Crawl-delay wins if larger).", lower_bound=0)
-_TIMEOUT = flags.DEFINE_float("timeout", 10.0, "Connect and read timeout, seconds.", lower_bound=0.1)
-_DEADLINE = flags.DEFINE_float("deadline", 30.0, "Total seconds for one download.", lower_bound=0.1)
-_RETRIES = flags.DEFINE_integer("retries", 3, "Retries on 429/5xx/connection errors.", lower_bound=0)
+_TIMEOUT = flags.DEFINE_float("timeout", 10.0, "Connect timeout, and read timeout (longest wait for the headers "
+                              "or for any byte of the body), seconds.", lower_bound=0.1)
+_DEADLINE = flags.DEFINE_float("deadline", 30.0, "Total seconds for one download: retries, backoff, redirects "
+                               "and body included.", lower_bound=0.1)
+_RETRIES = flags.DEFINE_integer("retries", 3, "Retries on 429/500/502/503/504, connection errors and timeouts "
+                                "(exponential backoff with jitter; Retry-After honoured up to --deadline). "
+                                "404 and other 4xx are never retried.", lower_bound=0)
 
 
 def fetch_config() -> net.FetchConfig:

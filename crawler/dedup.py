@@ -22,6 +22,7 @@ class Match:
     key: str  # the accepted image it matches
     klass: str
     distance: int
+    url: str = ""
 
 
 class DedupIndex:
@@ -29,27 +30,27 @@ class DedupIndex:
 
     def __init__(self, max_distance: int = DEFAULT_HAMMING):
         self.max_distance = max_distance
-        self._by_sha: dict[str, tuple[str, str]] = {}
+        self._by_sha: dict[str, tuple[str, str, str]] = {}
         self._hashes = np.zeros(0, np.uint64)
-        self._owners: list[tuple[str, str]] = []
+        self._owners: list[tuple[str, str, str]] = []
 
     def __len__(self) -> int:
         return len(self._owners)
 
     def find(self, sha256: str, phash: str) -> Match | None:
         if sha256 in self._by_sha:
-            key, klass = self._by_sha[sha256]
-            return Match("duplicate", key, klass, 0)
+            key, klass, url = self._by_sha[sha256]
+            return Match("duplicate", key, klass, 0, url)
         if len(self._owners):
             x = np.bitwise_xor(self._hashes, np.uint64(int(phash, 16)))
             dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
             i = int(np.argmin(dist))
             if dist[i] <= self.max_distance:
-                key, klass = self._owners[i]
-                return Match("near_duplicate", key, klass, int(dist[i]))
+                key, klass, url = self._owners[i]
+                return Match("near_duplicate", key, klass, int(dist[i]), url)
         return None
 
-    def add(self, sha256: str, phash: str, key: str, klass: str) -> None:
-        self._by_sha[sha256] = (key, klass)
+    def add(self, sha256: str, phash: str, key: str, klass: str, url: str = "") -> None:
+        self._by_sha[sha256] = (key, klass, url)
         self._hashes = np.append(self._hashes, np.uint64(int(phash, 16)))
-        self._owners.append((key, klass))
+        self._owners.append((key, klass, url))

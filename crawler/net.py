@@ -1,17 +1,35 @@
 """Polite, bounded HTTP for the crawler: one `Fetcher` shared by every worker thread.
 
-For each request, in order: the URL's scheme and resolved addresses are checked
-(`safety`); the host's robots.txt is fetched once and consulted; the host's gate is
-taken (at most `per_host_concurrency` requests at once, starts at least `delay` apart,
-the delay being the larger of ours and robots.txt's Crawl-delay); then the body is
-streamed with a byte cap and a total deadline. Redirects are followed by hand so every hop
-gets the same checks. Retries with exponential backoff and jitter on 429/5xx and
-connection errors, honouring Retry-After, are urllib3's `Retry`; 404 is never retried.
+For each request hop, in order: the URL's scheme and resolved addresses are checked
+(`safety`), and checked again on the connected socket (so a DNS answer that changes in
+between gains nothing); the origin's robots.txt is fetched once (one request per origin,
+however many workers) and consulted; the origin's gate is taken (at most
+`per_host_concurrency` requests in flight, starts at least `delay` apart, the delay being
+the larger of ours and robots.txt's Crawl-delay); then the body is streamed with a byte cap
+on the decompressed bytes (Content-Length is not trusted) and a total deadline. Redirects
+are followed by hand so every hop gets the same checks.
+
+Retries are an explicit loop, not urllib3's: on 429/500/502/503/504, connection errors and
+timeouts, with exponential backoff and full jitter, honouring Retry-After (which also holds
+back the whole origin) unless it would pass the download's deadline, in which case the
+download fails at once with a retryable reason. Other 4xx (404 included) are never retried.
+
+robots.txt status rules (RFC 9309): 2xx -> parsed; 401/403 -> the origin is disallowed;
+other 4xx -> everything allowed; 5xx -> disallowed for this run (retryable); unreachable
+or timing out -> disallowed for this run (retryable). `X-Robots-Tag: noai` or `noimageai`
+on a response -> skipped and recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import email.utils
+import itertools
+import math
+import random
+import re
 import threading
 import time
 import urllib.parse
@@ -20,32 +38,43 @@ import requests
 from absl import logging
 from protego import Protego
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from urllib3 import exceptions as u3exc
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from crawler import safety
 
 PROJECT_UA = "flowerpipe-crawler/0.1"
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB, ignore the rest
+AI_OPT_OUT = frozenset({"noai", "noimageai"})
+_CHUNK = 64 * 1024
 
 
 class FetchError(Exception):
-    """A URL could not be fetched; `reason` is short and stable enough to count by."""
+    """A URL could not be fetched; `reason` is short and stable enough to count by.
 
-    def __init__(self, reason: str, detail: str = "", retryable: bool = False):
+    `retryable`: a later run should try again (the failure may be temporary).
+    `transient`: this download tries again now (after a backoff); `retry_after` the server's wish.
+    """
+
+    def __init__(self, reason: str, detail: str = "", retryable: bool = False, *, transient: bool = False,
+                 retry_after: float | None = None):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason, self.detail, self.retryable = reason, detail, retryable
+        self.transient, self.retry_after = transient, retry_after
 
 
 @dataclasses.dataclass(frozen=True)
 class FetchConfig:
     contact_url: str = "https://github.com/flowerpipe/flowerpipe"
-    allow_private_hosts: bool = False
+    allow_private_hosts: bool = False  # loopback/private only; link-local and metadata never
     connect_timeout: float = 5.0
-    read_timeout: float = 10.0
-    deadline: float = 30.0  # seconds for one whole download, body included
+    read_timeout: float = 10.0  # longest wait for the headers or for any byte of the body
+    deadline: float = 30.0  # seconds for one whole download: retries, redirects and body included
     retries: int = 3
-    backoff: float = 0.5
+    backoff: float = 0.5  # first backoff at most this; doubles per attempt (full jitter)
+    max_backoff: float = 10.0
     per_host_concurrency: int = 4
     per_host_delay: float = 0.1  # seconds between request starts on one host
     pool_size: int = 32
@@ -63,39 +92,136 @@ class Fetched:
     body: bytes
 
 
+def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rand() * min(cap, base * 2.0 ** attempt)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def ai_opt_out(x_robots_tag: str) -> list[str]:
+    """The AI opt-out directives (noai, noimageai) in an X-Robots-Tag value, for any user agent."""
+    return sorted(AI_OPT_OUT.intersection(re.split(r"[\s,:;]+", x_robots_tag.lower())))
+
+
+class _Deadline:
+    """Starts with the download's first request, so waiting for a busy host's gate is not counted."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._end: float | None = None
+
+    def start(self) -> None:
+        if self._end is None:
+            self._end = time.monotonic() + self.seconds
+
+    def remaining(self) -> float:
+        return math.inf if self._end is None else self._end - time.monotonic()
+
+    def error(self) -> FetchError:
+        return FetchError("deadline", f"download took over {self.seconds:g}s", retryable=True)
+
+
 class _HostGate:
     """Per-host concurrency limit and minimum spacing between request starts."""
 
     def __init__(self, concurrency: int, delay: float):
         self._sem = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
-        self._next = 0.0
+        self._last = -math.inf
+        self._not_before = -math.inf
         self.delay = delay
 
     def __enter__(self):
         self._sem.acquire()
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.delay
-        if start > now:
-            time.sleep(start - now)
+        try:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._last + self.delay, self._not_before)
+                self._last = start
+            if start > now:
+                time.sleep(start - now)
+        except BaseException:
+            self._sem.release()
+            raise
         return self
 
     def __exit__(self, *exc):
         self._sem.release()
 
+    def slow_down(self, delay: float) -> None:
+        """Raises the spacing (robots.txt's Crawl-delay); it applies from the last start."""
+        with self._lock:
+            self.delay = max(self.delay, delay)
+
+    def hold(self, seconds: float) -> None:
+        """No request starts on this host for `seconds` (the server's Retry-After)."""
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+
+def _checked_pool(pool_cls: type, allow_private: bool) -> type:
+    """`pool_cls` whose connections check the address they actually connected to."""
+
+    class CheckedConnection(pool_cls.ConnectionCls):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            try:
+                safety.check_address(sock.getpeername()[0], allow_private, self.host)
+            except safety.UnsafeURL:
+                sock.close()
+                raise
+            return sock
+
+    return type(f"Checked{pool_cls.__name__}", (pool_cls,), {"ConnectionCls": CheckedConnection})
+
+
+_POOLS = {allow: {"http": _checked_pool(HTTPConnectionPool, allow), "https": _checked_pool(HTTPSConnectionPool, allow)}
+          for allow in (False, True)}
+
+
+class _CheckedAdapter(HTTPAdapter):
+    def __init__(self, allow_private: bool, **kwargs):
+        self._allow_private = allow_private  # read by init_poolmanager, which the base __init__ calls
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS[self._allow_private]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Deny:
+    """robots.txt (or its absence) disallows a whole origin."""
+
+    reason: str
+    detail: str
+    retryable: bool
+
 
 class Fetcher:
-    """Thread-safe polite fetcher. `stats` counts requests per host."""
+    """Thread-safe polite fetcher. `requests_per_host` counts requests (attempts) per origin."""
 
     def __init__(self, config: FetchConfig = FetchConfig()):
         self.config = config
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._robots: dict[str, Protego | bool] = {}
+        self._robots: dict[str, Protego | bool | _Deny] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
-        self._unreachable: dict[str, str] = {}
         self._gates: dict[str, _HostGate] = {}
         self.requests_per_host: dict[str, int] = {}
 
@@ -104,11 +230,10 @@ class Fetcher:
         s = getattr(self._local, "session", None)
         if s is None:
             c = self.config
-            retry = Retry(total=c.retries, connect=c.retries, read=c.retries, status=c.retries, redirect=False,
-                          backoff_factor=c.backoff, backoff_jitter=c.backoff / 2, status_forcelist=RETRY_STATUSES,
-                          allowed_methods=frozenset({"GET"}), respect_retry_after_header=True, raise_on_status=False)
-            adapter = HTTPAdapter(max_retries=retry, pool_connections=c.pool_size, pool_maxsize=c.pool_size)
+            adapter = _CheckedAdapter(c.allow_private_hosts, max_retries=0, pool_connections=c.pool_size,
+                                      pool_maxsize=c.pool_size)
             s = requests.Session()
+            s.trust_env = False  # no proxy or .netrc from the environment: we connect where we checked
             s.mount("http://", adapter)
             s.mount("https://", adapter)
             s.headers["User-Agent"] = c.user_agent
@@ -120,19 +245,16 @@ class Fetcher:
         p = urllib.parse.urlsplit(url)
         return f"{p.scheme.lower()}://{p.netloc.lower()}"
 
-    def _gate(self, origin: str, delay: float) -> _HostGate:
+    def _gate(self, origin: str) -> _HostGate:
         with self._lock:
             gate = self._gates.get(origin)
             if gate is None:
-                gate = self._gates[origin] = _HostGate(self.config.per_host_concurrency,
-                                                       self.config.per_host_delay)
-            gate.delay = max(gate.delay, delay)  # robots.txt's Crawl-delay, once known
-            self.requests_per_host[origin] = self.requests_per_host.get(origin, 0) + 1
+                gate = self._gates[origin] = _HostGate(self.config.per_host_concurrency, self.config.per_host_delay)
             return gate
 
     # -- robots.txt -----------------------------------------------------------------------
-    def _robots_for(self, origin: str) -> Protego | bool:
-        """Protego rules, or True (allow all) / False (disallow all) by the status rules."""
+    def _robots_for(self, origin: str) -> Protego | bool | _Deny:
+        """Protego rules, True (allow all) or a _Deny, by the status rules; fetched once per origin."""
         with self._lock:
             if origin in self._robots:
                 return self._robots[origin]
@@ -140,24 +262,32 @@ class Fetcher:
         with lock:
             if origin in self._robots:
                 return self._robots[origin]
-            rules: Protego | bool
+            rules: Protego | bool | _Deny
             try:
-                with self._gate(origin, 0.0):
-                    r = self._session().get(origin + "/robots.txt", allow_redirects=True,
-                                            timeout=(self.config.connect_timeout, self.config.read_timeout))
-                if r.status_code in (401, 403):
-                    rules = False
-                elif 400 <= r.status_code < 500:
+                page = self._get(origin + "/robots.txt", ROBOTS_MAX_BYTES, _Deadline(self.config.deadline),
+                                 retries=0, robots_txt=True)
+                rules = Protego.parse(page.body.decode("utf-8", errors="replace"))
+                delay = rules.crawl_delay(self.config.user_agent)
+                if delay:
+                    self._gate(origin).slow_down(float(delay))
+            except FetchError as e:
+                status = int(e.reason[5:]) if re.fullmatch(r"http_\d+", e.reason) else 0
+                if status in (401, 403):
+                    rules = _Deny("robots_disallowed", f"robots.txt of {origin} answered {status}: host disallowed",
+                                  retryable=False)
+                elif 400 <= status < 500:
                     rules = True
-                elif r.status_code >= 500:
-                    rules = False
+                elif status >= 500:
+                    rules = _Deny("robots_unavailable", f"robots.txt of {origin} answered {status}: host "
+                                  "disallowed for this run", retryable=True)
+                elif e.reason in ("timeout", "deadline", "connection_error"):
+                    rules = _Deny("host_unreachable", f"{origin}: robots.txt {e}", retryable=True)
+                elif e.reason == "unsafe_url":  # a redirect hop of robots.txt, or the socket itself
+                    rules = _Deny("unsafe_url", f"robots.txt of {origin}: {e.detail}", retryable=False)
                 else:
-                    rules = Protego.parse(r.text[:500_000])
-            except requests.RequestException as e:
-                logging.warning("robots.txt of %s unreachable (%s): treating the host as disallowed", origin, e)
-                rules = False
-                with self._lock:
-                    self._unreachable[origin] = f"{type(e).__name__}: {e}"
+                    rules = _Deny("robots_unavailable", f"robots.txt of {origin}: {e}", retryable=e.retryable)
+                if isinstance(rules, _Deny):
+                    logging.warning("%s: treating %s as disallowed", rules.detail, origin)
             with self._lock:
                 self._robots[origin] = rules
             return rules
@@ -167,61 +297,145 @@ class Fetcher:
         rules = self._robots_for(self._origin(url))
         if rules is True:
             return 0.0
-        if rules is False:
-            why = self._unreachable.get(self._origin(url))
-            if why:
-                raise FetchError("host_unreachable", f"{self._origin(url)}: {why}", retryable=True)
-            raise FetchError("robots_disallowed", "robots.txt forbidden (401/403) or failing (5xx): host disallowed")
+        if isinstance(rules, _Deny):
+            raise FetchError(rules.reason, rules.detail, retryable=rules.retryable)
         if not rules.can_fetch(url, self.config.user_agent):
             raise FetchError("robots_disallowed", url)
         return float(rules.crawl_delay(self.config.user_agent) or 0.0)
 
     # -- fetching -------------------------------------------------------------------------
     def get(self, url: str, max_bytes: int) -> Fetched:
-        """GETs `url` with every check; raises FetchError with a reason on any failure."""
-        c = self.config
-        start = time.monotonic()
+        """GETs `url` with every check.
+
+        Args:
+          url: http(s) URL.
+          max_bytes: cap on the decompressed body.
+        Returns:
+          The final response, body included.
+        Raises:
+          FetchError: with a reason (unsafe_url, robots_disallowed, x_robots_tag, http_404, timeout,
+            deadline, too_large, ...) on any failure.
+        """
+        return self._get(url, max_bytes, _Deadline(self.config.deadline), retries=self.config.retries)
+
+    def _get(self, url: str, max_bytes: int, deadline: _Deadline, retries: int, robots_txt: bool = False) -> Fetched:
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                safety.check_url(url, c.allow_private_hosts)
+                safety.check_url(url, self.config.allow_private_hosts)
             except safety.UnsafeURL as e:
-                raise FetchError("unsafe_url", str(e)) from e
-            crawl_delay = self.check_robots(url)
-            origin = self._origin(url)
-            try:
-                with self._gate(origin, crawl_delay):
-                    resp = self._session().get(url, stream=True, allow_redirects=False,
-                                               timeout=(c.connect_timeout, c.read_timeout))
-                    try:
-                        if resp.is_redirect:
-                            location = resp.headers.get("Location", "")
-                            url = urllib.parse.urljoin(url, location)
-                            continue
-                        body = self._read_capped(resp, max_bytes, start)
-                    finally:
-                        resp.close()
-            except requests.Timeout as e:
-                raise FetchError("timeout", str(e), retryable=True) from e
-            except requests.ConnectionError as e:
-                raise FetchError("connection_error", str(e), retryable=True) from e
-            except requests.RequestException as e:
-                raise FetchError("http_error", str(e), retryable=True) from e
-            if resp.status_code >= 400:
-                raise FetchError(f"http_{resp.status_code}", url, retryable=resp.status_code in RETRY_STATUSES)
-            tag = resp.headers.get("X-Robots-Tag", "").lower()
-            if "noai" in tag or "noimageai" in tag:
-                raise FetchError("x_robots_tag", tag)
-            return Fetched(url, resp.status_code, dict(resp.headers), body)
+                raise FetchError("unsafe_url", f"{url}: {e}") from e
+            if not robots_txt:
+                self.check_robots(url)
+            result = self._with_retries(url, max_bytes, deadline, retries, robots_txt)
+            if isinstance(result, Fetched):
+                return result
+            url = result  # the next hop
         raise FetchError("too_many_redirects", url)
 
-    def _read_capped(self, resp: requests.Response, max_bytes: int, start: float) -> bytes:
-        """Streams the (decompressed) body; Content-Length is not trusted."""
+    def _with_retries(self, url: str, max_bytes: int, deadline: _Deadline, retries: int,
+                      robots_txt: bool) -> Fetched | str:
+        c = self.config
+        gate = self._gate(self._origin(url))
+        for attempt in itertools.count():
+            try:
+                return self._attempt(url, gate, max_bytes, deadline, robots_txt)
+            except FetchError as e:
+                if not e.transient:
+                    raise
+                if attempt >= retries:
+                    tries = f"{attempt + 1} attempts" if attempt else "1 attempt"
+                    raise FetchError(e.reason, f"{e.detail} (after {tries})", e.retryable) from e
+                wait = e.retry_after if e.retry_after is not None else backoff_delay(attempt, c.backoff,
+                                                                                    c.max_backoff)
+                if wait >= deadline.remaining():
+                    raise FetchError(e.reason, f"{e.detail}; retry in {wait:.3g}s would pass the {c.deadline:g}s "
+                                     "deadline", retryable=True) from e
+                if e.retry_after is not None:
+                    gate.hold(wait)
+                logging.debug("retrying %s in %.2fs after %s", url, wait, e)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, url: str, gate: _HostGate, max_bytes: int, deadline: _Deadline,
+                 robots_txt: bool) -> Fetched | str:
+        """One request; returns the response, or the next hop's URL on a redirect."""
+        c = self.config
+        origin = self._origin(url)
+        with gate:
+            deadline.start()
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise deadline.error()
+            with self._lock:
+                self.requests_per_host[origin] = self.requests_per_host.get(origin, 0) + 1
+            try:
+                resp = self._session().get(url, stream=True, allow_redirects=False,
+                                           timeout=(min(c.connect_timeout, remaining), min(c.read_timeout, remaining)))
+            except safety.UnsafeURL as e:  # raised on the connected socket
+                raise FetchError("unsafe_url", f"{url}: {e}") from e
+            except requests.Timeout as e:
+                if deadline.remaining() <= 0:
+                    raise deadline.error() from e
+                raise FetchError("timeout", str(e), retryable=True, transient=True) from e
+            except requests.ConnectionError as e:
+                raise FetchError("connection_error", str(e), retryable=True, transient=True) from e
+            except requests.RequestException as e:
+                raise FetchError("http_error", str(e), retryable=True) from e
+            with contextlib.closing(resp):
+                status = resp.status_code
+                if resp.is_redirect:
+                    return urllib.parse.urljoin(url, resp.headers["Location"])
+                if status >= 400:
+                    again = status in RETRY_STATUSES
+                    raise FetchError(f"http_{status}", url, retryable=again, transient=again,
+                                     retry_after=parse_retry_after(resp.headers.get("Retry-After")) if again else None)
+                if not robots_txt:
+                    opt_out = ai_opt_out(resp.headers.get("X-Robots-Tag", ""))
+                    if opt_out:
+                        raise FetchError("x_robots_tag", f"{url}: X-Robots-Tag {', '.join(opt_out)}")
+                declared = resp.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes and not robots_txt \
+                        and "chunked" not in resp.headers.get("Transfer-Encoding", "").lower() \
+                        and not resp.headers.get("Content-Encoding"):
+                    raise FetchError("too_large", f"Content-Length {declared} over {max_bytes} bytes")
+                body = self._read_capped(resp, max_bytes, deadline, truncate=robots_txt)
+                return Fetched(url, status, dict(resp.headers), body)
+
+    def _read_capped(self, resp: requests.Response, max_bytes: int, deadline: _Deadline,
+                     truncate: bool = False) -> bytes:
+        """Streams the decompressed body; Content-Length is not trusted (nor needed).
+
+        `read1` returns whatever one socket read brings (a dripping server cannot hold a
+        64 KiB read open), decompresses at most one chunk at a time (a gzip bomb stops at
+        the cap, not in memory), and each read waits at most the time left.
+        """
+        raw = resp.raw
         chunks, total = [], 0
-        for chunk in resp.iter_content(chunk_size=64 * 1024):
-            total += len(chunk)
-            if total > max_bytes:
-                raise FetchError("too_large", f"body over {max_bytes} bytes")
-            if time.monotonic() - start > self.config.deadline:
-                raise FetchError("deadline", f"download took over {self.config.deadline:.0f}s", retryable=True)
-            chunks.append(chunk)
+        try:
+            while True:
+                remaining = deadline.remaining()
+                if remaining <= 0:
+                    raise deadline.error()
+                sock = getattr(getattr(raw, "connection", None), "sock", None)
+                if sock is not None:
+                    sock.settimeout(min(self.config.read_timeout, remaining))
+                chunk = raw.read1(_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    if truncate:
+                        chunks.append(chunk[:max_bytes - (total - len(chunk))])
+                        break
+                    raise FetchError("too_large", f"body over {max_bytes} bytes (decompressed)")
+                chunks.append(chunk)
+        except (u3exc.ReadTimeoutError, TimeoutError) as e:
+            if deadline.remaining() <= 0:
+                raise deadline.error() from e
+            raise FetchError("timeout", f"no body byte for {self.config.read_timeout:g}s", retryable=True,
+                             transient=True) from e
+        except u3exc.DecodeError as e:
+            raise FetchError("bad_encoding", str(e)) from e
+        except (u3exc.ProtocolError, u3exc.HTTPError, OSError) as e:
+            raise FetchError("connection_error", f"{type(e).__name__}: {e}", retryable=True, transient=True) from e
         return b"".join(chunks)
