@@ -231,6 +231,8 @@ class Trainer:
             return history
         previous = signal.signal(signal.SIGTERM, self.request_stop)
         iterator = self._train_stream(start_step)
+        if self.writer and start_step == 0:
+            self._log_sample_images()
         try:
             epoch = start_step // self.steps_per_epoch
             while epoch < c.epochs:
@@ -317,6 +319,17 @@ class Trainer:
                     if k in record:
                         tf.summary.scalar(f"epoch/{k}", record[k])
         return record
+
+    def _log_sample_images(self, count: int = 8) -> None:
+        """A few training inputs (as the model sees them, de-normalised) for TensorBoard."""
+        c = self.config
+        ds = data_lib.make_train_dataset(self.info, c.train_split, batch_size=count, image_size=self.image_size,
+                                         mean=[0.0] * self.info.channels, std=[1.0] * self.info.channels,
+                                         seed=c.seed, flip=c.augment_flip, crop_pad=c.augment_crop_pad)
+        images, labels = next(iter(ds))
+        with self.writer.as_default(step=0):
+            tf.summary.image("train/inputs", tf.cast(images, tf.uint8), max_outputs=count,
+                             description="labels: " + ", ".join(self.info.class_names[int(i)] for i in labels))
 
     def _lr(self, epoch: float) -> float:
         if self.config.schedule == "plateau":

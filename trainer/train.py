@@ -166,8 +166,20 @@ def main(argv):
         return 2
 
 
+def check_config(config: config_lib.TrainConfig) -> None:
+    """Contradictory settings: one-line errors before any work."""
+    if config.jit and config.deterministic:
+        raise ValueError("--jit with --deterministic: XLA has no deterministic version of some gradients (MaxPool); "
+                         "drop one of the two")
+    if config.batch_size < 1 or config.epochs < 1:
+        raise ValueError(f"--batch_size ({config.batch_size}) and --epochs ({config.epochs}) must be positive")
+    if config.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+        raise ValueError(f"--precision={config.precision!r}: use float32, mixed_float16 or mixed_bfloat16")
+
+
 def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_split: str = "test",
         force: bool = False, do_export: bool = True) -> int:
+    check_config(config)
     # Strategy first: logical devices must be configured before any TensorFlow op.
     from trainer import strategy as strategy_lib
 

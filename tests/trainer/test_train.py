@@ -96,6 +96,8 @@ def test_eval_mode_evaluates_without_training(mirrored_run, tfrecords_dir):
     (["--strategy=mirrored", "--cpu_replicas=2", "--batch_size=5"], "not divisible by the 2 replicas"),
     (["--strategy=multi_worker"], "TF_CONFIG"),
     (["--preset=fastest"], "known presets"),
+    (["--jit"], "--jit with --deterministic"),
+    (["--precision=float8"], "--precision='float8'"),
 ])
 def test_bad_flags_are_one_line_errors(tfrecords_dir, tmp_path, flags, message):
     proc = train(tfrecords_dir, tmp_path / "run", *flags, check=False)
@@ -123,3 +125,35 @@ def test_short_fit_learns(tfrecords_dir, tmp_path):
     train(tfrecords_dir, run_dir, "--epochs=8", "--strategy=one_device", "--skip_export")
     report = json.loads((run_dir / "report.json").read_text())
     assert report["splits"]["train"]["top1"] >= 0.8, report["splits"]
+
+
+@pytest.mark.parametrize("flags", [["--precision=mixed_float16"], ["--precision=mixed_bfloat16"],
+                                   ["--jit", "--nodeterministic"]])
+def test_precision_and_xla_options_train(tfrecords_dir, tmp_path, flags):
+    run_dir = tmp_path / "p"
+    train(tfrecords_dir, run_dir, "--epochs=1", "--strategy=one_device", "--skip_export", *flags)
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(history[-1]["loss"])
+
+
+def test_auxiliary_heads_train_and_are_dropped_at_export(tfrecords_dir, tmp_path):
+    import keras
+
+    import trainer.models  # noqa: F401  registers the zoo's custom layers
+
+    run_dir = tmp_path / "aux"
+    run_cli("trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={run_dir}", "--model=googlenet",
+            "--aux_heads", "--image_size=72", "--batch_size=8", "--epochs=1", "--optimizer=sgd",
+            "--learning_rate=0.01", "--normalization=unit", "--log_every=1")
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert len(model.outputs) == 1 and model.output_shape == (None, 3)
+
+
+def test_tensorboard_gets_scalars_and_sample_images(mirrored_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = mirrored_run
+    acc = EventAccumulator(str(run_dir / "logs"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"])
+    assert {"train/loss", "learning_rate", "images_per_second", "epoch/val_top1", "train/inputs"} <= tags
