@@ -26,7 +26,7 @@ from absl import logging
 
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, SourceOptions, http_url, register
+from crawler.sources.base import FetchText, Source, SourceOptions, fresh_results, http_url, register
 
 ENDPOINT = "https://image.baidu.com/search/acjson"
 PAGE_SIZE = 30  # Baidu's maximum `rn`
@@ -119,19 +119,10 @@ class BaiduSource(Source):
 
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         query = klass.chinese
-        seen: set[str] = set()
-        for offset in page_offsets(self.options.max_pages):
-            url = baidu_page_url(query, offset, self.api_url)
-            try:
-                results = parse_baidu_page(fetch_text(url), url)
-            except ValueError as e:
-                logging.warning("baidu %s: %s", klass.slug, e)
-                break
-            fresh = [r for r in results if r.url not in seen]
-            if not fresh:
-                break
-            for r in fresh:
-                seen.add(r.url)
-                yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
-                                thumbnail_url=r.thumbnail_url)
-        logging.info("baidu %r: %d results", query, len(seen))
+        pages = (baidu_page_url(query, offset, self.api_url) for offset in page_offsets(self.options.max_pages))
+        n = 0
+        for url, r in fresh_results(pages, fetch_text, parse_baidu_page, f"baidu {klass.slug}"):
+            n += 1
+            yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
+                            thumbnail_url=r.thumbnail_url)
+        logging.info("baidu %r: %d results", query, n)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 import urllib.parse
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+from absl import logging
 
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
@@ -36,6 +38,29 @@ def http_url(value, base: str = "") -> str:
     url = urllib.parse.urljoin(base, value.strip()) if base else value.strip()
     parts = urllib.parse.urlsplit(url)
     return url if parts.scheme in ("http", "https") and parts.hostname else ""  # GET a page through the polite fetcher, return its text
+
+
+def fresh_results(page_urls: Iterable[str], fetch_text: FetchText, parse: Callable[[str, str], list],
+                  label: str) -> Iterator[tuple[str, Any]]:
+    """(page URL, result) for results not seen on earlier pages of the same query.
+
+    Stops at the first page that brings nothing new (search engines repeat their last page
+    instead of answering an empty one) or that cannot be parsed (logged: the source's other
+    queries and classes go on). `parse(text, page_url)` returns objects with a `.url`.
+    """
+    seen: set[str] = set()
+    for url in page_urls:
+        try:
+            results = parse(fetch_text(url), url)
+        except ValueError as e:
+            logging.warning("%s: %s", label, e)
+            return
+        fresh = [r for r in results if r.url not in seen]
+        if not fresh:
+            return
+        for r in fresh:
+            seen.add(r.url)
+            yield url, r
 
 
 class Source(abc.ABC):

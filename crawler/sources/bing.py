@@ -24,7 +24,7 @@ from bs4 import BeautifulSoup
 
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, SourceOptions, http_url, register
+from crawler.sources.base import FetchText, Source, SourceOptions, fresh_results, http_url, register
 
 ENDPOINT = "https://www.bing.com/images/async"
 PAGE_SIZE = 35  # what Bing's own scrolling asks for
@@ -91,14 +91,10 @@ class BingSource(Source):
 
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         for query in bing_queries(klass):
-            seen: set[str] = set()
-            for first in page_offsets(self.options.max_pages):
-                url = bing_page_url(query, first, self.api_url)
-                fresh = [r for r in parse_bing_page(fetch_text(url), url) if r.url not in seen]
-                if not fresh:
-                    break
-                for r in fresh:
-                    seen.add(r.url)
-                    yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
-                                    thumbnail_url=r.thumbnail_url)
-            logging.info("bing %r: %d results", query, len(seen))
+            pages = (bing_page_url(query, first, self.api_url) for first in page_offsets(self.options.max_pages))
+            n = 0
+            for url, r in fresh_results(pages, fetch_text, parse_bing_page, f"bing {klass.slug}"):
+                n += 1
+                yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
+                                thumbnail_url=r.thumbnail_url)
+            logging.info("bing %r: %d results", query, n)
