@@ -31,8 +31,11 @@ test: $(VENV)/.installed-dev
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m "not slow"
 
+# Benchmarks append their numbers to bench/RESULTS.md (minutes each; run on a quiet machine).
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_crawl
+	$(BIN)/python -m bench.bench_build
+	$(BIN)/python -m bench.bench_train
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache *.egg-info

@@ -2,6 +2,9 @@
 deterministic shards; then metadata, stats and publication on the driver. Splits are
 assigned on the driver from keys and labels before the pipeline starts.
 
+Reading: file records are read by the decode step itself (one element per file); a reader
+that loads bytes itself (TFDS) passes a `loader` whose read tasks run on the workers.
+
 Each step is a plain function (image_ops, splits, shards); this module only wires them.
 The pipeline writes everything into a temporary folder next to the final one; the driver
 publishes it (moves the files, writes the TFDS metadata last) only when the run succeeded
@@ -27,10 +30,9 @@ from pipelines import image_ops, schema, shards, splits
 from pipelines.readers import Record
 
 DEAD_LETTER = "dead_letter.jsonl"
-STATS = "stats.json"
+STATS = schema.STATS_FILE
 HISTOGRAM = "class_histogram.png"
 _SHARD_INFO = "_shards.jsonl"
-_COUNTS = "_counts.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,8 @@ class BuildOptions:
     max_pixels: int = 40_000_000
     max_bad_fraction: float = 0.2
     overwrite: bool = False
+    layout: str = "tfds"  # a key of schema.LAYOUTS
+    compression: str = ""  # "" or "gzip" (TFDS cannot read gzip: then no TFDS metadata is written)
 
     @property
     def final_dir(self) -> str:
@@ -67,8 +71,11 @@ class BuildError(RuntimeError):
 
 # -- steps wrapped for Beam (module level so they pickle) --------------------------------
 def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: int):
-    with tf.io.gfile.GFile(record.path, "rb") as f:
-        data = f.read()
+    if record.data is not None:
+        data, record = record.data, dataclasses.replace(record, data=None)  # don't carry the bytes on
+    else:
+        with tf.io.gfile.GFile(record.path, "rb") as f:
+            data = f.read()
     return record, image_ops.decode_image(data, limits, channels)
 
 
@@ -80,8 +87,9 @@ def dead_letter_line(failure, stage: str) -> str:
 
 
 def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
-    """Original (resized) + augmented copies for train; yields (split, key, serialized)."""
-    split, record, image = item
+    """Original (resized) + augmented copies for train; yields (split, label, key, serialized)."""
+    record, image = item
+    split = record.split
     image = image_ops.resize(image, opts.image_size, opts.resize)
     label = label_index[record.label]
     variants = [(record.key, "", image)]
@@ -91,21 +99,28 @@ def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
             variants.append((f"{record.key}#aug{k}", record.key, aug))
     for key, parent, img in variants:
         data = image_ops.encode(img, opts.encoding, opts.jpeg_quality)
-        yield split, record.label, key, schema.serialize(feats, image=data, label=label, key=key, parent_key=parent,
-                                                         source=record.source)
+        yield split, record.label, key, schema.serialize(
+            feats, image=data, label=label, key=key, parent_key=parent, source=record.source, class_name=record.label,
+            height=img.shape[0], width=img.shape[1], fmt=opts.encoding)
 
 
 def keyed_for_shard(example, totals: dict, opts: BuildOptions):
-    split, _label, key, data = example
-    n = shards.num_shards_for(totals[split], opts.shard_size_mb, opts.num_shards)
-    return (split, shards.shard_of(key, n), n), (key, data)
+    split, label, key, data = example
+    n = shards.num_shards_for(totals.get(split, 0), opts.shard_size_mb, opts.num_shards)
+    return (split, shards.shard_of(key, n), n), (key, data, label)
 
 
-def write_one_shard(item, tmp_dir: str, dataset: str) -> str:
+def write_one_shard(item, tmp_dir: str, dataset: str, compression: str = "") -> str:
+    """Writes one shard; returns its JSON line: count, bytes and examples per label and kind."""
     (split, index, n), records = item
+    records = list(records)
     path = os.path.join(tmp_dir, schema.shard_name(dataset, split, index, n))
-    count, size = shards.write_shard(path, list(records))
-    return json.dumps({"split": split, "index": index, "num_shards": n, "count": count, "bytes": size})
+    count, size = shards.write_shard(path, [(key, data) for key, data, _ in records], compression.upper())
+    per_label: dict = collections.defaultdict(lambda: {"original": 0, "augmented": 0})
+    for key, _, label in records:  # counted here, not in a stage of their own: one pass less per example
+        per_label[label]["augmented" if "#aug" in key else "original"] += 1
+    return json.dumps({"split": split, "index": index, "num_shards": n, "count": count, "bytes": size,
+                       "labels": dict(sorted(per_label.items()))}, sort_keys=True)
 
 
 def _single_file(pcoll, path: str, label: str):
@@ -113,38 +128,39 @@ def _single_file(pcoll, path: str, label: str):
 
 
 # -- the pipeline -------------------------------------------------------------------------
+def read_records(p: beam.Pipeline, records: list[Record], loader=None):
+    """The records as a PCollection: as they are (files), or read into memory by `loader` on the workers."""
+    if loader is None:
+        return p | "Read" >> beam.Create(records, reshuffle=True)
+    return (p
+            | "ReadTasks" >> beam.Create(loader.tasks(records), reshuffle=True)
+            | "ReadBytes" >> beam.FlatMap(loader.read)
+            | "Spread" >> beam.Reshuffle())  # a read task is large: spread its images over the workers
+
+
 def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
-                   tmp_dir: str) -> None:
-    feats = schema.features(class_names, opts.channels, opts.encoding)
+                   tmp_dir: str, loader=None) -> None:
+    feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout)
     label_index = {n: i for i, n in enumerate(class_names)}
     limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
 
     decoded, failed = (
-        p
-        | "Read" >> beam.Create(records, reshuffle=True)
+        read_records(p, records, loader)
         | "DecodeValidate" >> beam.Map(load_and_decode, limits, opts.channels).with_exception_handling())
     bad = failed | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
     _single_file(bad, os.path.join(tmp_dir, DEAD_LETTER), "WriteDeadLetter")
 
-    with_split = decoded | "AttachSplit" >> beam.Map(lambda ri: (ri[0].split, ri[0], ri[1]))
-    examples = with_split | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
-    totals = (
+    examples = decoded | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
+    totals = None if opts.num_shards else (  # bytes per split -> shard count
         examples
         | "ExampleBytes" >> beam.Map(lambda e: (e[0], len(e[3])))
         | "BytesPerSplit" >> beam.CombinePerKey(sum))
     shard_lines = (
         examples
-        | "AssignShard" >> beam.Map(keyed_for_shard, beam.pvalue.AsDict(totals), opts)
+        | "AssignShard" >> beam.Map(keyed_for_shard, {} if opts.num_shards else beam.pvalue.AsDict(totals), opts)
         | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name))
+        | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name, opts.compression))
     _single_file(shard_lines, os.path.join(tmp_dir, _SHARD_INFO), "WriteShardInfo")
-    counts = (
-        examples
-        | "CountKey" >> beam.Map(lambda e: (e[0], e[1], "augmented" if "#aug" in e[2] else "original"))
-        | "Count" >> beam.combiners.Count.PerElement()
-        | "CountJson" >> beam.Map(lambda kv: json.dumps({"split": kv[0][0], "label": kv[0][1], "kind": kv[0][2],
-                                                         "count": kv[1]})))
-    _single_file(counts, os.path.join(tmp_dir, _COUNTS), "WriteCounts")
 
 
 def _read_jsonl(path: str) -> list[dict]:
@@ -173,8 +189,17 @@ def with_splits(records: list[Record], opts: BuildOptions) -> list[Record]:
 
 
 def run_build(records: list[Record], class_names: list[str], opts: BuildOptions, pipeline_args: list[str],
-              input_desc: str) -> dict:
-    """Runs the pipeline and publishes <output_dir>/<dataset>/<version>/; returns the stats."""
+              input_desc: str, loader=None) -> dict:
+    """Runs the pipeline and publishes <output_dir>/<dataset>/<version>/; returns the stats.
+
+    Args:
+      records: every input, with its label (and its split with `keep_input_splits`).
+      class_names: label order; every record's label must be one of them.
+      opts: the job's options.
+      pipeline_args: Beam pipeline options.
+      input_desc: a few words naming the input, for messages and metadata.
+      loader: optional worker-side reader (`tasks(records)`, `read(task)`), e.g. readers.TfdsSource.
+    """
     start = time.time()
     records = with_splits(records, opts)
     final = opts.final_dir
@@ -183,7 +208,7 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
     try:
         options = PipelineOptions(pipeline_args)
         with beam.Pipeline(options=options) as p:
-            build_pipeline(p, records, class_names, opts, tmp_dir)
+            build_pipeline(p, records, class_names, opts, tmp_dir, loader)
         stats = _finish(records, class_names, opts, tmp_dir, time.time() - start, input_desc)
         if tf.io.gfile.exists(final):
             tf.io.gfile.rmtree(final)
@@ -198,14 +223,15 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
 
 def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str) -> dict:
     dead = _read_jsonl(os.path.join(tmp_dir, DEAD_LETTER))
+    shard_infos = _read_jsonl(os.path.join(tmp_dir, _SHARD_INFO))
+    counts = [{"split": s["split"], "label": label, "kind": kind, "count": n}
+              for s in shard_infos for label, kinds in s["labels"].items() for kind, n in kinds.items() if n]
+    _check_no_class_lost(records, counts, dead)
     bad_fraction = len(dead) / max(1, len(records))
     if bad_fraction > opts.max_bad_fraction:
         raise BuildError(f"{len(dead)} of {len(records)} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
                          f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {dead[0]['reason']!r}")
-    shard_infos = _read_jsonl(os.path.join(tmp_dir, _SHARD_INFO))
-    counts = _read_jsonl(os.path.join(tmp_dir, _COUNTS))
     tf.io.gfile.remove(os.path.join(tmp_dir, _SHARD_INFO))
-    tf.io.gfile.remove(os.path.join(tmp_dir, _COUNTS))
     if not shard_infos:
         raise BuildError(f"no valid image in {input_desc}: nothing to write")
     by_split: dict[str, list[dict]] = collections.defaultdict(list)
@@ -219,14 +245,19 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
             lengths[s["index"]] = s["count"]
         for i in range(n):  # a shard that got no example still has to exist for TFDS
             if not lengths[i]:
-                shards.write_shard(os.path.join(tmp_dir, schema.shard_name(opts.dataset_name, split, i, n)), [])
+                empty = os.path.join(tmp_dir, schema.shard_name(opts.dataset_name, split, i, n))
+                _, size = shards.write_shard(empty, [], opts.compression.upper())
+                infos.append({"index": i, "count": 0, "bytes": size})
         split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths,
                                                num_bytes=sum(s["bytes"] for s in infos)))
-    feats = schema.features(class_names, opts.channels, opts.encoding)
-    tfds.folder_dataset.write_metadata(
-        data_dir=tmp_dir, features=feats, split_infos=split_infos, version=opts.version,
-        filename_template=schema.SHARD_TEMPLATE, supervised_keys=schema.SUPERVISED_KEYS, check_data=False,
-        description=f"Built by flowerpipe's Beam job from {input_desc} (example layout v{schema.LAYOUT_VERSION}).")
+    if not opts.compression:  # TFDS reads uncompressed TFRecords only: no metadata that would promise it can
+        layout = schema.get_layout(opts.layout)
+        feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout)
+        tfds.folder_dataset.write_metadata(
+            data_dir=tmp_dir, features=feats, split_infos=split_infos, version=opts.version,
+            filename_template=schema.SHARD_TEMPLATE, supervised_keys=layout.supervised_keys, check_data=False,
+            description=f"Built by flowerpipe's Beam job from {input_desc} (example layout {opts.layout} "
+                        f"v{schema.LAYOUT_VERSION}).")
     per_split_class: dict = collections.defaultdict(lambda: collections.defaultdict(int))
     augmented: dict = collections.defaultdict(int)
     for c in counts:
@@ -235,7 +266,8 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
             augmented[c["split"]] += c["count"]
     stats = {
         "dataset": opts.dataset_name, "version": opts.version, "input": input_desc,
-        "layout_version": schema.LAYOUT_VERSION, "class_names": class_names,
+        "layout": opts.layout, "layout_version": schema.LAYOUT_VERSION, "compression": opts.compression,
+        "class_names": class_names, "channels": opts.channels,
         "inputs": len(records), "rejected": len(dead),
         "rejected_per_reason": dict(collections.Counter(_reason_label(d["reason"]) for d in dead)),
         "examples_per_split": {s: sum(v.values()) for s, v in sorted(per_split_class.items())},
@@ -243,6 +275,7 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
         "augmented_per_split": dict(augmented),
         "bytes_per_split": {si.name: si.num_bytes for si in split_infos},
         "shards_per_split": {si.name: len(si.shard_lengths) for si in split_infos},
+        "shard_lengths_per_split": {si.name: list(si.shard_lengths) for si in split_infos},
         "wall_time_seconds": round(seconds, 2),
         "options": {k: v for k, v in dataclasses.asdict(opts).items() if k != "augment"},
         "augment": dataclasses.asdict(opts.augment),
@@ -251,6 +284,26 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
         f.write(json.dumps(stats, indent=2, sort_keys=True))
     _histogram(stats, os.path.join(tmp_dir, HISTOGRAM))
     return stats
+
+
+def _check_no_class_lost(records, counts: list[dict], dead: list[dict]) -> None:
+    """A class that had inputs but kept no example (every image bad) fails the job, naming the class.
+
+    Only when some other class did produce examples; an input with no valid image at all is
+    reported by the bad-fraction and empty-output checks.
+    """
+    produced = collections.Counter()
+    for c in counts:
+        produced[c["label"]] += c["count"]
+    if not produced:
+        return
+    inputs = collections.Counter(r.label for r in records)
+    lost = sorted(label for label in inputs if not produced[label])
+    if lost:
+        reasons = {d["label"]: d["reason"] for d in dead}
+        raise BuildError(f"class {lost[0]!r} has no valid image: all {inputs[lost[0]]} of its inputs were rejected "
+                         f"(e.g. {reasons.get(lost[0], '?')!r})"
+                         + (f"; so have classes {lost[1:]}" if len(lost) > 1 else ""))
 
 
 def _reason_label(reason: str) -> str:

@@ -3,10 +3,20 @@
     python -m pipelines.build_tfrecords --input_dir=workspace/raw --output_dir=workspace/tfrecords \
         --dataset_name=flowers --image_size=96
 
+    python -m pipelines.build_tfrecords --tfds_name=mnist --tfds_data_dir=~/tensorflow_datasets \
+        --output_dir=workspace/tfrecords --dataset_name=mnist224 --image_size=224
+
+Input: the crawler's folder, an image folder (--input_dir), or a TFDS dataset that is already
+prepared on disk (--tfds_name; never downloaded; its splits, label names and channel count are
+kept unless --splits, --class_names or --grayscale say otherwise).
+
 Output: <output_dir>/<dataset_name>/<version>/ with {dataset}-{split}.tfrecord-XXXXX-of-YYYYY
 shards, TFDS metadata (dataset_info.json, features.json), stats.json, class_histogram.png and
 dead_letter.jsonl (inputs rejected, with the reason). Load it with
-`tfds.builder_from_directory(<that folder>)`.
+`tfds.builder_from_directory(<that folder>)`. `--layout=model_garden` writes TF Model Garden's
+keys instead (see pipelines/schema.py); `--compression=gzip` (model_garden only) writes GZIP
+TFRecords and no TFDS metadata, since TFDS cannot read them. Check any output with
+`python -m pipelines.inspect <that folder>`.
 
 Flags this program does not know are Beam pipeline options and pass through, e.g.
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp` or
@@ -24,11 +34,18 @@ import sys
 import tensorflow as tf
 from absl import app, flags, logging
 
-from pipelines import build, image_ops, splits
-from pipelines.readers import check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder
+from pipelines import build, image_ops, schema, splits
+from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder,
+                               read_tfds)
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Crawler output folder (with manifest.jsonl) or an image "
                                  "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg).")
+_TFDS_NAME = flags.DEFINE_string("tfds_name", None, "Instead of --input_dir: a TFDS dataset already prepared in "
+                                 "--tfds_data_dir (mnist, cifar10, tf_flowers, name:version, ...); never downloaded.")
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir holding --tfds_name (TFDS's default "
+                                     "~/tensorflow_datasets if unset).")
+_CLASS_NAMES = flags.DEFINE_string("class_names", None, "The input's labels must be exactly these (a,b,c or @file "
+                                   "with one name a line); their order is the label order.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "workspace/tfrecords", "Where <dataset_name>/<version>/ goes.")
 _DATASET_NAME = flags.DEFINE_string("dataset_name", "flowers", "Dataset name (file name prefix).")
 _VERSION = flags.DEFINE_string("version", "1.0.0", "Dataset version, X.Y.Z.")
@@ -38,7 +55,8 @@ _SPLIT_SALT = flags.DEFINE_string("split_salt", "flowerpipe", "Salt of the split
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output images are image_size x image_size.", lower_bound=8)
 _RESIZE = flags.DEFINE_enum("resize", "pad", list(image_ops.RESIZE_POLICIES), "Resize policy: pad (keep aspect, "
                             "pad), crop (keep aspect, centre crop), stretch, keep (no resize).")
-_GRAYSCALE = flags.DEFINE_bool("grayscale", False, "Store 1-channel images (MNIST-style).")
+_GRAYSCALE = flags.DEFINE_bool("grayscale", False, "Store 1-channel images (MNIST-style); unset, a TFDS input keeps "
+                               "its own channel count and other inputs get 3.")
 _AUGMENT_COPIES = flags.DEFINE_integer("augment_copies", 0, "Extra augmented copies per train image.", lower_bound=0)
 _FLIP = flags.DEFINE_bool("augment_flip", True, "Augmentation: random horizontal flip.")
 _SHIFT = flags.DEFINE_float("augment_shift", 0.125, "Augmentation: max width/height shift fraction (black fill).")
@@ -56,6 +74,10 @@ _MIN_SIDE = flags.DEFINE_integer("min_side", 16, "Dead-letter images whose short
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Dead-letter images with more pixels.")
 _MAX_BAD = flags.DEFINE_float("max_bad_fraction", 0.2, "Fail (publish nothing) if more inputs than this are bad.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing <dataset_name>/<version>/.")
+_LAYOUT = flags.DEFINE_enum("layout", "tfds", list(schema.LAYOUTS), "Example layout: tfds (image, label, key, ...; "
+                            "TFDS-loadable) or model_garden (image/encoded, image/class/label 0-based, ...).")
+_COMPRESSION = flags.DEFINE_enum("compression", "none", ["none", "gzip"], "TFRecord compression; gzip only with "
+                                 "--layout=model_garden (TFDS cannot read compressed TFRecords).")
 
 DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0",
                        "--default_sdk_harness_log_level=WARNING"]
@@ -69,17 +91,64 @@ def pipeline_args(extra: list[str]) -> list[str]:
     return [a for a in DEFAULT_RUNNER_ARGS if a.split("=")[0] not in named] + extra
 
 
-def options_from_flags() -> build.BuildOptions:
+def _channels(tfds_channels: int | None) -> int:
+    if _GRAYSCALE.present or tfds_channels is None:
+        return 1 if _GRAYSCALE.value else 3
+    return tfds_channels
+
+
+def options_from_flags(tfds_channels: int | None = None) -> build.BuildOptions:
+    """The job's options; a TFDS input keeps its splits unless --splits is given, and its channels."""
+    keep = _KEEP_SPLITS.value or (bool(_TFDS_NAME.value) and not _SPLITS.present)
     return build.BuildOptions(
         output_dir=_OUTPUT_DIR.value, dataset_name=_DATASET_NAME.value, version=_VERSION.value, splits=_SPLITS.value,
-        keep_input_splits=_KEEP_SPLITS.value, split_salt=_SPLIT_SALT.value, image_size=_IMAGE_SIZE.value,
-        resize=_RESIZE.value, channels=1 if _GRAYSCALE.value else 3, augment_copies=_AUGMENT_COPIES.value,
+        keep_input_splits=keep, split_salt=_SPLIT_SALT.value, image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value, channels=_channels(tfds_channels), augment_copies=_AUGMENT_COPIES.value,
         augment=image_ops.AugmentParams(flip=_FLIP.value, shift=_SHIFT.value, rotation=_ROTATION.value,
                                         zoom=_ZOOM.value, brightness=_BRIGHTNESS.value, contrast=_CONTRAST.value,
                                         saturation=_SATURATION.value),
         seed=_SEED.value, encoding=_ENCODING.value, jpeg_quality=_JPEG_QUALITY.value,
         shard_size_mb=_SHARD_SIZE_MB.value, num_shards=_NUM_SHARDS.value, min_side=_MIN_SIDE.value,
-        max_pixels=_MAX_PIXELS.value, max_bad_fraction=_MAX_BAD.value, overwrite=_OVERWRITE.value)
+        max_pixels=_MAX_PIXELS.value, max_bad_fraction=_MAX_BAD.value, overwrite=_OVERWRITE.value,
+        layout=_LAYOUT.value, compression="" if _COMPRESSION.value == "none" else _COMPRESSION.value)
+
+
+def check_flags() -> None:
+    """Flags that contradict each other, before anything is read."""
+    if bool(_INPUT_DIR.value) == bool(_TFDS_NAME.value):
+        raise ValueError("give exactly one of --input_dir (a folder) or --tfds_name (a prepared TFDS dataset)")
+    if _TFDS_DATA_DIR.value and not _TFDS_NAME.value:
+        raise ValueError(f"--tfds_data_dir={_TFDS_DATA_DIR.value} needs --tfds_name")
+    if _KEEP_SPLITS.value and _SPLITS.present:
+        raise ValueError(f"--keep_input_splits and --splits={_SPLITS.value} contradict each other: give one")
+    if _NUM_SHARDS.value and _SHARD_SIZE_MB.present:
+        raise ValueError("--num_shards and --shard_size_mb contradict each other: give one")
+    if _RESIZE.value == "keep" and _IMAGE_SIZE.present:
+        raise ValueError(f"--resize=keep keeps every image's size: --image_size={_IMAGE_SIZE.value} would be ignored")
+    if _COMPRESSION.value != "none" and _LAYOUT.value == "tfds":
+        raise ValueError(f"--compression={_COMPRESSION.value} needs --layout=model_garden: TFDS "
+                         "(tfds.builder_from_directory) cannot read compressed TFRecords")
+    if _LAYOUT.value == "model_garden" and _ENCODING.value != "jpeg":
+        logging.warning("--layout=model_garden with --encoding=%s: Model Garden's classification parser decodes "
+                        "JPEG only unless decode_jpeg_only=False", _ENCODING.value)
+
+
+def class_names_from_flag(value: str | None) -> list[str] | None:
+    """--class_names: 'a,b,c' or '@file' (one name a line, # comments); None if unset."""
+    if not value:
+        return None
+    if value.startswith("@"):
+        path = value[1:]
+        if not tf.io.gfile.exists(path):
+            raise ValueError(f"--class_names={value}: no such file")
+        with tf.io.gfile.GFile(path) as f:
+            names = [line.split("#", 1)[0].strip() for line in f]
+    else:
+        names = [n.strip() for n in value.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"--class_names={value!r} names no class")
+    return names
 
 
 def check_options(opts: build.BuildOptions) -> None:
@@ -96,8 +165,8 @@ def check_options(opts: build.BuildOptions) -> None:
         raise ValueError(f"{opts.final_dir} already exists: pass --overwrite to replace it, or another --version")
 
 
-def read_input(input_dir: str, opts: build.BuildOptions):
-    """(records, class names, description) of the input folder."""
+def read_input(input_dir: str, opts: build.BuildOptions, class_names: list[str] | None = None):
+    """(records, class names, description) of the input folder; `class_names` (if given) must match."""
     if not tf.io.gfile.isdir(input_dir):
         raise ValueError(f"--input_dir={input_dir} does not exist or is not a folder")
     if is_crawl_dir(input_dir):
@@ -116,24 +185,45 @@ def read_input(input_dir: str, opts: build.BuildOptions):
     check_unique_keys(records)
     if opts.keep_input_splits and any(not r.split for r in records):
         raise ValueError(f"--keep_input_splits: {input_dir} is not laid out as <split>/<label>/<image>")
+    if class_names is not None:
+        check_class_names({r.label for r in records}, class_names)
+        names = class_names
     return records, names, desc
+
+
+def read_tfds_input(name: str, data_dir: str, class_names: list[str] | None = None):
+    """(records, class names, description, loader, channels) of a prepared TFDS dataset."""
+    records, info, loader = read_tfds(name, data_dir)
+    if not records:
+        raise ValueError(f"--tfds_name={name} holds no examples")
+    names = info.class_names
+    if class_names is not None:  # the dataset's label names, in the order given
+        check_class_names(names, class_names)
+        names = class_names
+    return records, names, f"tfds {name} ({data_dir or 'default data dir'})", loader, info.channels
 
 
 def main(argv):
     extra = argv[1:]
     std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
+    loader = None
     try:
-        if not _INPUT_DIR.value:
-            raise ValueError("--input_dir is required")
-        opts = options_from_flags()
-        check_options(opts)
-        records, names, desc = read_input(_INPUT_DIR.value, opts)
+        check_flags()
+        class_names = class_names_from_flag(_CLASS_NAMES.value)
+        check_options(options_from_flags())
+        if _TFDS_NAME.value:
+            records, names, desc, loader, channels = read_tfds_input(_TFDS_NAME.value, _TFDS_DATA_DIR.value or "",
+                                                                     class_names)
+            opts = options_from_flags(channels)
+        else:
+            opts = options_from_flags()
+            records, names, desc = read_input(_INPUT_DIR.value, opts, class_names)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     logging.info("building %s from %s: %d inputs, %d classes", opts.final_dir, desc, len(records), len(names))
     try:
-        stats = build.run_build(records, names, opts, pipeline_args(extra), desc)
+        stats = build.run_build(records, names, opts, pipeline_args(extra), desc, loader)
     except build.BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

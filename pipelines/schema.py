@@ -1,20 +1,41 @@
-"""The TFRecord example layout: the one definition both the Beam job and the trainer use.
+"""The TFRecord example layouts: the one definition both the Beam job and the trainer use.
 
-The layout is a TFDS `FeaturesDict`, so a folder of our shards plus the metadata written by
-`tfds.folder_dataset.write_metadata` loads with `tfds.builder_from_directory`:
+Two layouts, chosen with `--layout` and recorded as `layout` in every dataset's stats.json
+(`layout_of(dir)` reads it back):
+
+`tfds` (default): a flat TFDS `FeaturesDict`; a folder of these shards plus the metadata written
+by `tfds.folder_dataset.write_metadata` loads with `tfds.builder_from_directory`:
 
     image       tfds.features.Image   encoded JPEG or PNG bytes, 3 channels (or 1 for grayscale sets)
     label       tfds.features.ClassLabel(names=...)  int64 index into the class names
     key         tfds.features.Text    unique, deterministic id ('<class>/<sha256>', '<file path>', ...)
     parent_key  tfds.features.Text    for offline augmented copies: the original's key; '' otherwise
-    source      tfds.features.Text    provenance: the crawled URL, the file path, or 'tfds:<name>'
+    source      tfds.features.Text    provenance: the crawled URL, the file path, or 'tfds:<name>/...'
 
-Bump `LAYOUT_VERSION` when this changes; it is written into every dataset's metadata.
+`model_garden`: the tf.train.Example keys TF Model Garden's classification decoder reads
+(official/vision/dataloaders/classification_input.py: 'image/encoded', 'image/class/label'),
+plus the usual companions. Declared as a nested TFDS FeaturesDict, whose serialized keys are
+exactly these, so uncompressed shards still load with `tfds.builder_from_directory`:
+
+    image/encoded      bytes   encoded JPEG (or PNG)
+    image/format       bytes   'jpeg' or 'png'
+    image/height       int64   pixels
+    image/width        int64   pixels
+    image/class/label  int64   0-based index into the class names (no background class)
+    image/class/text   bytes   the class name
+    image/source_id    bytes   the example key (as `key` above)
+    image/parent_id    bytes   the original's key for augmented copies, '' otherwise
+    image/source       bytes   provenance (as `source` above)
+
+Bump `LAYOUT_VERSION` when a layout changes; it is written into every dataset's metadata.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+import json
+import os
+from typing import Callable, Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -24,10 +45,31 @@ LAYOUT_VERSION = 1
 IMAGE, LABEL, KEY, PARENT_KEY, SOURCE = "image", "label", "key", "parent_key", "source"
 SUPERVISED_KEYS = (IMAGE, LABEL)
 SHARD_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+STATS_FILE = "stats.json"
+
+# Model Garden's feature keys (classification_input.DEFAULT_IMAGE_FIELD_KEY / DEFAULT_LABEL_FIELD_KEY).
+MG_IMAGE, MG_LABEL = "image/encoded", "image/class/label"
 
 
-def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpeg") -> tfds.features.FeaturesDict:
-    """The FeaturesDict of a dataset with these classes."""
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One example layout: its TFDS features, how an example fills them, and its raw parse spec.
+
+    `image_key` and `label_key` name the encoded image and the int64 label in the serialized
+    tf.train.Example (the keys of `parse_spec`).
+    """
+
+    name: str
+    image_key: str
+    label_key: str
+    key_key: str
+    features: Callable[[Sequence[str], int, str], tfds.features.FeaturesDict]
+    example: Callable[..., dict]  # (image, label, key, parent_key, source, class_name, height, width, fmt) -> dict
+    parse_spec: Callable[[], dict]
+    supervised_keys: tuple | None
+
+
+def _tfds_features(class_names, channels, encoding):
     return tfds.features.FeaturesDict({
         IMAGE: tfds.features.Image(shape=(None, None, channels), encoding_format=encoding),
         LABEL: tfds.features.ClassLabel(names=list(class_names)),
@@ -37,14 +79,93 @@ def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpe
     })
 
 
+def _tfds_example(image, label, key, parent_key, source, **_unused):
+    return {IMAGE: image, LABEL: label, KEY: key, PARENT_KEY: parent_key, SOURCE: source}
+
+
+def _tfds_spec():
+    return {
+        IMAGE: tf.io.FixedLenFeature([], tf.string),
+        LABEL: tf.io.FixedLenFeature([], tf.int64),
+        KEY: tf.io.FixedLenFeature([], tf.string),
+        PARENT_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        SOURCE: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+
+
+def _mg_features(class_names, channels, encoding):
+    text, int64 = tfds.features.Text, lambda: tfds.features.Scalar(tf.int64)
+    return tfds.features.FeaturesDict({"image": {
+        "encoded": tfds.features.Image(shape=(None, None, channels), encoding_format=encoding),
+        "format": text(), "height": int64(), "width": int64(),
+        "class": {"label": tfds.features.ClassLabel(names=list(class_names)), "text": text()},
+        "source_id": text(), "parent_id": text(), "source": text(),
+    }})
+
+
+def _mg_example(image, label, key, parent_key, source, class_name="", height=0, width=0, fmt="jpeg"):
+    return {"image": {"encoded": image, "format": fmt, "height": height, "width": width,
+                      "class": {"label": label, "text": class_name}, "source_id": key, "parent_id": parent_key,
+                      "source": source}}
+
+
+def _mg_spec():
+    s, i = tf.string, tf.int64
+    return {
+        MG_IMAGE: tf.io.FixedLenFeature([], s),
+        MG_LABEL: tf.io.FixedLenFeature([], i),
+        "image/format": tf.io.FixedLenFeature([], s, default_value=""),
+        "image/height": tf.io.FixedLenFeature([], i, default_value=0),
+        "image/width": tf.io.FixedLenFeature([], i, default_value=0),
+        "image/class/text": tf.io.FixedLenFeature([], s, default_value=""),
+        "image/source_id": tf.io.FixedLenFeature([], s),
+        "image/parent_id": tf.io.FixedLenFeature([], s, default_value=""),
+        "image/source": tf.io.FixedLenFeature([], s, default_value=""),
+    }
+
+
+LAYOUTS: dict[str, Layout] = {
+    "tfds": Layout("tfds", IMAGE, LABEL, KEY, _tfds_features, _tfds_example, _tfds_spec, SUPERVISED_KEYS),
+    # Nested features: TFDS supervised keys are top-level names, so there are none here.
+    "model_garden": Layout("model_garden", MG_IMAGE, MG_LABEL, "image/source_id", _mg_features, _mg_example,
+                           _mg_spec, None),
+}
+
+
+def get_layout(name: str) -> Layout:
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown layout {name!r}; known: {', '.join(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def layout_of(data_dir: str) -> str:
+    """The layout of a folder written by the Beam job (from its stats.json; 'tfds' before layouts existed)."""
+    path = os.path.join(data_dir, STATS_FILE)
+    if not tf.io.gfile.exists(path):
+        return "tfds"
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f).get("layout", "tfds")
+
+
+def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpeg",
+             layout: str = "tfds") -> tfds.features.FeaturesDict:
+    """The FeaturesDict of a dataset with these classes."""
+    feats = get_layout(layout).features(class_names, channels, encoding)
+    feats._flowerpipe_layout = layout
+    return feats
+
+
 def serialize(feats: tfds.features.FeaturesDict, *, image: bytes, label: int, key: str, parent_key: str = "",
-              source: str = "") -> bytes:
-    """One serialized tf.train.Example; `image` is already-encoded JPEG/PNG bytes.
+              source: str = "", class_name: str = "", height: int = 0, width: int = 0, fmt: str = "jpeg") -> bytes:
+    """One serialized tf.train.Example in the layout `feats` was made for; `image` is encoded bytes.
 
     Serialized deterministically: protobuf writes the feature map in hash order otherwise,
     and two runs (or two workers) would write different bytes for the same example.
     """
-    encoded = feats.encode_example({IMAGE: image, LABEL: label, KEY: key, PARENT_KEY: parent_key, SOURCE: source})
+    layout = get_layout(getattr(feats, "_flowerpipe_layout", "tfds"))
+    encoded = feats.encode_example(layout.example(image=image, label=label, key=key, parent_key=parent_key,
+                                                  source=source, class_name=class_name, height=height, width=width,
+                                                  fmt=fmt))
     return _serializer(feats).get_tf_example(encoded).SerializeToString(deterministic=True)
 
 
@@ -56,22 +177,16 @@ def _serializer(feats: tfds.features.FeaturesDict) -> example_serializer.Example
     return cached
 
 
-def parse_spec() -> dict[str, tf.io.FixedLenFeature]:
+def parse_spec(layout: str = "tfds") -> dict[str, tf.io.FixedLenFeature]:
     """The tf.io spec of the raw (undecoded) features, for fast tf.data input pipelines."""
-    return {
-        IMAGE: tf.io.FixedLenFeature([], tf.string),
-        LABEL: tf.io.FixedLenFeature([], tf.int64),
-        KEY: tf.io.FixedLenFeature([], tf.string),
-        PARENT_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        SOURCE: tf.io.FixedLenFeature([], tf.string, default_value=""),
-    }
+    return get_layout(layout).parse_spec()
 
 
-def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+def parse(serialized: tf.Tensor, layout: str = "tfds") -> dict[str, tf.Tensor]:
     """Parses serialized examples (scalar or batch) into raw tensors (image still encoded)."""
     if serialized.shape.rank == 0:
-        return tf.io.parse_single_example(serialized, parse_spec())
-    return tf.io.parse_example(serialized, parse_spec())
+        return tf.io.parse_single_example(serialized, parse_spec(layout))
+    return tf.io.parse_example(serialized, parse_spec(layout))
 
 
 def shard_name(dataset: str, split: str, index: int, num_shards: int) -> str:

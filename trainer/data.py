@@ -1,7 +1,8 @@
 """tf.data input pipelines for training and evaluation.
 
-Datasets come through TFDS builders: a folder written by our Beam job
-(`tfds.builder_from_directory`) or any TFDS image classification dataset already on disk.
+Datasets come through TFDS builders: a folder written by our Beam job in the example layout
+of `pipelines.schema` (`tfds.builder_from_directory`), or any TFDS image classification
+dataset already on disk.
 Images are read still encoded (`SkipDecoding`) so decoding, resizing and augmentation run
 in our own parallel map. Files are interleaved in parallel and, under a distribution
 strategy, sharded by file per input pipeline (TFDS `ReadConfig(input_context=...)`).
@@ -15,6 +16,8 @@ import os
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from pipelines import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 NORMALIZATIONS = {
@@ -40,6 +43,10 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
     if bool(data_dir) == bool(tfds_name):
         raise ValueError("give exactly one of --data_dir (a folder built by pipelines.build_tfrecords) or --tfds_name")
     if data_dir:
+        layout = schema.layout_of(data_dir)
+        if layout != "tfds":
+            raise ValueError(f"--data_dir={data_dir} has the {layout!r} example layout; the trainer reads the 'tfds' "
+                             "layout: rebuild it with pipelines.build_tfrecords without --layout")
         if not tf.io.gfile.exists(os.path.join(data_dir, "dataset_info.json")):
             raise ValueError(f"--data_dir={data_dir} has no dataset_info.json: point it at the <dataset>/<version> "
                              "folder written by `python -m pipelines.build_tfrecords`")
@@ -53,7 +60,7 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
             raise ValueError(f"--tfds_name={tfds_name} is not prepared in {builder.data_dir}; this trainer never "
                              "downloads: prepare it first (tfds build) or pass --tfds_data_dir")
     info = builder.info
-    sup = info.supervised_keys or ("image", "label")
+    sup = info.supervised_keys or schema.SUPERVISED_KEYS
     image_key, label_key = sup[0], sup[1]
     image_feature, label_feature = info.features[image_key], info.features[label_key]
     if not isinstance(image_feature, tfds.features.Image) or not isinstance(label_feature, tfds.features.ClassLabel):

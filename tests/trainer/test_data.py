@@ -96,3 +96,9 @@ def test_mixed_streams_are_deterministic(info):
     for (x1, y1), (x2, y2) in zip(a, b):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
+
+
+def test_other_layouts_are_refused_with_the_fix(tmp_path):
+    (tmp_path / "stats.json").write_text('{"layout": "model_garden"}')
+    with pytest.raises(ValueError, match="'model_garden' example layout"):
+        data_lib.open_dataset(str(tmp_path))

@@ -1,0 +1,76 @@
+"""The program's flags and input checks: one-line errors before any work (run in this process)."""
+
+import pytest
+
+from pipelines import build_tfrecords
+from tests.pipelines.conftest import IN_PROCESS, make_image_folder, parsed_flags, run_main
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return make_image_folder(tmp_path / "in", classes=("cats", "dogs", "owls"), per_class=3)
+
+
+def _fails(capsys, *argv):
+    rc = run_main(build_tfrecords.main, *argv)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("class_names,message", [
+    ("cats,dogs", "in the input but not in --class_names: ['owls']"),
+    ("cats,dogs,owls,bats", "missing from the input: ['bats']"),
+    ("cats,dogs,cats,owls", "lists ['cats'] more than once"),
+])
+def test_class_names_must_match_the_input(folder, tmp_path, capsys, class_names, message):
+    err = _fails(capsys, f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}", f"--class_names={class_names}")
+    assert message in err and not (tmp_path / "out").exists()
+
+
+def test_class_names_from_a_file_set_the_label_order(folder, tmp_path):
+    (tmp_path / "names.txt").write_text("# label order\nowls\ncats\n\ndogs\n")
+    opts = build_tfrecords.build.BuildOptions(output_dir=str(tmp_path), dataset_name="x")
+    names = build_tfrecords.class_names_from_flag(f"@{tmp_path / 'names.txt'}")
+    _, got, _ = build_tfrecords.read_input(str(folder), opts, names)
+    assert got == ["owls", "cats", "dogs"]
+
+
+def test_an_empty_class_folder_is_an_error_before_work(folder, tmp_path, capsys):
+    (folder / "bats").mkdir()
+    (folder / "bats" / "notes.txt").write_text("no images here")
+    err = _fails(capsys, f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}")
+    assert "class folder(s) with no" in err and "bats/" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--keep_input_splits", "--splits=train:0.5,test:0.5"], "contradict each other"),
+    (["--compression=gzip"], "needs --layout=model_garden"),
+    (["--num_shards=2", "--shard_size_mb=10"], "--num_shards and --shard_size_mb"),
+    (["--resize=keep", "--image_size=64"], "--resize=keep"),
+    (["--class_names=@/nonexistent/names.txt"], "no such file"),
+])
+def test_contradictory_flags_fail_before_any_work(folder, tmp_path, capsys, flags, message):
+    argv = [f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}", *flags]
+    assert message in _fails(capsys, *argv)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_class_whose_every_image_is_bad_fails_the_job_naming_it(folder, tmp_path, capsys):
+    for i, f in enumerate(sorted((folder / "owls").iterdir())):
+        f.write_bytes(b"" if i == 0 else f.read_bytes()[:200])
+    err = _fails(capsys, f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}", "--max_bad_fraction=0.5",
+                 "--image_size=16", *IN_PROCESS)
+    assert "class 'owls' has no valid image: all 3 of its inputs were rejected" in err
+    assert not (tmp_path / "out" / "flowers" / "1.0.0").exists()
+
+
+def test_tfds_input_keeps_its_splits_unless_splits_is_given():
+    with parsed_flags("--tfds_name=mnist"):
+        assert build_tfrecords.options_from_flags(1).keep_input_splits
+        assert build_tfrecords.options_from_flags(1).channels == 1
+    with parsed_flags("--tfds_name=mnist", "--splits=train:0.9,test:0.1", "--grayscale=false"):
+        opts = build_tfrecords.options_from_flags(1)
+        assert not opts.keep_input_splits and opts.channels == 3
+
