@@ -231,13 +231,16 @@ def split_files(info: DatasetInfo, split: str) -> list[str]:
     return [os.fspath(f) for f in info.builder.info.splits[split].filepaths]
 
 
-def locate_corruption(files: list[str]) -> str:
-    """Reads every record of `files` to name the first corrupt one: 'FILE, record N: reason'."""
-    for path in files:
-        n = 0
-        try:
-            for _ in tf.data.TFRecordDataset(path):
-                n += 1
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            return f"{path}, record {n}: {e.message.splitlines()[0]}"
+def locate_corruption(info: DatasetInfo, split: str) -> str:
+    """Names the first bad record of a split ('file F, record N: reason'), with the Beam job's
+    own shard verifier (`pipelines.inspect`), so both programs report corruption alike."""
+    import collections
+
+    from pipelines import inspect as inspect_lib
+
+    for index, path in enumerate(split_files(info, split)):
+        report = inspect_lib.verify_shard(path, split, index, "tfds", "", len(info.class_names),
+                                          collections.Counter())
+        if report.problems:
+            return f"{path}: {report.problems[0]}"
     return "no corrupt record found on a second read (transient read error?)"

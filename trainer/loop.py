@@ -339,7 +339,7 @@ class Trainer:
         return base * float(self.lr_scale.numpy())
 
     def _corrupt(self, split: str, error: Exception) -> "TrainingError":
-        where = data_lib.locate_corruption(data_lib.split_files(self.info, split))
+        where = data_lib.locate_corruption(self.info, split)
         return TrainingError(f"corrupt TFRecord in split {split!r}: {where}. Rebuild the dataset "
                              f"(python -m pipelines.build_tfrecords --overwrite) or restore the file")
 

@@ -110,7 +110,7 @@ def test_a_corrupt_shard_is_named_with_its_record(tfrecords_dir, tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(*train_argv(data, run_dir, "--epochs=1", "--strategy=one_device")[2:], check=False)
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert f"{shard}, record" in proc.stderr and "corrupt TFRecord in split 'validation'" in proc.stderr
+    assert f"file {shard.name}, record" in proc.stderr and "corrupt TFRecord in split 'validation'" in proc.stderr
 
 
 def _free_ports(n):
