@@ -7,6 +7,14 @@ Phases (`--phase`): `discover` writes <out_dir>/candidates.jsonl; `download` rea
 fills <out_dir>/<class>/<sha256>.<ext>, manifest.jsonl, rejected.jsonl and
 crawl_stats.json; `all` runs both. Re-running resumes: nothing already decided is fetched
 again.
+
+The download runs on a local thread pool (`--runner=local`), or as an Apache Beam job
+(`--runner=DirectRunner`, `DataflowRunner`, `FlinkRunner`, `SparkRunner`, ...: see
+crawler/distributed.py) that spreads the fetching over workers and ends with the same
+manifest. Flags this program does not know are Beam pipeline options and pass through, e.g.
+`--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py`.
+The DirectRunner runs multi-process on all cores unless `--direct_running_mode` or
+`--direct_num_workers` say otherwise. Per-host politeness limits hold per Beam worker process.
 """
 
 from __future__ import annotations
@@ -35,7 +43,16 @@ _START_URL = flags.DEFINE_string("start_url", "", "html source: a single start p
 _URLS_FILE = flags.DEFINE_string("urls_file", "", "urls source: a file of url,class lines.")
 _ALLOWED_HOSTS = flags.DEFINE_list("allowed_hosts", [], "Extra hosts the html source may follow pages to.")
 _MAX_PAGES = flags.DEFINE_integer("max_pages", 10, "Result pages per query at most.", lower_bound=1)
-_WORKERS = flags.DEFINE_integer("workers", 16, "Download threads (global pool).", lower_bound=1)
+_WORKERS = flags.DEFINE_integer("workers", 16, "Download threads (global pool; with a Beam runner: per "
+                                "partition).", lower_bound=1)
+_RUNNER = flags.DEFINE_string("runner", "local", "Download runner: 'local' (a thread pool in this process) or a Beam "
+                              "runner (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...); unknown flags are "
+                              "then Beam pipeline options.")
+_PARTITIONS = flags.DEFINE_integer("partitions", 16, "Beam runner: groups the URLs are split into (one worker "
+                                   "call each).", lower_bound=1)
+_PARTITION_BY = flags.DEFINE_enum("partition_by", "host", ["host", "url"], "Beam runner: partition URLs by a hash "
+                                  "of their host (a host's politeness lives in one worker) or of the URL (spreads one "
+                                  "big host over all workers; per-host limits then hold per worker process).")
 _MAX_PER_CLASS = flags.DEFINE_integer("max_per_class", 1000, "Accepted images per class at most.", lower_bound=1)
 _MAX_TOTAL_BYTES = flags.DEFINE_integer("max_total_bytes", 10 * 1024**3, "Stop after accepting this many bytes.")
 _MAX_IMAGE_BYTES = flags.DEFINE_integer("max_image_bytes", 20 * 1024**2, "Byte cap per download (streamed; "
@@ -94,8 +111,9 @@ def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    extra = argv[1:]
+    if extra and _RUNNER.value == "local":
+        raise app.UsageError(f"unexpected arguments: {extra} (Beam pipeline options need a Beam --runner)")
     try:
         classes = parse_classes(_CLASSES.value)
         source = get_source(_SOURCE.value, SourceOptions(
@@ -138,7 +156,14 @@ def main(argv):
                                 max_total_bytes=_MAX_TOTAL_BYTES.value, max_image_bytes=_MAX_IMAGE_BYTES.value,
                                 dedup_distance=_DEDUP_DISTANCE.value,
                                 limits=validate.Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value))
-        stats = download(candidates, store, fetcher, config)
+        if _RUNNER.value == "local":
+            stats = download(candidates, store, fetcher, config)
+        else:
+            from crawler import distributed  # Beam is imported only when asked for
+
+            stats = distributed.download_beam(candidates, store, fetcher, config,
+                                              distributed.pipeline_args(_RUNNER.value, extra),
+                                              _PARTITIONS.value, _PARTITION_BY.value)
         print_summary(stats)
     return 0
 
@@ -146,15 +171,20 @@ def main(argv):
 def print_summary(stats: dict) -> None:
     run = stats["this_run"]
     lines = [f"crawl: {stats['accepted']} accepted, {stats['rejected']} rejected, {stats['bytes'] / 1e6:.1f} MB; "
-             f"this run {run['accepted']} accepted in {run['seconds']:.1f}s ({run['accepted_per_second']:.1f} img/s)",
+             f"this run ({run.get('runner', 'local')}) {run['accepted']} accepted in {run['seconds']:.1f}s "
+             f"({run['accepted_per_second']:.1f} img/s)",
              "  rejected per reason: " + json.dumps(stats["rejected_per_reason"]),
              "  accepted per class: " + json.dumps(stats["accepted_per_class"]),
              "  top hosts: " + json.dumps(stats["top_hosts"])]
     print("\n".join(lines), flush=True)
 
 
+def _parse(argv):
+    return flags.FLAGS(argv, known_only=True)  # the rest are Beam pipeline options
+
+
 def run():
-    app.run(main)
+    app.run(main, flags_parser=_parse)
 
 
 if __name__ == "__main__":
