@@ -36,7 +36,7 @@ import time
 import requests
 from absl import app, flags
 
-from crawler import dedup, net, validate
+from crawler import dedup, discovery, net, validate
 from crawler.candidates import Candidate
 from crawler.classes import parse_classes
 from crawler.download import DownloadConfig, download
@@ -78,17 +78,9 @@ def start_site(per_class: int):
 
 
 def discover(url: str, classes: str) -> list[Candidate]:
-    """The html source over the site's search pages (crawler.crawl.discover without its flags)."""
+    """The html source over the site's search pages (the crawler's own discover phase)."""
     source = get_source("html", SourceOptions(url_template=url + "/search?q={query}", max_pages=1000))
-    fetcher = net.Fetcher(fetch_config())
-    out: list[Candidate] = []
-    for klass in parse_classes(classes):
-        seen: set[str] = set()
-        for c in source.discover(klass, lambda u: fetcher.get(u, 5 * 1024**2).body.decode("utf-8", "replace")):
-            if c.url not in seen:
-                seen.add(c.url)
-                out.append(c)
-    return out
+    return discovery.discover(source, parse_classes(classes), net.Fetcher(fetch_config()))
 
 
 def fetch_config() -> net.FetchConfig:

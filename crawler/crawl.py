@@ -26,6 +26,7 @@ import sys
 from absl import app, flags, logging
 
 from crawler import net, validate
+from crawler.discovery import discover
 from crawler.candidates import Candidate, read_candidates, write_candidates
 from crawler.classes import parse_classes
 from crawler.download import DownloadConfig, download
@@ -83,31 +84,6 @@ def fetch_config() -> net.FetchConfig:
                            connect_timeout=_TIMEOUT.value, read_timeout=_TIMEOUT.value, deadline=_DEADLINE.value,
                            retries=_RETRIES.value, per_host_concurrency=_PER_HOST_CONCURRENCY.value,
                            per_host_delay=_PER_HOST_DELAY.value, pool_size=max(_WORKERS.value, 4))
-
-
-def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
-    """Runs the source over every class; URLs are unique per class, in rank order."""
-
-    def fetch_text(url: str) -> str:
-        page = fetcher.get(url, 5 * 1024**2)
-        return page.body.decode("utf-8", errors="replace")
-
-    out: list[Candidate] = []
-    errors = []
-    for klass in classes:
-        seen: set[str] = set()
-        try:
-            for c in source.discover(klass, fetch_text):
-                if c.url not in seen:
-                    seen.add(c.url)
-                    out.append(c)
-        except net.FetchError as e:
-            errors.append(f"{klass.slug}: {e}")
-            logging.warning("discover %s: %s", klass.slug, e)
-        logging.info("discover %s: %d candidates", klass.slug, len(seen))
-    if not out and errors:
-        raise RuntimeError(f"no candidates found; first error: {errors[0]}")
-    return out
 
 
 def main(argv):

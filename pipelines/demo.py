@@ -25,12 +25,15 @@ import time
 
 from absl import app, flags
 
-_WORKSPACE = flags.DEFINE_string("workspace", "workspace", "Workspace folder (see WORKSPACE.md).")
-_CLASSES = flags.DEFINE_string("classes", "all", "Classes to crawl and train on.")
-_PER_CLASS = flags.DEFINE_integer("per_class", 130, "Images per class on the site (and crawled at most).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Image size of the TFRecords and the model input.")
-_EPOCHS = flags.DEFINE_integer("epochs", 0, "Training epochs (0: the demo preset's).")
-_MODEL = flags.DEFINE_string("model", "", "Zoo model (empty: the demo preset's).")
+def _define_flags() -> None:
+    """Defined only when run as a program: tests import this module next to other programs'
+    flags (e.g. --classes, --image_size), and absl flags are global."""
+    flags.DEFINE_string("workspace", "workspace", "Workspace folder (see WORKSPACE.md).")
+    flags.DEFINE_string("classes", "all", "Classes to crawl and train on.")
+    flags.DEFINE_integer("per_class", 130, "Images per class on the site (and crawled at most).")
+    flags.DEFINE_integer("image_size", 64, "Image size of the TFRecords and the model input.")
+    flags.DEFINE_integer("epochs", 0, "Training epochs (0: the demo preset's).")
+    flags.DEFINE_string("model", "", "Zoo model (empty: the demo preset's).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,10 +140,16 @@ def print_summary(summary: dict) -> None:
 
 def main(argv):
     del argv
-    cfg = DemoConfig(workspace=_WORKSPACE.value, classes=_CLASSES.value, per_class=_PER_CLASS.value,
-                     image_size=_IMAGE_SIZE.value, epochs=_EPOCHS.value, model=_MODEL.value)
+    f = flags.FLAGS
+    cfg = DemoConfig(workspace=f.workspace, classes=f.classes, per_class=f.per_class, image_size=f.image_size,
+                     epochs=f.epochs, model=f.model)
     print_summary(run_demo(cfg))
 
 
-if __name__ == "__main__":
+def run():
+    _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

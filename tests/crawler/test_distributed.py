@@ -13,7 +13,7 @@ import pytest
 from crawler import net
 from crawler.candidates import Candidate, read_candidates, write_candidates
 from crawler.classes import parse_classes
-from crawler.crawl import discover
+from crawler.discovery import discover
 from crawler.distributed import download_beam, make_tasks, partition_of, pipeline_args
 from crawler.download import DownloadConfig, download
 from crawler.flowersite import FlowerSite
