@@ -1,0 +1,199 @@
+"""Trainer benchmarks: loop efficiency, strategy overhead, input pipeline throughput.
+
+    python -m bench.bench_train [--repeats=3] [--images=2048]
+
+1. loop: images/s of our custom loop (trainer.loop.Trainer) vs Keras `model.fit` on the same
+   model (cifar_resnet20 at 32 px), the same tf.data input and batch, one device, in one
+   process, alternating, median of repeats. Target >= 1.0x.
+2. strategy: our loop under `mirrored` over 2 logical CPUs vs `one_device`, same global
+   batch, one subprocess each (logical devices are set per process). Target overhead <= 15%.
+3. input: images/s delivered by our tf.data pipeline from TFRecords vs
+   `keras.utils.image_dataset_from_directory` on the same 224x224 JPEGs, and vs the
+   decode-only ceiling (tf.data decoding the same in-memory JPEG bytes, all cores). Targets
+   >= 2x and >= 80% of the ceiling.
+Appends a section to bench/RESULTS.md with the numbers and this command.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats per measurement (medians are reported).")
+_IMAGES = flags.DEFINE_integer("images", 2048, "Images in the benchmark dataset.")
+_CACHE = flags.DEFINE_string("cache_dir", "/tmp/flowerpipe-bench", "Where generated data is kept between runs.")
+_ONLY = flags.DEFINE_string("only", "", "Internal: run one measurement in this process (strategy benchmark).")
+_RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+
+
+def make_folder(root: str, n: int, size: int) -> str:
+    """n synthetic flower JPEGs (20 classes) of size x size under root/<class>/."""
+    from crawler.classes import CLASS_NAMES
+    from crawler.flowersite.render import render_flower
+
+    marker = os.path.join(root, f".done-{n}-{size}")
+    if os.path.exists(marker):
+        return root
+    for i in range(n):
+        c = CLASS_NAMES[i % len(CLASS_NAMES)]
+        os.makedirs(os.path.join(root, c), exist_ok=True)
+        render_flower(c, i, size=(size, size)).save(os.path.join(root, c, f"{i:05d}.jpg"), quality=90)
+    open(marker, "w").close()
+    return root
+
+
+def make_tfrecords(folder: str, out: str, size: int) -> str:
+    data_dir = os.path.join(out, "bench", "1.0.0")
+    if not os.path.exists(os.path.join(data_dir, "dataset_info.json")):
+        subprocess.run([sys.executable, "-m", "pipelines.build_tfrecords", f"--input_dir={folder}",
+                        f"--output_dir={out}", "--dataset_name=bench", f"--image_size={size}", "--resize=stretch",
+                        "--splits=train:0.9,validation:0.05,test:0.05", "--num_shards=4", "--overwrite"],
+                       check=True, capture_output=True)
+    return data_dir
+
+
+def _config(data_dir: str, strategy: str, replicas: int = 0):
+    from trainer.config import build_config
+
+    return build_config(overrides=dict(model="cifar_resnet20", image_size=32, data_dir=data_dir, batch_size=64,
+                                       optimizer="sgd", learning_rate=0.05, momentum=0.9, epochs=1,
+                                       strategy=strategy, cpu_replicas=replicas, log_every=0,
+                                       normalization="unit", augment_flip=True, augment_crop_pad=4))
+
+
+def our_loop_rate(data_dir: str, strategy: str, replicas: int, steps: int, run_dir: str) -> float:
+    """Images/s of Trainer's train step over `steps` steps after a warm-up."""
+    from trainer import data as data_lib
+    from trainer import loop
+    from trainer import strategy as strategy_lib
+
+    config = _config(data_dir, strategy, replicas)
+    strat = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
+    info = data_lib.open_dataset(data_dir)
+    trainer = loop.Trainer(config, run_dir, strat, info, [0.0] * 3, [255.0] * 3)
+    it = trainer._train_stream(0)
+    for _ in range(5):
+        trainer._train_step(next(it))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        out = trainer._train_step(next(it))
+    float(out[0])
+    return steps * config.batch_size / (time.perf_counter() - t0)
+
+
+def keras_fit_rate(data_dir: str, steps: int) -> float:
+    import keras
+
+    from trainer import data as data_lib
+    from trainer.models import create_model
+
+    info = data_lib.open_dataset(data_dir)
+    ds = data_lib.make_train_dataset(info, "train", batch_size=64, image_size=32, mean=[0.0] * 3, std=[255.0] * 3,
+                                     flip=True, crop_pad=4)
+    model = create_model("cifar_resnet20", num_classes=len(info.class_names), input_shape=(32, 32, 3))
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)
+    t0 = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * 64 / (time.perf_counter() - t0)
+
+
+def input_rates(folder: str, data_dir: str, n: int) -> dict[str, float]:
+    import keras
+    import tensorflow as tf
+
+    from trainer import data as data_lib
+
+    info = data_lib.open_dataset(data_dir)
+    ours = data_lib.make_train_dataset(info, "train", batch_size=64, image_size=224, mean=[0.0] * 3,
+                                       std=[255.0] * 3, deterministic=False)
+
+    def rate(ds, count):
+        it = iter(ds)
+        next(it)
+        t0 = time.perf_counter()
+        seen = 0
+        while seen < count:
+            seen += int(next(it)[0].shape[0])
+        return seen / (time.perf_counter() - t0)
+
+    keras_ds = keras.utils.image_dataset_from_directory(folder, image_size=(224, 224), batch_size=64,
+                                                        shuffle=True, seed=0).repeat()
+    blobs = []
+    for root, _, files in os.walk(folder):
+        blobs += [open(os.path.join(root, f), "rb").read() for f in files if f.endswith(".jpg")]
+    ceiling = (tf.data.Dataset.from_tensor_slices(blobs).repeat()
+               .map(lambda b: tf.io.decode_jpeg(b, channels=3), num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(64).prefetch(tf.data.AUTOTUNE))
+    count = min(n, len(blobs)) * 2
+    return {"ours": rate(ours, count), "keras": rate(keras_ds, count), "ceiling": rate(ceiling, count)}
+
+
+def _median_str(values):
+    return f"{statistics.median(values):.1f} (runs: {', '.join(f'{v:.1f}' for v in values)})"
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _ONLY.value:  # one strategy measurement in a fresh process
+        strategy, replicas, data_dir, run_dir = _ONLY.value.split(",")
+        print(json.dumps({"rate": our_loop_rate(data_dir, strategy, int(replicas), 40, run_dir)}))
+        return
+    cache = _CACHE.value
+    small = make_folder(os.path.join(cache, "jpg32"), _IMAGES.value, 40)
+    big = make_folder(os.path.join(cache, "jpg224"), _IMAGES.value, 224)
+    data32 = make_tfrecords(small, os.path.join(cache, "tfr32"), 32)
+    data224 = make_tfrecords(big, os.path.join(cache, "tfr224"), 224)
+
+    loop_rates, fit_rates = [], []
+    for r in range(_REPEATS.value):
+        loop_rates.append(our_loop_rate(data32, "one_device", 0, 40, os.path.join(cache, f"run{r}")))
+        fit_rates.append(keras_fit_rate(data32, 40))
+    one, mirrored = [], []
+    for r in range(_REPEATS.value):
+        for name, replicas, out in (("one_device", 0, one), ("mirrored", 2, mirrored)):
+            proc = subprocess.run([sys.executable, "-m", "bench.bench_train",
+                                   f"--only={name},{replicas},{data32},{os.path.join(cache, f's{name}{r}')}"],
+                                  capture_output=True, text=True, check=True)
+            out.append(json.loads(proc.stdout.strip().splitlines()[-1])["rate"])
+    inputs = [input_rates(big, data224, _IMAGES.value) for _ in range(_REPEATS.value)]
+
+    med = statistics.median
+    loop_ratio = med(loop_rates) / med(fit_rates)
+    overhead = med(one) / med(mirrored) - 1
+    ours, keras_r, ceil = (med([i[k] for i in inputs]) for k in ("ours", "keras", "ceiling"))
+    lines = [
+        "",
+        "## Trainer (bench/bench_train.py)",
+        "",
+        f"Command: `python -m bench.bench_train --repeats={_REPEATS.value} --images={_IMAGES.value}` "
+        f"({time.strftime('%Y-%m-%d')}, 2-core CPU, medians of {_REPEATS.value} runs, images/s)",
+        "",
+        "| measurement | ours | baseline | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| 1. train loop, cifar_resnet20 32 px, batch 64, one device | {_median_str(loop_rates)} | Keras fit "
+        f"{_median_str(fit_rates)} | {loop_ratio:.2f}x | >= 1.0x |",
+        f"| 2. mirrored over 2 logical CPUs vs one_device, global batch 64 | {_median_str(mirrored)} | one_device "
+        f"{_median_str(one)} | overhead {overhead:+.1%} | <= 15% |",
+        f"| 3. input pipeline, 224 px JPEG TFRecords -> batches | {ours:.0f} | image_dataset_from_directory "
+        f"{keras_r:.0f} | {ours / keras_r:.2f}x | >= 2x |",
+        f"| 3b. same vs decode-only ceiling (in-memory JPEG bytes, tf.data) | {ours:.0f} | ceiling {ceil:.0f} | "
+        f"{ours / ceil:.0%} | >= 80% |",
+        "",
+    ]
+    print("\n".join(lines))
+    with open(_RESULTS, "a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
