@@ -32,13 +32,15 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
+from bench import results
+
 _IMAGES = flags.DEFINE_integer("images", 2000, "Number of JPEGs (at least 2,000 for the recorded numbers).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are reported.")
 _CACHE = flags.DEFINE_string("cache_dir", os.path.join(os.path.dirname(__file__), ".cache"),
                              "Where the synthetic JPEGs are generated once (git-ignored).")
 _SCALE = flags.DEFINE_bool("scale_check", True, "Also run the default runner on twice the images, to split its "
                            "time into a fixed start-up and a per-image cost.")
-_RESULTS = flags.DEFINE_string("results", os.path.join(os.path.dirname(__file__), "RESULTS.md"), "Results file.")
+_RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
 _IMAGE_SIZE = 224
 _CLASSES = 10
 
@@ -217,22 +219,7 @@ def main(argv):
     lines.append("")
     text = "\n".join(lines)
     print(text)
-    header = "# Benchmarks\n\nOne section per benchmark; newest runs appended at the end of their section.\n"
-    existing = open(_RESULTS.value).read() if os.path.exists(_RESULTS.value) else header
-    section = "## bench_build: Beam TFRecord build vs a plain loop"
-    if section not in existing:
-        existing = existing.rstrip("\n") + f"\n\n{section}\n\n"
-    with open(_RESULTS.value, "w") as f:
-        f.write(_insert_in_section(existing, section, text))
-
-
-def _insert_in_section(doc: str, section: str, text: str) -> str:
-    """Appends `text` at the end of `section` (before the next '## ' heading)."""
-    start = doc.index(section)
-    nxt = doc.find("\n## ", start + len(section))
-    end = len(doc) if nxt < 0 else nxt + 1
-    body = doc[start:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    return doc[:start] + body + ("\n" + doc[end:] if end < len(doc) else "")
+    results.record("## bench_build: Beam TFRecord build vs a plain loop", text, _RESULTS.value)
 
 
 if __name__ == "__main__":

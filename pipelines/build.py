@@ -61,6 +61,11 @@ class BuildOptions:
     compression: str = ""  # "" or "gzip" (TFDS cannot read gzip: then no TFDS metadata is written)
 
     @property
+    def fixed_size(self) -> int | None:
+        """The side of every written image, or None when `resize=keep` leaves sizes as they were."""
+        return None if self.resize == "keep" else self.image_size
+
+    @property
     def final_dir(self) -> str:
         return os.path.join(self.output_dir, self.dataset_name, self.version)
 
@@ -140,7 +145,7 @@ def read_records(p: beam.Pipeline, records: list[Record], loader=None):
 
 def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
                    tmp_dir: str, loader=None) -> None:
-    feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout)
+    feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
     label_index = {n: i for i, n in enumerate(class_names)}
     limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
 
@@ -252,7 +257,7 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
                                                num_bytes=sum(s["bytes"] for s in infos)))
     if not opts.compression:  # TFDS reads uncompressed TFRecords only: no metadata that would promise it can
         layout = schema.get_layout(opts.layout)
-        feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout)
+        feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
         tfds.folder_dataset.write_metadata(
             data_dir=tmp_dir, features=feats, split_infos=split_infos, version=opts.version,
             filename_template=schema.SHARD_TEMPLATE, supervised_keys=layout.supervised_keys, check_data=False,

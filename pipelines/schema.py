@@ -63,15 +63,20 @@ class Layout:
     image_key: str
     label_key: str
     key_key: str
-    features: Callable[[Sequence[str], int, str], tfds.features.FeaturesDict]
+    features: Callable[[Sequence[str], int, str, int | None], tfds.features.FeaturesDict]
     example: Callable[..., dict]  # (image, label, key, parent_key, source, class_name, height, width, fmt) -> dict
     parse_spec: Callable[[], dict]
     supervised_keys: tuple | None
 
 
-def _tfds_features(class_names, channels, encoding):
+def _image_feature(channels, encoding, image_size):
+    side = image_size or None
+    return tfds.features.Image(shape=(side, side, channels), encoding_format=encoding)
+
+
+def _tfds_features(class_names, channels, encoding, image_size):
     return tfds.features.FeaturesDict({
-        IMAGE: tfds.features.Image(shape=(None, None, channels), encoding_format=encoding),
+        IMAGE: _image_feature(channels, encoding, image_size),
         LABEL: tfds.features.ClassLabel(names=list(class_names)),
         KEY: tfds.features.Text(),
         PARENT_KEY: tfds.features.Text(),
@@ -93,10 +98,10 @@ def _tfds_spec():
     }
 
 
-def _mg_features(class_names, channels, encoding):
+def _mg_features(class_names, channels, encoding, image_size):
     text, int64 = tfds.features.Text, lambda: tfds.features.Scalar(tf.int64)
     return tfds.features.FeaturesDict({"image": {
-        "encoded": tfds.features.Image(shape=(None, None, channels), encoding_format=encoding),
+        "encoded": _image_feature(channels, encoding, image_size),
         "format": text(), "height": int64(), "width": int64(),
         "class": {"label": tfds.features.ClassLabel(names=list(class_names)), "text": text()},
         "source_id": text(), "parent_id": text(), "source": text(),
@@ -148,9 +153,13 @@ def layout_of(data_dir: str) -> str:
 
 
 def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpeg",
-             layout: str = "tfds") -> tfds.features.FeaturesDict:
-    """The FeaturesDict of a dataset with these classes."""
-    feats = get_layout(layout).features(class_names, channels, encoding)
+             layout: str = "tfds", image_size: int | None = None) -> tfds.features.FeaturesDict:
+    """The FeaturesDict of a dataset with these classes.
+
+    `image_size`: every image is image_size x image_size (the image feature gets that static
+    shape, so readers can skip resizing); None when sizes vary (`--resize=keep`).
+    """
+    feats = get_layout(layout).features(class_names, channels, encoding, image_size)
     feats._flowerpipe_layout = layout
     return feats
 

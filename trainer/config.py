@@ -32,6 +32,7 @@ class TrainConfig:
     validation_split: str = "validation"
     test_split: str = "test"
     shuffle_buffer: int = 2048
+    cache: bool = False  # keep decoded images in memory after the first epoch
     augment_flip: bool = True
     augment_crop_pad: int = 0  # random crop after padding by this many pixels (CIFAR style: 4)
     mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha)

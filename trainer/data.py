@@ -36,6 +36,8 @@ class DatasetInfo:
     image_key: str
     label_key: str
     split_sizes: dict[str, int]
+    image_shape: tuple = (None, None, 3)  # static (H, W, C) from the metadata; None where sizes vary
+    encoding: str | None = None  # "jpeg", "png" or None (mixed/unknown): picks the decoder
 
 
 def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "") -> DatasetInfo:
@@ -66,7 +68,8 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
     if not isinstance(image_feature, tfds.features.Image) or not isinstance(label_feature, tfds.features.ClassLabel):
         raise ValueError(f"{builder.name}: needs an Image feature and a ClassLabel (supervised keys {sup})")
     return DatasetInfo(builder, list(label_feature.names), image_feature.shape[-1] or 3, image_key, label_key,
-                       {name: split.num_examples for name, split in info.splits.items()})
+                       {name: split.num_examples for name, split in info.splits.items()},
+                       tuple(image_feature.shape), image_feature.encoding_format)
 
 
 def normalization_constants(name: str, info: DatasetInfo, split: str, image_size: int,
@@ -79,7 +82,8 @@ def normalization_constants(name: str, info: DatasetInfo, split: str, image_size
     if name != "dataset":
         raise ValueError(f"unknown normalization {name!r}; known: dataset, {', '.join(NORMALIZATIONS)}")
     ds = raw_split(info, split, shuffle_seed=None).take(sample)
-    ds = ds.map(lambda img, _label: tf.cast(decode_resize(img, image_size, c), tf.float64), num_parallel_calls=AUTOTUNE)
+    decode = dataset_decoder(info, image_size)
+    ds = ds.map(lambda img, _label: tf.cast(decode(img), tf.float64), num_parallel_calls=AUTOTUNE)
     total, total_sq, n = np.zeros(c), np.zeros(c), 0
     for batch in ds.batch(128).as_numpy_iterator():
         flat = batch.reshape(-1, c)
@@ -116,9 +120,33 @@ def resize_uint8(img: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def decode_resize(encoded: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
-    """Encoded JPEG/PNG/GIF/BMP -> uint8 image_size x image_size x channels (aspect kept, padded)."""
+    """Any encoded JPEG/PNG/GIF/BMP -> uint8 image_size x image_size x channels (aspect kept, padded)."""
     img = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
     return tf.ensure_shape(resize_uint8(img, image_size), [image_size, image_size, channels])
+
+
+def dataset_decoder(info: DatasetInfo, image_size: int):
+    """`decode_resize` specialised by what the dataset's metadata promises.
+
+    `decode_jpeg` for a JPEG dataset (faster than the format-sniffing `decode_image`), and no
+    resize at all when every image already has the target size (the Beam job records it):
+    each shortcut is worth ~8% of input throughput on 224 px JPEGs.
+    """
+    c = info.channels
+    h, w = info.image_shape[0], info.image_shape[1]
+
+    def decode(encoded):
+        if info.encoding == "jpeg":
+            img = tf.io.decode_jpeg(encoded, channels=c)
+        else:
+            img = tf.io.decode_image(encoded, channels=c, expand_animations=False)
+        if h is None or w is None:
+            img = resize_uint8(img, image_size)
+        elif (h, w) != (image_size, image_size):
+            img = tf.cast(tf.round(tf.image.resize_with_pad(img, image_size, image_size)), tf.uint8)
+        return tf.ensure_shape(img, [image_size, image_size, c])
+
+    return decode
 
 
 def augment(img: tf.Tensor, flip: bool, crop_pad: int, seed: tf.Tensor) -> tf.Tensor:
@@ -188,42 +216,54 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int, mixup_alph
     return mixup() if mixup_alpha > 0 else cutmix()
 
 
-def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std, seed: int = 0,
+def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, seed: int = 0,
                        start_batch: int = 0, flip: bool = False, crop_pad: int = 0, shuffle_buffer: int = 2048,
                        mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, deterministic: bool = True,
-                       input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """The endless, batched training stream of one input pipeline: (normalised images, labels).
+                       cache: bool = False, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The endless, batched training stream of one input pipeline: (pixel images, labels).
 
+    Images stay pixels (uint8, 0-255; float32 in the same range with mixup/cutmix): the model
+    step normalises them on its device (`normalize`), which moves a quarter of the bytes
+    through the input threads and keeps per-channel arithmetic off the CPU on GPUs.
     Examples are reshuffled every pass with a fixed seed, so the whole stream is a function of
     `seed`; `start_batch` skips what a resumed run already trained on, before any decoding.
     Augmentation is seeded by the example's position in the stream; with mixup/cutmix the
-    labels are mixed one-hot rows instead of class indices.
+    labels are mixed one-hot rows instead of class indices. `cache` keeps the decoded, resized
+    images in memory after the first pass (H*W*C bytes each), so later epochs decode nothing.
     """
+    decode = dataset_decoder(info, image_size)
     ds = raw_split(info, split, shuffle_seed=None, input_context=input_context, deterministic=deterministic)
+    if cache:
+        ds = ds.map(lambda img, label: (decode(img), label), num_parallel_calls=AUTOTUNE,
+                    deterministic=deterministic).cache()
+        decode = tf.identity
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
     if start_batch:
         ds = ds.skip(start_batch * batch_size)
-    ds = ds.map(lambda i, xy: (augment(decode_resize(xy[0], image_size, info.channels), flip, crop_pad,
-                                       tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
+    ds = ds.map(lambda i, xy: (augment(decode(xy[0]), flip, crop_pad, tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.map(lambda images, labels: (normalize(images, mean, std), labels), num_parallel_calls=AUTOTUNE,
-                deterministic=deterministic)
-    if mixup_alpha > 0 or cutmix_alpha > 0:
+    if mixup_alpha > 0 or cutmix_alpha > 0:  # mixing commutes with the per-channel affine normalisation
         n = len(info.class_names)
         ds = ds.enumerate(start=start_batch).map(
-            lambda b, xy: mix_batch(xy[0], xy[1], n, mixup_alpha, cutmix_alpha,
+            lambda b, xy: mix_batch(tf.cast(xy[0], tf.float32), xy[1], n, mixup_alpha, cutmix_alpha,
                                     tf.stack([tf.cast(seed, tf.int64) + 1_000_003, b])),
             num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
 
 
-def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, mean, std) -> tf.data.Dataset:
-    """One ordered pass over `split`: (normalised images, labels), last batch partial."""
+def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int,
+                      cache: bool = False) -> tf.data.Dataset:
+    """One ordered pass over `split`: (uint8 pixel images, labels), last batch partial.
+
+    With `cache`, iterate the same dataset object again to read the decoded images from memory.
+    """
+    decode = dataset_decoder(info, image_size)
     ds = raw_split(info, split, shuffle_seed=None)
-    ds = ds.map(lambda img, label: (decode_resize(img, image_size, info.channels), label), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
-    return ds.map(lambda images, labels: (normalize(images, mean, std), labels)).prefetch(AUTOTUNE)
+    ds = ds.map(lambda img, label: (decode(img), label), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def split_files(info: DatasetInfo, split: str) -> list[str]:

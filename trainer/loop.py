@@ -108,6 +108,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=config.max_to_keep)
         self.plateau = optim.PlateauController(config.decay_rate, config.plateau_patience, config.min_learning_rate)
         self._stop_requested = False
+        self._eval_datasets: dict[str, tf.data.Dataset] = {}
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
         self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if self.chief else None
@@ -133,6 +134,7 @@ class Trainer:
         mixed16 = self.config.precision == "mixed_float16"
 
         def replica_step(images, labels):
+            images = data_lib.normalize(images, self.mean, self.std)  # on the replica's device
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
                 per_example, logits = self._loss(outputs, labels)
@@ -163,7 +165,7 @@ class Trainer:
 
         @tf.function(reduce_retracing=True)
         def eval_step(images, labels):
-            outputs = model(images, training=False)
+            outputs = model(data_lib.normalize(images, self.mean, self.std), training=False)
             per_example, logits = self._loss(outputs, labels)
             return tf.cast(logits, tf.float32), tf.cast(labels, tf.int64), per_example
 
@@ -179,10 +181,10 @@ class Trainer:
             per_replica = ctx.get_per_replica_batch_size(c.batch_size)
             batches_per_step = self.replicas // ctx.num_input_pipelines
             return data_lib.make_train_dataset(
-                self.info, c.train_split, batch_size=per_replica, image_size=self.image_size, mean=self.mean,
-                std=self.std, seed=c.seed, start_batch=start_step * batches_per_step, flip=c.augment_flip,
-                crop_pad=c.augment_crop_pad, shuffle_buffer=c.shuffle_buffer, mixup_alpha=c.mixup_alpha,
-                cutmix_alpha=c.cutmix_alpha, deterministic=c.deterministic, input_context=ctx)
+                self.info, c.train_split, batch_size=per_replica, image_size=self.image_size, seed=c.seed,
+                start_batch=start_step * batches_per_step, flip=c.augment_flip, crop_pad=c.augment_crop_pad,
+                shuffle_buffer=c.shuffle_buffer, mixup_alpha=c.mixup_alpha, cutmix_alpha=c.cutmix_alpha,
+                deterministic=c.deterministic, cache=c.cache, input_context=ctx)
 
         return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
@@ -200,8 +202,10 @@ class Trainer:
     def evaluate(self, split: str) -> tuple[EpochMetrics, np.ndarray, np.ndarray]:
         """Loss/top-1/top-5 on a split, plus all logits and labels (for reports)."""
         c = self.config
-        ds = data_lib.make_eval_dataset(self.info, split, batch_size=c.batch_size, image_size=self.image_size,
-                                        mean=self.mean, std=self.std)
+        if split not in self._eval_datasets:  # kept: with --cache, later passes read memory
+            self._eval_datasets[split] = data_lib.make_eval_dataset(
+                self.info, split, batch_size=c.batch_size, image_size=self.image_size, cache=c.cache)
+        ds = self._eval_datasets[split]
         logits_all, labels_all, losses = [], [], []
         try:
             for images, labels in ds:
@@ -321,10 +325,9 @@ class Trainer:
         return record
 
     def _log_sample_images(self, count: int = 8) -> None:
-        """A few training inputs (as the model sees them, de-normalised) for TensorBoard."""
+        """A few training inputs (as the model gets them, before normalisation) for TensorBoard."""
         c = self.config
         ds = data_lib.make_train_dataset(self.info, c.train_split, batch_size=count, image_size=self.image_size,
-                                         mean=[0.0] * self.info.channels, std=[1.0] * self.info.channels,
                                          seed=c.seed, flip=c.augment_flip, crop_pad=c.augment_crop_pad)
         images, labels = next(iter(ds))
         with self.writer.as_default(step=0):

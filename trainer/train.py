@@ -43,6 +43,8 @@ _HELP = {
     "validation_split": "Validation split name (evaluated each epoch if present).",
     "test_split": "Test split name (evaluated at the end if present).",
     "shuffle_buffer": "Examples in the shuffle buffer.",
+    "cache": "Keep the decoded, resized images in memory after the first epoch (image_size^2 * channels bytes "
+             "per example, per input pipeline), so later epochs and evaluations decode nothing.",
     "augment_flip": "Online random horizontal flip.",
     "augment_crop_pad": "Online random crop after padding by this many pixels (0: off).",
     "mixup_alpha": "Mixup with Beta(alpha, alpha) (0: off).",
