@@ -1,11 +1,13 @@
 """Benchmark: the crawler's download phase vs a plain sequential `requests` loop doing the same checks.
 
     python -m bench.bench_crawl [--classes=all] [--per_class=110] [--repeats=3] [--workers=32] \
-        [--site=process] [--beam]
+        [--site=process] [--latency_ms=0] [--beam]
 
 Against the local flower site on 127.0.0.1 (`--site=process`: `python -m crawler.flowersite
 --prerender` in its own process, so it does not share this process's GIL; `--site=inline`: in
-this process, on threads), every image rendered before the clock starts. Discover runs once;
+this process, on threads), every image rendered before the clock starts. Loopback has no
+network latency; `--latency_ms` makes the site wait before each response like a remote server
+(the wait a crawler's concurrency exists to overlap). Discover runs once;
 then, each into a fresh output folder, median of --repeats runs:
   local       crawler.download.download: the thread pool (--workers), polite Fetcher
               (robots.txt, per-host gate with --per_host_delay=0), validation, sha256,
@@ -36,6 +38,7 @@ import time
 import requests
 from absl import app, flags
 
+from bench import results
 from crawler import dedup, discovery, net, validate
 from crawler.candidates import Candidate
 from crawler.classes import parse_classes
@@ -47,9 +50,11 @@ _CLASSES = flags.DEFINE_string("classes", "all", "Classes of the site to crawl."
 _PER_CLASS = flags.DEFINE_integer("per_class", 110, "Images per class on the site (20 x 110 = 2,200).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are reported.")
 _WORKERS = flags.DEFINE_integer("workers", 32, "Download threads of the crawler.")
+_LATENCY = flags.DEFINE_float("latency_ms", 0.0, "The site waits this long before each response's first byte, "
+                              "like a server across a real network (0: bare loopback).", lower_bound=0.0)
 _SITE = flags.DEFINE_enum("site", "process", ["process", "inline"], "Where the flower site runs.")
 _BEAM = flags.DEFINE_bool("beam", True, "Also time the Beam DirectRunner path.")
-_RESULTS = flags.DEFINE_string("results", os.path.join(os.path.dirname(__file__), "RESULTS.md"), "Results file.")
+_RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
 _SECTION = "## bench_crawl: download phase vs a sequential requests loop"
 _TARGET_RATE, _TARGET_RATIO = 300, 5
 
@@ -59,12 +64,12 @@ def start_site(per_class: int):
     if _SITE.value == "inline":
         from crawler.flowersite import FlowerSite
 
-        site = FlowerSite(per_class=per_class)
+        site = FlowerSite(per_class=per_class, latency_ms=_LATENCY.value)
         site.prerender()
         site.start()
         return site.url, site.stop
     proc = subprocess.Popen([sys.executable, "-m", "crawler.flowersite", "--port=0", f"--per_class={per_class}",
-                             "--prerender"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             f"--latency_ms={_LATENCY.value}", "--prerender"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     if not line.startswith("Flower site at "):
         proc.kill()
@@ -170,7 +175,7 @@ def report(candidates, times, accepted, load_before) -> None:
     command = "python -m bench.bench_crawl " + " ".join(
         f"--{f}={flags.FLAGS[f].value}" if not isinstance(flags.FLAGS[f].value, bool)
         else (f"--{f}" if flags.FLAGS[f].value else f"--no{f}")
-        for f in ("classes", "per_class", "repeats", "workers", "site", "beam"))
+        for f in ("classes", "per_class", "repeats", "workers", "site", "latency_ms", "beam"))
     names = {"local": f"local thread pool (--workers={_WORKERS.value})",
              "sequential": "sequential requests loop",
              "beam": f"Beam DirectRunner, multi_processing on all cores, 8 partitions by URL, "
@@ -178,7 +183,8 @@ def report(candidates, times, accepted, load_before) -> None:
     lines = [f"### {when}, {len(candidates)} candidates, {_REPEATS.value} runs (medians)", "",
              f"`{command}` on {os.cpu_count()} cores, Python {platform.python_version()}, site in "
              f"{'its own process' if _SITE.value == 'process' else 'the benchmark process (threads)'}, "
-             f"prerendered; load average before: {load_before:.1f}", "",
+             f"prerendered, {f'{_LATENCY.value:g} ms before each response' if _LATENCY.value else 'no added latency'}; "
+             f"load average before: {load_before:.1f}", "",
              "| variant | accepted | seconds (median) | accepted images/s | all runs (s) |", "|---|---|---|---|---|"]
     for k in med:
         lines.append(f"| {names[k]} | {n[k]} | {med[k]:.2f} | {rate[k]:.0f} | "
@@ -194,18 +200,7 @@ def report(candidates, times, accepted, load_before) -> None:
                      "and no cross-class retraction)")
     text = "\n".join(lines) + "\n"
     print(text)
-    exists = os.path.exists(_RESULTS.value)
-    last_section = ""
-    if exists:
-        with open(_RESULTS.value) as f:
-            last_section = [line for line in f if line.startswith("## ")][-1:] or [""]
-            last_section = last_section[0].strip()
-    with open(_RESULTS.value, "a") as f:  # append only: other benchmarks write to this file too
-        if not exists:
-            f.write("# Benchmarks\n")
-        if last_section != _SECTION:
-            f.write(f"\n{_SECTION}\n")
-        f.write("\n" + text)
+    results.record(_SECTION, text, _RESULTS.value)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,16 @@ DEFAULT_HAMMING = 6  # of 64 bits: re-encodes and small resizes land at 0-4
 
 
 def perceptual_hash(image: Image.Image) -> str:
-    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits."""
-    return str(imagehash.phash(image))
+    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits.
+
+    Large images are first box-reduced in grayscale to at least 64 px a side (what a reduced
+    JPEG decode gives), so phash's Lanczos resize to 32x32 is cheap and both paths agree.
+    """
+    gray = image.convert("L")
+    factor = min(gray.size) // 64
+    if factor > 1:
+        gray = gray.reduce(factor)
+    return str(imagehash.phash(gray))
 
 
 @dataclasses.dataclass(frozen=True)

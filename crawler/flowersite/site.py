@@ -17,6 +17,7 @@ import io
 import os
 import struct
 import threading
+import time
 import urllib.parse
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, ctype = self._route(site, url, parts)
         except (KeyError, ValueError, IndexError):
             status, body, ctype = 404, b"<html><body>Not found</body></html>", "text/html"
+        if site.latency:  # a remote server's time to first byte; each connection waits on its own
+            time.sleep(site.latency)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -174,8 +177,11 @@ class FlowerSite:
     """The site, started on a free port of 127.0.0.1 (or the one given)."""
 
     def __init__(self, per_class: int = 80, seed: int = 0, host: str = "127.0.0.1", port: int = 0,
-                 page_size: int = 20):
+                 page_size: int = 20, latency_ms: float = 0.0):
+        """`latency_ms`: every response waits this long before its first byte, like a server
+        across a real network (loopback has none); concurrent connections wait side by side."""
         self.per_class, self.seed, self.page_size = per_class, seed, page_size
+        self.latency = latency_ms / 1000.0
         self._server = _Server((host, port), _Handler)
         self._server.site = self
         self._thread: threading.Thread | None = None

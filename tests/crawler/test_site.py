@@ -52,3 +52,21 @@ def test_traps_behave_like_the_real_web(flower_site):
 def test_images_are_jpeg_and_some_png():
     formats = {catalog.image_format("tulip", i, 0) for i in range(60)}
     assert formats == {"jpeg", "png"}
+
+
+def test_latency_delays_every_response_and_connections_wait_side_by_side():
+    import concurrent.futures
+    import time
+
+    from crawler.flowersite import FlowerSite
+
+    with FlowerSite(per_class=2, latency_ms=200) as site:
+        t0 = time.perf_counter()
+        assert requests.get(site.url + "/robots.txt", timeout=5).status_code == 200
+        single = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda _: requests.get(site.url + "/robots.txt", timeout=5).status_code, range(4)))
+        together = time.perf_counter() - t0
+    assert single >= 0.2 and codes == [200] * 4
+    assert together < 4 * 0.2  # four connections overlap their waits (sequential would take 0.8 s)

@@ -44,11 +44,25 @@ def test_bad_bodies_are_rejected(data, reason):
     assert e.value.reason == reason
 
 
-def test_truncated_jpeg_is_rejected():
+@pytest.mark.parametrize("keep", [0.5, 0.95])  # 0.95: the reduced decode still reads the whole stream
+def test_truncated_jpeg_is_rejected(keep):
     data = encode(rgb(300, 300), "JPEG")
     with pytest.raises(Rejected) as e:
-        validate_image(data[: len(data) // 2])
+        validate_image(data[: int(len(data) * keep)])
     assert e.value.reason == "corrupt"
+
+
+def test_jpeg_hash_from_the_reduced_decode_agrees_with_a_full_decode():
+    from crawler.dedup import perceptual_hash
+    from crawler.flowersite.render import render_flower
+
+    for i in range(6):
+        data = encode(render_flower("rose", i, size=(400, 300)), "JPEG", quality=90)
+        v = validate_image(data)
+        assert v.image.size[0] < 400  # decoded at reduced scale
+        full = Image.open(io.BytesIO(data)).convert("RGB")
+        distance = bin(int(perceptual_hash(v.image), 16) ^ int(perceptual_hash(full), 16)).count("1")
+        assert distance <= 2
 
 
 def test_small_and_bomb_images_are_rejected():
