@@ -39,8 +39,12 @@ class DedupIndex:
     def __init__(self, max_distance: int = DEFAULT_HAMMING):
         self.max_distance = max_distance
         self._by_sha: dict[str, tuple[str, str, str]] = {}
-        self._hashes = np.zeros(0, np.uint64)
+        self._buffer = np.zeros(64, np.uint64)  # grows by doubling: adding stays O(1) amortised
         self._owners: list[tuple[str, str, str]] = []
+
+    @property
+    def _hashes(self) -> np.ndarray:
+        return self._buffer[: len(self._owners)]
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -60,5 +64,8 @@ class DedupIndex:
 
     def add(self, sha256: str, phash: str, key: str, klass: str, url: str = "") -> None:
         self._by_sha[sha256] = (key, klass, url)
-        self._hashes = np.append(self._hashes, np.uint64(int(phash, 16)))
+        n = len(self._owners)
+        if n == len(self._buffer):
+            self._buffer = np.concatenate([self._buffer, np.zeros(n, np.uint64)])
+        self._buffer[n] = np.uint64(int(phash, 16))
         self._owners.append((key, klass, url))
