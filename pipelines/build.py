@@ -21,10 +21,14 @@ import time
 import uuid
 
 import apache_beam as beam
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+# TensorFlow only when the driver first touches tf.io.gfile: Beam workers import this module
+# to run its steps, and importing TensorFlow would cost each of them seconds of start-up.
+from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from pipelines import image_ops, schema, shards, splits
 from pipelines.readers import Record
@@ -79,7 +83,7 @@ def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: in
     if record.data is not None:
         data, record = record.data, dataclasses.replace(record, data=None)  # don't carry the bytes on
     else:
-        with tf.io.gfile.GFile(record.path, "rb") as f:
+        with FileSystems.open(record.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:  # gs:// too
             data = f.read()
     return record, image_ops.decode_image(data, limits, channels)
 

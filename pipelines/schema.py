@@ -28,6 +28,10 @@ exactly these, so uncompressed shards still load with `tfds.builder_from_directo
     image/source       bytes   provenance (as `source` above)
 
 Bump `LAYOUT_VERSION` when a layout changes; it is written into every dataset's metadata.
+
+Importing this module does not import TensorFlow (TFDS features and its example serializer
+do not need it): Beam workers serialize examples without paying TensorFlow's start-up.
+Only the parse side (`parse_spec`, `parse`) and `layout_of` import it, when called.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import json
 import os
 from typing import Callable, Sequence
 
-import tensorflow as tf
+import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
 
@@ -89,6 +93,8 @@ def _tfds_example(image, label, key, parent_key, source, **_unused):
 
 
 def _tfds_spec():
+    import tensorflow as tf
+
     return {
         IMAGE: tf.io.FixedLenFeature([], tf.string),
         LABEL: tf.io.FixedLenFeature([], tf.int64),
@@ -99,7 +105,7 @@ def _tfds_spec():
 
 
 def _mg_features(class_names, channels, encoding, image_size):
-    text, int64 = tfds.features.Text, lambda: tfds.features.Scalar(tf.int64)
+    text, int64 = tfds.features.Text, lambda: tfds.features.Scalar(np.int64)
     return tfds.features.FeaturesDict({"image": {
         "encoded": _image_feature(channels, encoding, image_size),
         "format": text(), "height": int64(), "width": int64(),
@@ -115,6 +121,8 @@ def _mg_example(image, label, key, parent_key, source, class_name="", height=0, 
 
 
 def _mg_spec():
+    import tensorflow as tf
+
     s, i = tf.string, tf.int64
     return {
         MG_IMAGE: tf.io.FixedLenFeature([], s),
@@ -145,6 +153,8 @@ def get_layout(name: str) -> Layout:
 
 def layout_of(data_dir: str) -> str:
     """The layout of a folder written by the Beam job (from its stats.json; 'tfds' before layouts existed)."""
+    import tensorflow as tf
+
     path = os.path.join(data_dir, STATS_FILE)
     if not tf.io.gfile.exists(path):
         return "tfds"
@@ -186,13 +196,15 @@ def _serializer(feats: tfds.features.FeaturesDict) -> example_serializer.Example
     return cached
 
 
-def parse_spec(layout: str = "tfds") -> dict[str, tf.io.FixedLenFeature]:
+def parse_spec(layout: str = "tfds") -> dict:
     """The tf.io spec of the raw (undecoded) features, for fast tf.data input pipelines."""
     return get_layout(layout).parse_spec()
 
 
-def parse(serialized: tf.Tensor, layout: str = "tfds") -> dict[str, tf.Tensor]:
-    """Parses serialized examples (scalar or batch) into raw tensors (image still encoded)."""
+def parse(serialized, layout: str = "tfds") -> dict:
+    """Parses serialized examples (a scalar or batch tf.Tensor) into raw tensors (image still encoded)."""
+    import tensorflow as tf
+
     if serialized.shape.rank == 0:
         return tf.io.parse_single_example(serialized, parse_spec(layout))
     return tf.io.parse_example(serialized, parse_spec(layout))
