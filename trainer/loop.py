@@ -108,6 +108,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=config.max_to_keep)
         self.plateau = optim.PlateauController(config.decay_rate, config.plateau_patience, config.min_learning_rate)
         self._stop_requested = False
+        self._preemption = None
         self._eval_datasets: dict[str, tf.data.Dataset] = {}
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
@@ -191,8 +192,11 @@ class Trainer:
     # -- public ---------------------------------------------------------------------------
     def restore(self) -> int:
         """Restores the latest checkpoint if any; returns the global step to continue from."""
-        path = self.manager.restore_or_initialize()
+        # Every worker reads the chief's checkpoints (other workers only ever write throwaway
+        # copies), so a multi-worker run_dir must be on a filesystem all workers share.
+        path = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
         if path:
+            self.checkpoint.restore(path)
             logging.info("resumed from %s at step %d", path, int(self.step.numpy()))
         return int(self.step.numpy())
 
@@ -234,6 +238,7 @@ class Trainer:
             logging.info("already trained %d steps (%d epochs)", start_step, c.epochs)
             return history
         previous = signal.signal(signal.SIGTERM, self.request_stop)
+        self._preemption = self._preemption_handler()  # multi-worker: replaces that SIGTERM handler
         iterator = self._train_stream(start_step)
         if self.writer and start_step == 0:
             self._log_sample_images()
@@ -257,6 +262,25 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
         return history
+
+    def _preemption_handler(self):
+        """A PreemptionCheckpointHandler when several workers train together, else None.
+
+        SIGTERM on any one worker makes every worker save a checkpoint after the same step (they
+        agree through the cluster's coordination service) and stop; a worker saving alone would
+        leave the others blocked in their next all-reduce.
+        """
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.cluster_spec().jobs or self.strategy.extended._num_workers < 2:
+            return None
+
+        def preempted():
+            logging.warning("SIGTERM: checkpoint saved at step %d; exiting", int(self.step.numpy()))
+            raise KeyboardInterrupt("SIGTERM")
+
+        config = tf.distribute.experimental.TerminationConfig(exit_fn=preempted)
+        return tf.distribute.experimental.PreemptionCheckpointHandler(resolver, self.manager,
+                                                                      termination_config=config)
 
     def _train_epoch(self, iterator, epoch: int, done_in_epoch: int) -> dict | None:
         c = self.config
@@ -297,7 +321,9 @@ class Trainer:
                         tf.summary.scalar("images_per_second", rate)
             if c.checkpoint_every and step % c.checkpoint_every == 0:
                 self.manager.save(checkpoint_number=step)
-            if self._stop_requested:
+            if self._preemption is not None:  # every worker saves at the same step, then _preempted
+                self._preemption.save_checkpoint_if_preempted(checkpoint_number=step)
+            elif self._stop_requested:
                 self.manager.save(checkpoint_number=step)
                 logging.warning("SIGTERM: checkpoint saved at step %d; exiting", step)
                 return None

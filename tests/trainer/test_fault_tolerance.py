@@ -143,6 +143,37 @@ def test_multi_worker_two_local_processes_train_together(two_shard_dir, tmp_path
     assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
 
 
+def _start_cluster(data_dir, run_dir, *extra):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(train_argv(data_dir, run_dir, "--strategy=multi_worker", *extra),
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step(two_shard_dir, tmp_path):
+    run_dir = tmp_path / "mw-term"
+    procs = _start_cluster(two_shard_dir, run_dir, "--epochs=500")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "metrics.jsonl").exists():  # an epoch is done
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)  # the non-chief: the chief must learn of it and save too
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [143, 143], outs[0][1][-2000:] + outs[1][1][-2000:]
+    steps = {int(err.split("SIGTERM: checkpoint saved at step ")[1].split(";")[0]) for _, err in outs}
+    assert len(steps) == 1, steps  # both workers stopped after the same step
+    (step,) = steps
+    assert (run_dir / "checkpoints" / f"ckpt-{step}.index").exists()
+    per_epoch = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["step"]
+    procs = _start_cluster(two_shard_dir, run_dir, f"--epochs={step // per_epoch + 1}")
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
+    assert all(f"at step {step}" in err for _, err in outs)  # both resumed from the chief's checkpoint
+
+
 def test_one_device_and_mirrored_give_the_same_loss_curve(tfrecords_dir, tmp_path):
     """One loop for every strategy: with synchronised BatchNorm, 2 logical CPUs compute what
     one device computes on the same global batch. Compared over one epoch: float reduction
