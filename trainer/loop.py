@@ -99,8 +99,11 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             # Lowered at each NaN roll-back; checkpointed so a resumed run keeps the lower rate.
             self.lr_scale = tf.Variable(1.0, dtype=tf.float64, trainable=False, name="lr_scale")
+            # Reduce-on-plateau's (best val loss, epochs without improvement, LR scale).
+            self.plateau_state = tf.Variable([math.inf, 0.0, 1.0], dtype=tf.float64, trainable=False,
+                                             name="plateau_state")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                              lr_scale=self.lr_scale)
+                                              lr_scale=self.lr_scale, plateau_state=self.plateau_state)
         self.nan_recoveries = 0
         ckpt_dir = os.path.join(run_dir, "checkpoints")
         if not self.chief:  # other workers write to throwaway dirs, as TF recommends
@@ -198,6 +201,10 @@ class Trainer:
         if path:
             self.checkpoint.restore(path)
             logging.info("resumed from %s at step %d", path, int(self.step.numpy()))
+            best, wait, scale = (float(v) for v in self.plateau_state.numpy())
+            self.plateau.load({"best": best, "wait": int(wait), "scale": scale})
+            if self.config.schedule == "plateau":
+                self._plateau_lr = max(self.config.learning_rate * scale, self.config.min_learning_rate)
         return int(self.step.numpy())
 
     def request_stop(self, *_):
@@ -330,7 +337,6 @@ class Trainer:
         if interactive:
             print(file=sys.stderr)
         seconds = time.time() - t0
-        self.manager.save(checkpoint_number=int(self.step.numpy()))
         record = {"epoch": epoch + 1, "step": int(self.step.numpy()), "lr": float(lr),
                   "loss": sums[0] / max(sums[3], 1), "top1": sums[1] / max(sums[3], 1),
                   "top5": sums[2] / max(sums[3], 1), "seconds": round(seconds, 2),
@@ -340,6 +346,9 @@ class Trainer:
             record.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
             if c.schedule == "plateau":
                 self._plateau_lr = self.plateau.update(val.loss, c.learning_rate)
+                state = self.plateau.state()
+                self.plateau_state.assign([state["best"], state["wait"], state["scale"]])
+        self.manager.save(checkpoint_number=int(self.step.numpy()))  # after the plateau update it holds
         logging.info("epoch %d/%d: loss %.4f top1 %.4f%s (%.1fs, %.0f img/s)", epoch + 1, c.epochs, record["loss"],
                      record["top1"], f" | val loss {record['val_loss']:.4f} top1 {record['val_top1']:.4f}"
                      if "val_loss" in record else "", seconds, record["images_per_second"])

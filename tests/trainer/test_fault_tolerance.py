@@ -186,3 +186,21 @@ def test_one_device_and_mirrored_give_the_same_loss_curve(tfrecords_dir, tmp_pat
     (a,), (b,) = curves["one"], curves["mirrored"]
     assert a["loss"] == pytest.approx(b["loss"], rel=2e-3)
     assert a["val_loss"] == pytest.approx(b["val_loss"], rel=2e-2)  # through the moving BN statistics
+
+
+def test_reduce_on_plateau_state_survives_a_resume(tfrecords_dir, tmp_path):
+    from trainer.optim import PlateauController
+
+    run_dir = tmp_path / "plateau"
+    # A tiny LR and frozen BatchNorm statistics: the validation loss cannot improve, every epoch decays.
+    flags = ["--strategy=one_device", "--schedule=plateau", "--plateau_patience=1", "--decay_rate=0.5",
+             "--learning_rate=1e-7", "--bn_momentum=1.0"]
+    run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", *flags)[2:])
+    run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=3", *flags)[2:])  # resumes at epoch 3
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    replay = PlateauController(0.5, 1, 0.0)
+    expected = [1e-7]
+    for h in history[:-1]:
+        expected.append(replay.update(h["val_loss"], 1e-7))
+    assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-6)
+    assert history[-1]["lr"] < 1e-7  # decayed before the resume, and still after it
