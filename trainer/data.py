@@ -226,7 +226,8 @@ def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_
     step normalises them on its device (`normalize`), which moves a quarter of the bytes
     through the input threads and keeps per-channel arithmetic off the CPU on GPUs.
     Examples are reshuffled every pass with a fixed seed, so the whole stream is a function of
-    `seed`; `start_batch` skips what a resumed run already trained on, before any decoding.
+    `seed`; `start_batch` skips what a resumed run already trained on (before any decoding
+    unless `cache`).
     Augmentation is seeded by the example's position in the stream; with mixup/cutmix the
     labels are mixed one-hot rows instead of class indices. `cache` keeps the decoded, resized
     images in memory after the first pass (H*W*C bytes each), so later epochs decode nothing.

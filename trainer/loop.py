@@ -267,6 +267,7 @@ class Trainer:
                     on_epoch_end(record)
                 epoch += 1
         finally:
+            self._preemption = None  # its watcher threads stop when it is dropped
             signal.signal(signal.SIGTERM, previous)
         return history
 
@@ -278,7 +279,8 @@ class Trainer:
         leave the others blocked in their next all-reduce.
         """
         resolver = getattr(self.strategy, "cluster_resolver", None)
-        if resolver is None or not resolver.cluster_spec().jobs or self.strategy.extended._num_workers < 2:
+        spec = resolver.cluster_spec() if resolver is not None else None
+        if spec is None or sum(spec.num_tasks(job) for job in spec.jobs) < 2:
             return None
 
         def preempted():
