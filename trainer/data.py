@@ -255,16 +255,29 @@ def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_
 
 def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int,
                       cache: bool = False) -> tf.data.Dataset:
-    """One ordered pass over `split`: (uint8 pixel images, labels), last batch partial.
+    """One ordered pass over `split`: (uint8 pixel images, labels, valid), every batch full.
 
-    With `cache`, iterate the same dataset object again to read the decoded images from memory.
+    The last batch is padded to `batch_size` with zero images and `valid` False, so a batch
+    split across replicas never hands one an empty slice (oneDNN convolutions reject those);
+    callers drop the padded rows. With `cache`, iterate the same dataset object again to read
+    the decoded images from memory.
     """
     decode = dataset_decoder(info, image_size)
     ds = raw_split(info, split, shuffle_seed=None)
     ds = ds.map(lambda img, label: (decode(img), label), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache()
-    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    def pad(images, labels):
+        n = tf.shape(labels)[0]
+        images = tf.pad(images, [[0, batch_size - n], [0, 0], [0, 0], [0, 0]])
+        labels = tf.pad(labels, [[0, batch_size - n]])
+        valid = tf.range(batch_size) < n
+        return (tf.ensure_shape(images, [batch_size, image_size, image_size, info.channels]),
+                tf.ensure_shape(labels, [batch_size]), valid)
+
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE).map(pad, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
 
 
 def split_files(info: DatasetInfo, split: str) -> list[str]:

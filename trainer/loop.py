@@ -66,6 +66,7 @@ class Trainer:
         self.mean, self.std = mean, std
         self.chief = is_chief(strategy)
         self.replicas = strategy.num_replicas_in_sync
+        self.replicas_per_worker = len(strategy.extended.worker_devices)
         if config.batch_size % self.replicas:
             raise ValueError(f"--batch_size={config.batch_size} is not divisible by the {self.replicas} replicas: "
                              f"use a multiple of {self.replicas}")
@@ -160,18 +161,36 @@ class Trainer:
         return train_step
 
     def _make_eval_step(self):
-        """Evaluation runs outside `strategy.run`, on each worker's own copy of the weights.
+        """Evaluation of one padded batch: (logits, labels, per-example loss, valid) as numpy.
 
-        Distributed evaluation would hand some replicas empty final batches, which oneDNN
-        convolutions on CPU reject; evaluation is cheap next to training, so it is not split.
+        One device or one machine's replicas (`mirrored`): the batch is split across the
+        replicas with `strategy.run`, like training. Several workers: each evaluates the whole
+        split on its own copy of the (identical) weights, outside the strategy, so no worker
+        waits in a collective for a peer that ran out of batches.
         """
-        model = self.model
+        model, strategy = self.model, self.strategy
 
-        @tf.function(reduce_retracing=True)
-        def eval_step(images, labels):
+        def forward(images, labels):
             outputs = model(data_lib.normalize(images, self.mean, self.std), training=False)
             per_example, logits = self._loss(outputs, labels)
             return tf.cast(logits, tf.float32), tf.cast(labels, tf.int64), per_example
+
+        if self.replicas_per_worker < self.replicas:  # multi-worker
+            local = tf.function(forward, reduce_retracing=True)
+
+            def eval_step(batch):
+                images, labels, valid = batch
+                return [x.numpy() for x in (*local(images, labels), valid)]
+            return eval_step
+
+        @tf.function(reduce_retracing=True)
+        def replicated(images, labels):
+            return strategy.run(forward, args=(images, labels))
+
+        def eval_step(batch):
+            images, labels, valid = batch
+            per_replica = (*replicated(images, labels), valid)
+            return [np.concatenate([t.numpy() for t in strategy.experimental_local_results(x)]) for x in per_replica]
 
         return eval_step
 
@@ -217,13 +236,15 @@ class Trainer:
             self._eval_datasets[split] = data_lib.make_eval_dataset(
                 self.info, split, batch_size=c.batch_size, image_size=self.image_size, cache=c.cache)
         ds = self._eval_datasets[split]
+        if self.replicas_per_worker == self.replicas:  # split each batch across the local replicas
+            ds = self.strategy.experimental_distribute_dataset(ds)
         logits_all, labels_all, losses = [], [], []
         try:
-            for images, labels in ds:
-                logits, labels, per_example = self._eval_step(images, labels)
-                logits_all.append(logits.numpy())
-                labels_all.append(labels.numpy())
-                losses.append(per_example.numpy())
+            for batch in ds:
+                logits, labels, per_example, valid = self._eval_step(batch)
+                logits_all.append(logits[valid])
+                labels_all.append(labels[valid])
+                losses.append(per_example[valid])
         except tf.errors.DataLossError as e:
             raise self._corrupt(split, e) from e
         logits = np.concatenate(logits_all) if logits_all else np.zeros((0, self.num_classes))

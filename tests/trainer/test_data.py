@@ -72,13 +72,24 @@ def test_passes_reshuffle_and_cover_every_example(info):
     assert sorted(labels[:n]) == sorted(labels[n:])
 
 
-def test_eval_dataset_is_ordered_and_complete(info):
-    ds = data_lib.make_eval_dataset(info, "validation", batch_size=5, image_size=32)
-    xs = np.concatenate([x.numpy() for x, _ in ds])
-    assert xs.shape == (info.split_sizes["validation"], 32, 32, 3) and xs.dtype == np.uint8
-    cached = data_lib.make_eval_dataset(info, "validation", batch_size=5, image_size=32, cache=True)
+def test_eval_dataset_is_ordered_complete_and_padded_to_full_batches(info):
+    n = info.split_sizes["validation"]
+    batch = 4 if n % 4 else 5  # a partial last batch
+    assert n % batch
+    ds = data_lib.make_eval_dataset(info, "validation", batch_size=batch, image_size=32)
+    batches = [[t.numpy() for t in b] for b in ds]
+    assert all(x.shape == (batch, 32, 32, 3) and y.shape == (batch,) for x, y, _ in batches)
+    valid = np.concatenate([v for _, _, v in batches])
+    assert valid.sum() == n and valid[:n].all()  # padding only at the end
+    assert not batches[-1][0][~batches[-1][2]].any()  # zero images in the padding
+    xs = np.concatenate([x for x, _, _ in batches])[valid]
+    ordered = np.stack([data_lib.decode_resize(img, 32, 3).numpy()
+                        for img, _ in data_lib.raw_split(info, "validation", shuffle_seed=None)])
+    np.testing.assert_array_equal(xs, ordered)
+    cached = data_lib.make_eval_dataset(info, "validation", batch_size=batch, image_size=32, cache=True)
     for _ in range(2):  # the second pass comes from memory
-        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in cached]), xs)
+        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _, _ in cached]),
+                                      np.concatenate([x for x, _, _ in batches]))
 
 
 def test_normalize_is_per_channel_for_images_and_batches():

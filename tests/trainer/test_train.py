@@ -89,6 +89,17 @@ def test_eval_mode_evaluates_without_training(mirrored_run, tfrecords_dir):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["split"] == "validation" and 0 <= result["top1"] <= 1 and result["examples"] > 0
     assert (run_dir / "metrics.jsonl").read_text() == before
+    # Split across 2 replicas (batch 6: a padded last batch, every replica a non-empty slice),
+    # evaluation gives what one device gives.
+    results = {}
+    for name, flags in (("one", ["--strategy=one_device"]), ("two", ["--strategy=mirrored", "--cpu_replicas=2"])):
+        proc = run_cli("trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={run_dir}", *TINY, "--mode=eval",
+                       "--eval_split=validation", "--batch_size=6", *flags)
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["one"]["examples"] == results["two"]["examples"] == result["examples"]
+    assert results["one"]["examples"] % 6  # the last batch was padded
+    assert results["two"]["loss"] == pytest.approx(results["one"]["loss"], rel=1e-4)
+    assert results["two"]["top1"] == results["one"]["top1"] == pytest.approx(result["top1"])
 
 
 @pytest.mark.parametrize("flags,message", [
