@@ -33,7 +33,8 @@ test-fast: $(VENV)/.installed-dev
 
 # Benchmarks append their numbers to bench/RESULTS.md (minutes each; run on a quiet machine).
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.bench_crawl
+	$(BIN)/python -m bench.bench_crawl --latency_ms=0
+	$(BIN)/python -m bench.bench_crawl --latency_ms=20
 	$(BIN)/python -m bench.bench_build
 	$(BIN)/python -m bench.bench_train
 
