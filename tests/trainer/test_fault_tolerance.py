@@ -123,26 +123,6 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_two_local_processes_train_together(two_shard_dir, tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    run_dir = tmp_path / "mw"
-    procs = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(train_argv(two_shard_dir, run_dir, "--epochs=2", "--strategy=multi_worker",
-                                                 "--deterministic"),
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    report = json.loads((run_dir / "report.json").read_text())
-    assert report["hardware"]["replicas"] == 2 and report["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
-    assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
-
-
 def _start_cluster(data_dir, run_dir, *extra):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -152,6 +132,19 @@ def _start_cluster(data_dir, run_dir, *extra):
         procs.append(subprocess.Popen(train_argv(data_dir, run_dir, "--strategy=multi_worker", *extra),
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
+
+
+def test_multi_worker_two_local_processes_train_together(two_shard_dir, tmp_path):
+    run_dir = tmp_path / "mw"
+    procs = _start_cluster(two_shard_dir, run_dir, "--epochs=2", "--deterministic")
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["hardware"]["replicas"] == 2 and report["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
+    assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
 
 
 def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step(two_shard_dir, tmp_path):
