@@ -9,16 +9,17 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_HAMMING = 6  # of 64 bits: re-encodes and small resizes land at 0-4
+HASH_INPUT_SIDE = 64  # images are reduced to at least this many pixels a side before hashing
 
 
 def perceptual_hash(image: Image.Image) -> str:
     """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits.
 
-    Large images are first box-reduced in grayscale to at least 64 px a side (what a reduced
+    Large images are first box-reduced in grayscale to at least HASH_INPUT_SIDE px a side (what a reduced
     JPEG decode gives), so phash's Lanczos resize to 32x32 is cheap and both paths agree.
     """
     gray = image.convert("L")
-    factor = min(gray.size) // 64
+    factor = min(gray.size) // HASH_INPUT_SIDE
     if factor > 1:
         gray = gray.reduce(factor)
     return str(imagehash.phash(gray))

@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from crawler import dedup
+
 _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -24,7 +26,6 @@ _MAGIC = (
     (b"GIF89a", "gif"),
 )
 ACCEPTED_FORMATS = ("jpeg", "png", "webp", "gif")
-_HASH_SIDE = 64  # reduced JPEG decodes keep at least this many pixels a side (the hash uses 32)
 _KEEP_AS_IS = {("jpeg", "RGB"), ("jpeg", "L"), ("png", "RGB"), ("png", "L")}
 
 
@@ -88,7 +89,7 @@ def validate_image(data: bytes, limits: Limits = Limits()) -> ValidImage:
                 # Stored byte for byte, so pixels only feed the perceptual hash: decode in
                 # grayscale at 1/2-1/8 scale in the DCT domain. Every byte of the entropy-coded
                 # data is still decoded (truncation fails the same), at about a third the cost.
-                img.draft("L", (_HASH_SIDE, _HASH_SIDE))
+                img.draft("L", (dedup.HASH_INPUT_SIDE, dedup.HASH_INPUT_SIDE))
             img.load()  # full decode: truncated or corrupt data fails here
     except Rejected:
         raise

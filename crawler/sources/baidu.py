@@ -26,7 +26,7 @@ from absl import logging
 
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, SourceOptions, fresh_results, http_url, register
+from crawler.sources.base import FetchText, Source, fresh_results, http_url, register
 
 ENDPOINT = "https://image.baidu.com/search/acjson"
 PAGE_SIZE = 30  # Baidu's maximum `rn`
@@ -112,10 +112,7 @@ def page_offsets(max_pages: int) -> list[int]:
 @register
 class BaiduSource(Source):
     name = "baidu"
-
-    def __init__(self, options: SourceOptions):
-        super().__init__(options)
-        self.api_url = self.endpoint(ENDPOINT)
+    default_endpoint = ENDPOINT
 
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         query = klass.chinese

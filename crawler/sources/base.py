@@ -65,9 +65,12 @@ def fresh_results(page_urls: Iterable[str], fetch_text: FetchText, parse: Callab
 
 class Source(abc.ABC):
     name: str = ""
+    default_endpoint: str = ""  # a search API's URL: `api_url` is this, or --url_template instead
 
     def __init__(self, options: SourceOptions):
         self.options = options
+        if self.default_endpoint:
+            self.api_url = self.endpoint(self.default_endpoint)
 
     def endpoint(self, default: str) -> str:
         """`--url_template` as a replacement for a search API's endpoint (e.g. a test server);

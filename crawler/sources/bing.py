@@ -24,7 +24,7 @@ from bs4 import BeautifulSoup
 
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, SourceOptions, fresh_results, http_url, register
+from crawler.sources.base import FetchText, Source, fresh_results, http_url, register
 
 ENDPOINT = "https://www.bing.com/images/async"
 PAGE_SIZE = 35  # what Bing's own scrolling asks for
@@ -84,10 +84,7 @@ def bing_queries(klass: FlowerClass) -> list[str]:
 @register
 class BingSource(Source):
     name = "bing"
-
-    def __init__(self, options: SourceOptions):
-        super().__init__(options)
-        self.api_url = self.endpoint(ENDPOINT)
+    default_endpoint = ENDPOINT
 
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         for query in bing_queries(klass):

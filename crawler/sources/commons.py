@@ -28,7 +28,7 @@ from bs4 import BeautifulSoup
 
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, SourceOptions, http_url, register
+from crawler.sources.base import FetchText, Source, http_url, register
 
 ENDPOINT = "https://commons.wikimedia.org/w/api.php"
 PAGE_SIZE = 50  # files per request: extmetadata is costly for the API to compute, so ask for modest pages
@@ -119,10 +119,7 @@ def commons_api_url(category: str, cont: dict[str, str] | None = None, endpoint:
 @register
 class CommonsSource(Source):
     name = "commons"
-
-    def __init__(self, options: SourceOptions):
-        super().__init__(options)
-        self.api_url = self.endpoint(ENDPOINT)
+    default_endpoint = ENDPOINT
 
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         category = category_title(klass)
