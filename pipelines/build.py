@@ -5,10 +5,15 @@ assigned on the driver from keys and labels before the pipeline starts.
 Reading: file records are read by the decode step itself (one element per file); a reader
 that loads bytes itself (TFDS) passes a `loader` whose read tasks run on the workers.
 
+Writing is two-phase, as in Beam's file sinks: the per-image stage frames each example into
+a part file of its bundle and passes on only where it put it; the shard stage groups those
+small entries by shard and copies the records, in key order, into the shard. Example bytes
+are never shuffled through the runner.
+
 Each step is a plain function (image_ops, splits, shards); this module only wires them.
 The pipeline writes everything into a temporary folder next to the final one; the driver
-publishes it (moves the files, writes the TFDS metadata last) only when the run succeeded
-and the share of bad inputs is within `max_bad_fraction`.
+merges the part files, publishes the folder (moves the files, writes the TFDS metadata last)
+only when the run succeeded and the share of bad inputs is within `max_bad_fraction`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pipelines.readers import Record
 DEAD_LETTER = "dead_letter.jsonl"
 STATS = schema.STATS_FILE
 HISTOGRAM = "class_histogram.png"
-_SHARD_INFO = "_shards.jsonl"
+_PARTS = "_parts"  # per-bundle part files of a run, removed before publishing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,27 +118,84 @@ def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
             height=img.shape[0], width=img.shape[1], fmt=opts.encoding)
 
 
-def keyed_for_shard(example, totals: dict, opts: BuildOptions):
-    split, label, key, data = example
+class _BundleFile(beam.DoFn):
+    """Appends what one bundle writes to a file of its own under `parts_dir` (a new name per attempt).
+
+    Beam's own file sinks work the same way (a temp file per bundle, finalised later): a
+    retried bundle leaves a file nothing points to, and the whole folder is removed at the end.
+    """
+
+    def __init__(self, parts_dir: str):
+        self.parts_dir = parts_dir
+
+    def start_bundle(self):
+        self._file, self._path, self._offset = None, "", 0
+
+    def _append(self, data: bytes) -> tuple[str, int]:
+        if self._file is None:
+            self._path = FileSystems.join(self.parts_dir, uuid.uuid4().hex)
+            self._file = FileSystems.create(self._path, compression_type=CompressionTypes.UNCOMPRESSED)
+        offset = self._offset
+        self._file.write(data)
+        self._offset += len(data)
+        return self._path, offset
+
+    def finish_bundle(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class WriteExampleParts(_BundleFile):
+    """Frames each example as a TFRecord into the bundle's part file; yields where it is.
+
+    Only these small entries (split, key, label, part file, offset, length) cross the
+    runner afterwards: the example bytes are written once here and read once by the shard
+    writer, never shuffled (with the multi-process runner every shuffled byte goes
+    through the runner process twice).
+    """
+
+    def process(self, example):
+        split, label, key, data = example
+        framed = shards.tfrecord_frame(data)
+        path, offset = self._append(framed)
+        yield split, key, label, path, offset, len(framed)
+
+
+class WriteLineParts(_BundleFile):
+    """Writes text lines (dead letters, shard infos) to per-bundle part files the driver merges."""
+
+    def process(self, line: str):
+        self._append(line.encode("utf-8") + b"\n")
+
+
+def keyed_for_shard(entry, totals: dict, opts: BuildOptions):
+    split, key = entry[0], entry[1]
     n = shards.num_shards_for(totals.get(split, 0), opts.shard_size_mb, opts.num_shards)
-    return (split, shards.shard_of(key, n), n), (key, data, label)
+    return (split, shards.shard_of(key, n), n), entry
 
 
 def write_one_shard(item, tmp_dir: str, dataset: str, compression: str = "") -> str:
-    """Writes one shard; returns its JSON line: count, bytes and examples per label and kind."""
-    (split, index, n), records = item
-    records = list(records)
+    """Writes one shard from its examples' part-file entries, in key order.
+
+    Returns its JSON line: count, bytes and examples per label and kind.
+    """
+    (split, index, n), entries = item
+    entries = sorted(entries, key=lambda e: e[1])
+    by_file: dict[str, list[int]] = collections.defaultdict(list)
+    for i, e in enumerate(entries):
+        by_file[e[3]].append(i)
+    framed: list[bytes] = [b""] * len(entries)
+    for part, members in sorted(by_file.items()):
+        for i, record in zip(members, shards.read_framed(part, [(entries[i][4], entries[i][5]) for i in members])):
+            framed[i] = record
     path = os.path.join(tmp_dir, schema.shard_name(dataset, split, index, n))
-    count, size = shards.write_shard(path, [(key, data) for key, data, _ in records], compression.upper())
+    count, size = shards.write_framed(path, framed, compression.upper())
     per_label: dict = collections.defaultdict(lambda: {"original": 0, "augmented": 0})
-    for key, _, label in records:  # counted here, not in a stage of their own: one pass less per example
+    for _, key, label, *_ in entries:  # counted here, not in a stage of their own: one pass less per example
         per_label[label]["augmented" if "#aug" in key else "original"] += 1
     return json.dumps({"split": split, "index": index, "num_shards": n, "count": count, "bytes": size,
                        "labels": dict(sorted(per_label.items()))}, sort_keys=True)
-
-
-def _single_file(pcoll, path: str, label: str):
-    return pcoll | label >> beam.io.WriteToText(path, shard_name_template="", num_shards=1)
 
 
 # -- the pipeline -------------------------------------------------------------------------
@@ -147,36 +209,52 @@ def read_records(p: beam.Pipeline, records: list[Record], loader=None):
             | "Spread" >> beam.Reshuffle())  # a read task is large: spread its images over the workers
 
 
+def parts_dirs(tmp_dir: str) -> dict[str, str]:
+    """Where the pipeline's per-bundle part files go (inside the run's temp folder)."""
+    return {kind: os.path.join(tmp_dir, _PARTS, kind) for kind in ("examples", "dead_letter", "shards")}
+
+
 def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
                    tmp_dir: str, loader=None) -> None:
+    """Wires the steps. One fused stage does all per-image work and writes examples to part
+    files; the shard stage then moves only part-file entries through a GroupByKey."""
     feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
     label_index = {n: i for i, n in enumerate(class_names)}
     limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
+    parts = parts_dirs(tmp_dir)
 
     decoded, failed = (
         read_records(p, records, loader)
         | "DecodeValidate" >> beam.Map(load_and_decode, limits, opts.channels).with_exception_handling())
-    bad = failed | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
-    _single_file(bad, os.path.join(tmp_dir, DEAD_LETTER), "WriteDeadLetter")
+    _ = (failed
+         | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
+         | "WriteDeadLetter" >> beam.ParDo(WriteLineParts(parts["dead_letter"])))
 
-    examples = decoded | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
+    entries = (decoded
+               | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
+               | "WriteExampleParts" >> beam.ParDo(WriteExampleParts(parts["examples"])))
     totals = None if opts.num_shards else (  # bytes per split -> shard count
-        examples
-        | "ExampleBytes" >> beam.Map(lambda e: (e[0], len(e[3])))
+        entries
+        | "ExampleBytes" >> beam.Map(lambda e: (e[0], e[5]))
         | "BytesPerSplit" >> beam.CombinePerKey(sum))
-    shard_lines = (
-        examples
-        | "AssignShard" >> beam.Map(keyed_for_shard, {} if opts.num_shards else beam.pvalue.AsDict(totals), opts)
-        | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name, opts.compression))
-    _single_file(shard_lines, os.path.join(tmp_dir, _SHARD_INFO), "WriteShardInfo")
+    _ = (entries
+         | "AssignShard" >> beam.Map(keyed_for_shard, {} if opts.num_shards else beam.pvalue.AsDict(totals), opts)
+         | "GroupByShard" >> beam.GroupByKey()
+         | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name, opts.compression)
+         | "WriteShardInfo" >> beam.ParDo(WriteLineParts(parts["shards"])))
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    if not tf.io.gfile.exists(path):
-        return []
-    with tf.io.gfile.GFile(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _read_part_lines(folder: str, unique_by) -> list[dict]:
+    """The JSON lines of every part file in `folder`, one per `unique_by(line)` (a retried bundle
+    may have written its lines twice), sorted by it: the merged file does not depend on workers."""
+    lines: dict = {}
+    for path in tf.io.gfile.glob(os.path.join(folder, "*")):
+        with tf.io.gfile.GFile(path) as f:
+            for line in f:
+                if line.strip():
+                    d = json.loads(line)
+                    lines[unique_by(d)] = d
+    return [lines[k] for k in sorted(lines)]
 
 
 def with_splits(records: list[Record], opts: BuildOptions) -> list[Record]:
@@ -214,6 +292,8 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
     final = opts.final_dir
     tmp_dir = os.path.join(opts.output_dir, opts.dataset_name, f".incomplete-{opts.version}-{uuid.uuid4().hex[:8]}")
     tf.io.gfile.makedirs(tmp_dir)
+    for folder in parts_dirs(tmp_dir).values():
+        tf.io.gfile.makedirs(folder)
     try:
         options = PipelineOptions(pipeline_args)
         with beam.Pipeline(options=options) as p:
@@ -231,8 +311,12 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
 
 
 def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str) -> dict:
-    dead = _read_jsonl(os.path.join(tmp_dir, DEAD_LETTER))
-    shard_infos = _read_jsonl(os.path.join(tmp_dir, _SHARD_INFO))
+    parts = parts_dirs(tmp_dir)
+    dead = _read_part_lines(parts["dead_letter"], lambda d: d["key"])
+    shard_infos = _read_part_lines(parts["shards"], lambda s: (s["split"], s["index"]))
+    tf.io.gfile.rmtree(os.path.join(tmp_dir, _PARTS))
+    with tf.io.gfile.GFile(os.path.join(tmp_dir, DEAD_LETTER), "w") as f:  # sorted by key, empty if none
+        f.write("".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in dead))
     counts = [{"split": s["split"], "label": label, "kind": kind, "count": n}
               for s in shard_infos for label, kinds in s["labels"].items() for kind, n in kinds.items() if n]
     _check_no_class_lost(records, counts, dead)
@@ -240,7 +324,6 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
     if bad_fraction > opts.max_bad_fraction:
         raise BuildError(f"{len(dead)} of {len(records)} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
                          f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {dead[0]['reason']!r}")
-    tf.io.gfile.remove(os.path.join(tmp_dir, _SHARD_INFO))
     if not shard_infos:
         raise BuildError(f"no valid image in {input_desc}: nothing to write")
     by_split: dict[str, list[dict]] = collections.defaultdict(list)

@@ -51,15 +51,50 @@ def write_shard(path: str, records: list[tuple[str, bytes]], compression: str = 
     `compression`: "" or "GZIP". Returns (number of records, bytes written).
     """
     records = sorted(records, key=lambda kv: kv[0])
+    return write_framed(path, [tfrecord_frame(example) for _, example in records], compression)
+
+
+def write_framed(path: str, framed: list[bytes], compression: str = "") -> tuple[int, int]:
+    """Writes already framed TFRecords, in the order given, to `path` via a temp name (see write_shard)."""
     tmp = f"{path}.incomplete-{uuid.uuid4().hex[:8]}"
     kind = CompressionTypes.GZIP if compression.upper() == "GZIP" else CompressionTypes.UNCOMPRESSED
     with FileSystems.create(tmp, compression_type=kind) as f:
-        for _, example in records:
-            f.write(tfrecord_frame(example))
+        for record in framed:
+            f.write(record)
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
-    return len(records), FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    return len(framed), FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def read_framed(path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The framed TFRecords at (offset, length) `ranges` of an uncompressed file, in the order given.
+
+    Reads in offset order, one read per run of adjacent ranges. A range that is not exactly
+    one whole record (its length header disagrees) raises IOError naming the file and offset.
+    """
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    out: list[bytes] = [b""] * len(ranges)
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        i = 0
+        while i < len(order):
+            start = ranges[order[i]][0]
+            end, j = start + ranges[order[i]][1], i + 1
+            while j < len(order) and ranges[order[j]][0] == end:
+                end += ranges[order[j]][1]
+                j += 1
+            f.seek(start)
+            block = f.read(end - start)
+            pos = 0
+            for k in order[i:j]:
+                offset, length = ranges[k]
+                record = block[pos:pos + length]
+                if len(record) != length or struct.unpack("<Q", record[:8])[0] != length - 16:
+                    raise IOError(f"{path}: no whole TFRecord of {length} bytes at offset {offset}")
+                out[k] = record
+                pos += length
+            i = j
+    return out
 
 
 def move_dir_contents(src: str, dst: str) -> None:

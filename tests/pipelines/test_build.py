@@ -84,6 +84,8 @@ def test_good_images_kept_bad_ones_in_the_dead_letter(built, image_folder):
     assert stats["augmented_per_split"] == {"train": 2 * originals["train"]}
     dead = [json.loads(line) for line in (built / "dead_letter.jsonl").read_text().splitlines()]
     by_name = {d["key"].split("/")[-1]: d for d in dead}
+    assert [d["key"] for d in dead] == sorted(d["key"] for d in dead)  # merged from part files, by key
+    assert not (built / "_parts").exists()
     assert set(by_name) == set(BAD_FILES)
     for name, (_, reason) in BAD_FILES.items():
         assert reason in by_name[name]["reason"] and by_name[name]["stage"] == "decode"
@@ -160,3 +162,24 @@ def test_splits_are_assigned_per_class_on_the_driver():
     out = build.with_splits(recs, opts)
     for c in "ab":
         assert sorted(r.split for r in out if r.label == c) == ["test"] + ["train"] * 8 + ["validation"]
+
+
+def test_two_phase_write_gives_the_shards_a_direct_write_gives(tmp_path):
+    # Examples go to per-bundle part files; shards are assembled from (file, offset) entries.
+    examples = [("train" if i % 4 else "test", f"c{i % 3}", f"k{i:03d}" + ("#aug0" if i % 5 == 0 else ""),
+                 bytes([i]) * (50 + i)) for i in range(60)]
+    parts = build.parts_dirs(str(tmp_path / "tmp"))
+    opts = build.BuildOptions(output_dir=str(tmp_path), dataset_name="x", num_shards=2)
+    with TestPipeline(runner="DirectRunner") as p:
+        entries = (p | beam.Create(examples, reshuffle=True)
+                   | beam.ParDo(build.WriteExampleParts(parts["examples"])))
+        lines = (entries | beam.Map(build.keyed_for_shard, {}, opts) | beam.GroupByKey()
+                 | beam.Map(build.write_one_shard, str(tmp_path), "x"))
+        assert_that(lines | beam.Map(lambda line: json.loads(line)["count"]) | beam.CombineGlobally(sum),
+                    equal_to([60]))
+    for split in ("train", "test"):
+        for i in range(2):
+            name = f"x-{split}.tfrecord-{i:05d}-of-00002"
+            mine = [(key, data) for s, _, key, data in examples if s == split and build.shards.shard_of(key, 2) == i]
+            build.shards.write_shard(str(tmp_path / "want"), mine)
+            assert (tmp_path / name).read_bytes() == (tmp_path / "want").read_bytes(), name

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from pipelines import shards
@@ -35,3 +36,25 @@ def test_worker_side_modules_do_not_import_tensorflow():
             "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_read_framed_returns_records_in_the_order_asked_and_names_a_bad_range(tmp_path):
+    path = tmp_path / "part"
+    records = [bytes([i]) * (i * 11 + 1) for i in range(8)]
+    framed = [shards.tfrecord_frame(r) for r in records]
+    path.write_bytes(b"".join(framed))
+    offsets = [sum(len(f) for f in framed[:i]) for i in range(8)]
+    want = [5, 0, 1, 2, 7, 3]  # a run of adjacent ranges (0, 1, 2) is read at once
+    got = shards.read_framed(str(path), [(offsets[i], len(framed[i])) for i in want])
+    assert got == [framed[i] for i in want]
+    with pytest.raises(IOError, match=f"{path}.*offset {offsets[3] + 1}"):
+        shards.read_framed(str(path), [(offsets[3] + 1, len(framed[3]))])
+    with pytest.raises(IOError, match="offset"):  # past the end of a truncated part file
+        shards.read_framed(str(path), [(offsets[7], len(framed[7]) + 5)])
+
+
+def test_write_framed_equals_write_shard(tmp_path):
+    records = [("b", b"two"), ("a", b"one")]
+    shards.write_shard(str(tmp_path / "a"), records)
+    shards.write_framed(str(tmp_path / "b"), [shards.tfrecord_frame(d) for _, d in sorted(records)])
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
