@@ -1,17 +1,20 @@
 """Benchmark: the Beam TFRecord build vs a plain single-process loop doing the same per-image work.
 
-    python -m bench.bench_build [--images=2000] [--repeats=3] [--cache_dir=bench/.cache]
+    python -m bench.bench_build [--sizes=2000,10000] [--repeats=3] [--cache_dir=bench/.cache]
 
-On the same synthetic JPEGs (about 400x300, quality 90, generated once into --cache_dir):
-  loop      one Python process: read, decode/validate, resize to 224 (pad), encode JPEG,
-            serialize with pipelines.schema, write one TFRecord file;
+On the same synthetic JPEGs (about 400x300, quality 90, generated once into --cache_dir), for
+each size N of --sizes:
+  loop      one Python process calling the job's own step functions: read, decode/validate,
+            resize to 224 (pad), encode JPEG, serialize the same example, frame and write it
+            to one TFRecord file;
   beam-2    `python -m pipelines.build_tfrecords` with its default runner (multi-process
             DirectRunner on all cores: 2 here);
-  beam-1    the same job on one worker: in-process (in_memory) and multi-process with 1 worker;
-  beam-2x2  (--scale_check) the default runner on twice the images: T(2N) - T(N) is its
-            per-image cost without the fixed start-up.
-Beam times are the job's own wall time (stats.json: splits, pipeline, metadata, stats, publish),
-not the Python/TensorFlow start-up of the command. Medians over --repeats runs; the numbers and
+  beam-1    the job on one worker: in-process (in_memory, called here so its CPU time is
+            measured too) and multi-process with 1 worker.
+Beam times are the job's own wall time (run_build: splits, pipeline, metadata, stats,
+publish), not the Python/TensorFlow start-up of the command. Medians over --repeats runs,
+the variants of one repeat side by side. With two sizes or more, each time is also split
+into a fixed start-up and a per-image cost (least squares over the sizes). The numbers and
 the exact command are appended to bench/RESULTS.md.
 """
 
@@ -34,12 +37,11 @@ from PIL import Image
 
 from bench import results
 
-_IMAGES = flags.DEFINE_integer("images", 2000, "Number of JPEGs (at least 2,000 for the recorded numbers).")
+_SIZES = flags.DEFINE_list("sizes", ["2000", "10000"], "Numbers of JPEGs (at least 2,000 for the recorded "
+                           "numbers); the fixed and per-image costs are fitted over them.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are reported.")
 _CACHE = flags.DEFINE_string("cache_dir", os.path.join(os.path.dirname(__file__), ".cache"),
                              "Where the synthetic JPEGs are generated once (git-ignored).")
-_SCALE = flags.DEFINE_bool("scale_check", True, "Also run the default runner on twice the images, to split its "
-                           "time into a fixed start-up and a per-image cost.")
 _RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
 _IMAGE_SIZE = 224
 _CLASSES = 10
@@ -67,25 +69,23 @@ def make_images(root: str, n: int) -> str:
 
 
 def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
-    """The plain loop; (wall, CPU) seconds of the per-image work (file listing excluded, as for Beam)."""
-    import tensorflow as tf
-
-    from pipelines import image_ops, schema
+    """The plain loop over the job's step functions; (wall, CPU) seconds (file listing excluded, as for Beam)."""
+    from pipelines import build, image_ops, schema, shards
     from pipelines.readers import read_image_folder
 
     records = read_image_folder(input_dir)
     names = sorted({r.label for r in records})
+    opts = build.BuildOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
     label_index = {n: i for i, n in enumerate(names)}
-    feats = schema.features(names, 3, "jpeg")
-    limits = image_ops.DecodeLimits()
+    feats = schema.features(names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
+    limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
     start, cpu = time.perf_counter(), time.process_time()
-    with tf.io.TFRecordWriter(os.path.join(out_dir, "loop.tfrecord")) as w:
+    with open(os.path.join(out_dir, "loop.tfrecord"), "wb") as out:
         for r in records:
             with open(r.path, "rb") as f:
-                data = f.read()
-            image = image_ops.resize(image_ops.decode_image(data, limits, 3), _IMAGE_SIZE, "pad")
-            encoded = image_ops.encode(image, "jpeg", 90)
-            w.write(schema.serialize(feats, image=encoded, label=label_index[r.label], key=r.key, source=r.source))
+                image = image_ops.decode_image(f.read(), limits, opts.channels)
+            for _, _, _, example in build.make_examples((r, image), opts, label_index, feats):
+                out.write(shards.tfrecord_frame(example))
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -120,104 +120,89 @@ def run_beam(input_dir: str, out_dir: str, runner_args: list[str]) -> tuple[floa
         return json.load(f)["wall_time_seconds"], total
 
 
-_DOUBLE = "beam-2 on twice the images (--scale_check)"
-_HERE = "beam-1 in_memory, run_build called in the bench process"
-VARIANTS = {
-    "beam-2 (default: multi_processing, all cores)": [],
-    "beam-1 in_memory (in-process, 1 worker)": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
-    "beam-1 multi_processing (1 worker)": ["--direct_num_workers=1"],
-}
+LOOP = "loop"
+DEFAULT = "beam-2 (default: multi_processing, all cores)"
+HERE = "beam-1 in_memory (in-process, 1 worker)"
+MP1 = "beam-1 multi_processing (1 worker)"
+
+
+def fit(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
+    """(fixed seconds, seconds per image) of seconds = fixed + n * per_image, by least squares."""
+    per, fixed = np.polyfit(np.array(sizes, float), np.array(seconds, float), 1)
+    return float(fixed), float(per)
+
+
+def measure(input_dir: str) -> tuple[dict, dict, dict]:
+    """One repeat of every variant on one input: (wall, CPU, whole command) seconds by variant."""
+    wall, cpu, command = {}, {}, {}
+    for name, fn in ((LOOP, run_loop), (HERE, run_beam_here)):
+        with tempfile.TemporaryDirectory() as tmp:
+            wall[name], cpu[name] = fn(input_dir, tmp)
+    for name, args in ((DEFAULT, []), (MP1, ["--direct_num_workers=1"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            wall[name], command[name] = run_beam(input_dir, tmp, args)
+    return wall, cpu, command
+
+
+def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: float) -> str:
+    med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in sizes}
+    lines = [
+        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {'/'.join(map(str, sizes))} JPEGs "
+        f"~400x300 -> {_IMAGE_SIZE}px, {_REPEATS.value} runs (medians)",
+        "",
+        f"`{' '.join(['python -m bench.bench_build'] + sys.argv[1:])}` on {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f}",
+        "",
+        "| images | variant | seconds (median) | images/s | vs loop | all runs (s) | CPU s (median) | whole command (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n in sizes:
+        for k, v in wall[n].items():
+            c = f"{statistics.median(cpu[n][k]):.2f}" if k in cpu[n] else "-"
+            tot = f"{statistics.median(command[n][k]):.2f}" if k in command[n] else "-"
+            lines.append(f"| {n} | {k} | {med[n][k]:.2f} | {n / med[n][k]:.0f} | {med[n][LOOP] / med[n][k]:.2f}x | "
+                         f"{', '.join(f'{x:.2f}' for x in v)} | {c} | {tot} |")
+    lines.append("")
+    for n in sizes:
+        speedup = med[n][LOOP] / med[n][DEFAULT]
+        overhead = med[n][HERE] / med[n][LOOP] - 1
+        cpu_overhead = statistics.median(cpu[n][HERE]) / statistics.median(cpu[n][LOOP]) - 1
+        lines.append(f"- {n} images: default runner **{speedup:.2f}x** the loop (target >= 1.6x: "
+                     f"{'met' if speedup >= 1.6 else 'MISSED'}); Beam overhead on one worker **{overhead:+.1%}** "
+                     f"in wall time, {cpu_overhead:+.1%} in CPU time (target < 15%: "
+                     f"{'met' if overhead < 0.15 else 'MISSED'})")
+    if len(sizes) > 1:
+        parts = []
+        for k in (LOOP, DEFAULT, HERE, MP1):
+            fixed, per = fit(sizes, [med[n][k] for n in sizes])
+            parts.append(f"{k}: {fixed:+.2f} s + {per * 1e3:.3f} ms/image")
+        loop_per = fit(sizes, [med[n][LOOP] for n in sizes])[1]
+        d_fixed, d_per = fit(sizes, [med[n][DEFAULT] for n in sizes])
+        line = (f"- fitted over the sizes (seconds = fixed + n x per image): {'; '.join(parts)}. Default runner at "
+                f"steady state: {loop_per / d_per:.2f}x the loop")
+        if loop_per / 1.6 > d_per > 0:
+            line += f", 1.6x from about {d_fixed / (loop_per / 1.6 - d_per):,.0f} images"
+        lines.append(line)
+    lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv):
     del argv
-    n = _IMAGES.value
+    sizes = sorted(int(x) for x in _SIZES.value)
     load_before = os.getloadavg()[0]
-    input_dir = make_images(_CACHE.value, n)
-    double_dir = make_images(_CACHE.value, 2 * n) if _SCALE.value else None
-    small_n = max(20, n // 10)
-    small_dir = make_images(_CACHE.value, small_n)
-    times: dict[str, list[float]] = {"loop": []}
-    totals: dict[str, list[float]] = {}
-    cpu: dict[str, list[float]] = {"loop": [], _HERE: [], "small loop": [], "small beam": []}
+    dirs = {n: make_images(_CACHE.value, n) for n in sizes}
+    wall = {n: {} for n in sizes}
+    cpu = {n: {} for n in sizes}
+    command = {n: {} for n in sizes}
     for rep in range(_REPEATS.value):
-        with tempfile.TemporaryDirectory() as tmp:
-            wall, c = run_loop(input_dir, tmp)
-        times["loop"].append(wall)
-        cpu["loop"].append(c)
-        with tempfile.TemporaryDirectory() as tmp:
-            wall, c = run_beam_here(input_dir, tmp)
-        times.setdefault(_HERE, []).append(wall)
-        cpu[_HERE].append(c)
-        for name, fn in (("small loop", run_loop), ("small beam", run_beam_here)):
-            with tempfile.TemporaryDirectory() as tmp:
-                cpu[name].append(fn(small_dir, tmp)[1])
-        for name, args in VARIANTS.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                job, total = run_beam(input_dir, tmp, args)
-            times.setdefault(name, []).append(job)
-            totals.setdefault(name, []).append(total)
-        if double_dir:
-            with tempfile.TemporaryDirectory() as tmp:
-                job, total = run_beam(double_dir, tmp, [])
-            times.setdefault(_DOUBLE, []).append(job)
-            totals.setdefault(_DOUBLE, []).append(total)
-        print(f"run {rep + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    loop = med["loop"]
-    beam2 = med["beam-2 (default: multi_processing, all cores)"]
-    beam1 = min(med[k] for k in times if k.startswith("beam-1"))
-    speedup, overhead = loop / beam2, beam1 / loop - 1
-    lines = [
-        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {n} JPEGs ~400x300 -> "
-        f"{_IMAGE_SIZE}px, {_REPEATS.value} runs (medians)",
-        "",
-        f"`{' '.join(['python -m bench.bench_build'] + sys.argv[1:])}` on {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} "
-        "(the 2 cores are shared with other jobs; see the CPU-time line)",
-        "",
-        "| variant | seconds (median) | images/s | all runs (s) | whole command (s) |",
-        "|---|---|---|---|---|",
-    ]
-    for k, v in times.items():
-        tot = f"{statistics.median(totals[k]):.2f}" if k in totals else "-"
-        count = 2 * n if k == _DOUBLE else n
-        lines.append(f"| {k} | {med[k]:.2f} | {count / med[k]:.0f} | {', '.join(f'{x:.2f}' for x in v)} | {tot} |")
-    lines += [
-        "",
-        f"- speed-up of the default runner over the loop: **{speedup:.2f}x** (target >= 1.6x: "
-        f"{'met' if speedup >= 1.6 else 'MISSED'})",
-        f"- Beam overhead on one worker (best 1-worker mode vs loop): **{overhead:+.1%}** (target < 15%: "
-        f"{'met' if overhead < 0.15 else 'MISSED'})",
-    ]
-    if _DOUBLE in med:
-        per_image = (med[_DOUBLE] - beam2) / n
-        if per_image <= 0 or per_image * n > med[_DOUBLE]:
-            lines.append(f"- default runner on {2 * n} images took {med[_DOUBLE]:.2f} s vs {beam2:.2f} s on {n}: "
-                         "too noisy to split into start-up and per-image cost")
-        else:
-            fixed = beam2 - per_image * n
-            lines.append(f"- default runner = {fixed:.1f} s fixed start-up + {per_image * 1e3:.2f} ms/image "
-                         f"(loop: {loop / n * 1e3:.2f} ms/image): steady-state speed-up "
-                         f"{(loop / n) / per_image:.2f}x"
-                         + (f", 1.6x from about {fixed / (loop / n / 1.6 - per_image):,.0f} images"
-                            if loop / n / 1.6 > per_image else ", never 1.6x at this per-image cost"))
-    cpu_overhead = statistics.median(cpu[_HERE]) / statistics.median(cpu["loop"]) - 1
-    lines.append(f"- CPU seconds (medians; robust to the other load on the machine): loop "
-                 f"{statistics.median(cpu['loop']):.2f}, {_HERE} {statistics.median(cpu[_HERE]):.2f}: "
-                 f"Beam overhead in CPU time **{cpu_overhead:+.1%}**")
-    # cpu(n) = fixed + n * per_image, from the n and n/10 runs.
-    c = {k: statistics.median(v) for k, v in cpu.items()}
-    beam_per = (c[_HERE] - c["small beam"]) / (n - small_n)
-    loop_per = (c["loop"] - c["small loop"]) / (n - small_n)
-    beam_fixed = c[_HERE] - n * beam_per
-    line = (f"- in CPU time, 1-worker Beam = {beam_fixed:.2f} s fixed + {beam_per * 1e3:.2f} ms/image, loop "
-            f"{loop_per * 1e3:.2f} ms/image (per-image overhead {beam_per / loop_per - 1:+.1%})")
-    if 1.15 * loop_per > beam_per:
-        line += f"; overhead under 15% from about {beam_fixed / (1.15 * loop_per - beam_per):,.0f} images"
-    lines.append(line)
-    lines.append("")
-    text = "\n".join(lines)
+        for n in sizes:
+            w, c, t = measure(dirs[n])
+            for store, got in ((wall, w), (cpu, c), (command, t)):
+                for k, v in got.items():
+                    store[n].setdefault(k, []).append(v)
+            print(f"run {rep + 1}, {n} images: " + ", ".join(f"{k} {v:.2f}s" for k, v in w.items()), flush=True)
+    text = report(sizes, wall, cpu, command, load_before)
     print(text)
     results.record("## bench_build: Beam TFRecord build vs a plain loop", text, _RESULTS.value)
 

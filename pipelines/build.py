@@ -21,7 +21,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import os
+import pickle
 import time
 import uuid
 
@@ -199,12 +201,47 @@ def write_one_shard(item, tmp_dir: str, dataset: str, compression: str = "") -> 
 
 
 # -- the pipeline -------------------------------------------------------------------------
-def read_records(p: beam.Pipeline, records: list[Record], loader=None):
-    """The records as a PCollection: as they are (files), or read into memory by `loader` on the workers."""
+def record_tasks(records: list[Record]) -> list[list[Record]]:
+    """File records cut into read tasks: fine enough to balance the workers, at most ~1,024 tasks."""
+    size = max(16, math.ceil(len(records) / 1024))
+    return [records[i:i + size] for i in range(0, len(records), size)]
+
+
+def write_tasks(tasks: list, path: str) -> list[tuple[str, int, int]]:
+    """Pickles the read tasks into one file; returns a (file, offset, length) reference per task.
+
+    The pipeline then carries only these references: a Create of the records themselves
+    would be pickled and bz2-compressed into the job graph (seconds for 10,000 images, and
+    past Dataflow's 10 MB graph limit for a large dataset).
+    """
+    refs, offset = [], 0
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        for task in tasks:
+            blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(blob)
+            refs.append((path, offset, len(blob)))
+            offset += len(blob)
+    return refs
+
+
+def load_task(ref: tuple[str, int, int]):
+    path, offset, length = ref
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.seek(offset)
+        return pickle.loads(f.read(length))
+
+
+def read_records(p: beam.Pipeline, records: list[Record], tmp_dir: str, loader=None):
+    """The records as a PCollection: as they are (files), or read into memory by `loader` on the workers.
+
+    Read tasks travel as references into a file the driver wrote (see write_tasks).
+    """
+    tasks = loader.tasks(records) if loader is not None else record_tasks(records)
+    refs = write_tasks(tasks, os.path.join(tmp_dir, _PARTS, "tasks.pkl"))
+    loaded = p | "ReadTasks" >> beam.Create(refs, reshuffle=True) | "LoadTask" >> beam.Map(load_task)
     if loader is None:
-        return p | "Read" >> beam.Create(records, reshuffle=True)
-    return (p
-            | "ReadTasks" >> beam.Create(loader.tasks(records), reshuffle=True)
+        return loaded | "Records" >> beam.FlatMap(lambda task: task)
+    return (loaded
             | "ReadBytes" >> beam.FlatMap(loader.read)
             | "Spread" >> beam.Reshuffle())  # a read task is large: spread its images over the workers
 
@@ -224,7 +261,7 @@ def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[st
     parts = parts_dirs(tmp_dir)
 
     decoded, failed = (
-        read_records(p, records, loader)
+        read_records(p, records, tmp_dir, loader)
         | "DecodeValidate" >> beam.Map(load_and_decode, limits, opts.channels).with_exception_handling())
     _ = (failed
          | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
