@@ -11,7 +11,8 @@ each size N of --sizes:
             DirectRunner on all cores: 2 here);
   beam-1    the job on one worker: in-process (in_memory, called here so its CPU time is
             measured too) and multi-process with 1 worker.
-Beam times are the job's own wall time (run_build: splits, pipeline, metadata, stats,
+Inputs are copied to --work_dir (RAM) and every variant writes there, so no variant times the
+disk. Beam times are the job's own wall time (run_build: splits, pipeline, metadata, stats,
 publish), not the Python/TensorFlow start-up of the command. Medians over --repeats runs,
 the variants of one repeat side by side. With two sizes or more, each time is also split
 into a fixed start-up and a per-image cost (least squares over the sizes). The numbers and
@@ -43,6 +44,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are
 _CACHE = flags.DEFINE_string("cache_dir", os.path.join(os.path.dirname(__file__), ".cache"),
                              "Where the synthetic JPEGs are generated once (git-ignored).")
 _RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
+_WORK_DIR = flags.DEFINE_string(
+    "work_dir", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
+    "RAM-backed folder the inputs are copied to and every variant writes into: these machines page "
+    "out idle page cache (DAMON), so images read from disk would time the disk, first variant first.")
 _IMAGE_SIZE = 224
 _CLASSES = 10
 
@@ -136,10 +141,10 @@ def measure(input_dir: str) -> tuple[dict, dict, dict]:
     """One repeat of every variant on one input: (wall, CPU, whole command) seconds by variant."""
     wall, cpu, command = {}, {}, {}
     for name, fn in ((LOOP, run_loop), (HERE, run_beam_here)):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=_WORK_DIR.value) as tmp:
             wall[name], cpu[name] = fn(input_dir, tmp)
     for name, args in ((DEFAULT, []), (MP1, ["--direct_num_workers=1"])):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=_WORK_DIR.value) as tmp:
             wall[name], command[name] = run_beam(input_dir, tmp, args)
     return wall, cpu, command
 
@@ -151,7 +156,8 @@ def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: 
         f"~400x300 -> {_IMAGE_SIZE}px, {_REPEATS.value} runs (medians)",
         "",
         f"`{' '.join(['python -m bench.bench_build'] + sys.argv[1:])}` on {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f}",
+        f"Python {platform.python_version()}, load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f}; "
+        f"inputs and outputs in {_WORK_DIR.value}",
         "",
         "| images | variant | seconds (median) | images/s | vs loop | all runs (s) | CPU s (median) | whole command (s) |",
         "|---|---|---|---|---|---|---|---|",
@@ -195,17 +201,21 @@ def main(argv):
     del argv
     sizes = sorted(int(x) for x in _SIZES.value)
     load_before = os.getloadavg()[0]
-    dirs = {n: make_images(_CACHE.value, n) for n in sizes}
-    wall = {n: {} for n in sizes}
-    cpu = {n: {} for n in sizes}
-    command = {n: {} for n in sizes}
-    for rep in range(_REPEATS.value):
-        for n in sizes:
-            w, c, t = measure(dirs[n])
-            for store, got in ((wall, w), (cpu, c), (command, t)):
-                for k, v in got.items():
-                    store[n].setdefault(k, []).append(v)
-            print(f"run {rep + 1}, {n} images: " + ", ".join(f"{k} {v:.2f}s" for k, v in w.items()), flush=True)
+    staged = tempfile.mkdtemp(prefix="bench_build_", dir=_WORK_DIR.value)
+    try:
+        dirs = {n: shutil.copytree(make_images(_CACHE.value, n), os.path.join(staged, str(n))) for n in sizes}
+        wall = {n: {} for n in sizes}
+        cpu = {n: {} for n in sizes}
+        command = {n: {} for n in sizes}
+        for rep in range(_REPEATS.value):
+            for n in sizes:
+                w, c, t = measure(dirs[n])
+                for store, got in ((wall, w), (cpu, c), (command, t)):
+                    for k, v in got.items():
+                        store[n].setdefault(k, []).append(v)
+                print(f"run {rep + 1}, {n} images: " + ", ".join(f"{k} {v:.2f}s" for k, v in w.items()), flush=True)
+    finally:
+        shutil.rmtree(staged)
     text = report(sizes, wall, cpu, command, load_before)
     print(text)
     results.record("## bench_build: Beam TFRecord build vs a plain loop", text, _RESULTS.value)
