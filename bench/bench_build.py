@@ -9,8 +9,10 @@ each size N of --sizes:
             to one TFRecord file;
   beam-2    `python -m pipelines.build_tfrecords` with its default runner (multi-process
             DirectRunner on all cores: 2 here);
-  beam-1    the job on one worker: in-process (in_memory, called here so its CPU time is
-            measured too) and multi-process with 1 worker.
+  beam-1    the job on one worker: in-process (in_memory: run_build called in a Python process,
+            so its CPU time is measured too) and multi-process with 1 worker.
+The loop and the in-process job each run in a fresh Python process of their own, and the order
+of the variants rotates between repeats.
 Inputs are copied to --work_dir (RAM) and every variant writes there, so no variant times the
 disk. Beam times are the job's own wall time (run_build: splits, pipeline, metadata, stats,
 publish), not the Python/TensorFlow start-up of the command. Medians over --repeats runs,
@@ -44,6 +46,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are
 _CACHE = flags.DEFINE_string("cache_dir", os.path.join(os.path.dirname(__file__), ".cache"),
                              "Where the synthetic JPEGs are generated once (git-ignored).")
 _RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
+_CHILD = flags.DEFINE_string("child", "", "Internal: run one in-process variant (loop or here) on --child_input "
+                             "into --child_output and print its (wall, CPU) seconds as JSON.")
+_CHILD_INPUT = flags.DEFINE_string("child_input", "", "Internal, see --child.")
+_CHILD_OUTPUT = flags.DEFINE_string("child_output", "", "Internal, see --child.")
 _WORK_DIR = flags.DEFINE_string(
     "work_dir", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
     "RAM-backed folder the inputs are copied to and every variant writes into: these machines page "
@@ -137,16 +143,36 @@ def fit(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
     return float(fixed), float(per)
 
 
-def measure(input_dir: str) -> tuple[dict, dict, dict]:
-    """One repeat of every variant on one input: (wall, CPU, whole command) seconds by variant."""
+def run_child(variant: str, input_dir: str, out_dir: str) -> tuple[float, float]:
+    """An in-process variant in a fresh Python process of its own: (wall, CPU) seconds of its work.
+
+    Each variant starts from the same clean process state (nothing left over from the others).
+    """
+    cmd = [sys.executable, "-m", "bench.bench_build", f"--child={variant}", f"--child_input={input_dir}",
+           f"--child_output={out_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    wall, cpu = json.loads(proc.stdout.strip().splitlines()[-1])
+    return wall, cpu
+
+
+def measure(input_dir: str, rotate: int) -> tuple[dict, dict, dict]:
+    """One repeat of every variant on one input: (wall, CPU, whole command) seconds by variant.
+
+    The order of the variants rotates with `rotate`, so none always runs first (or last).
+    """
     wall, cpu, command = {}, {}, {}
-    for name, fn in ((LOOP, run_loop), (HERE, run_beam_here)):
+    variants = [(LOOP, "loop"), (HERE, "here"), (DEFAULT, []), (MP1, ["--direct_num_workers=1"])]
+    for name, how in variants[rotate % 4:] + variants[:rotate % 4]:
         with tempfile.TemporaryDirectory(dir=_WORK_DIR.value) as tmp:
-            wall[name], cpu[name] = fn(input_dir, tmp)
-    for name, args in ((DEFAULT, []), (MP1, ["--direct_num_workers=1"])):
-        with tempfile.TemporaryDirectory(dir=_WORK_DIR.value) as tmp:
-            wall[name], command[name] = run_beam(input_dir, tmp, args)
-    return wall, cpu, command
+            if isinstance(how, str):
+                wall[name], cpu[name] = run_child(how, input_dir, tmp)
+            else:
+                wall[name], command[name] = run_beam(input_dir, tmp, how)
+    order = [name for name, _ in variants]
+    return ({k: wall[k] for k in order}, {k: cpu[k] for k in order if k in cpu},
+            {k: command[k] for k in order if k in command})
 
 
 def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: float) -> str:
@@ -199,6 +225,10 @@ def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: 
 
 def main(argv):
     del argv
+    if _CHILD.value:
+        fn = {"loop": run_loop, "here": run_beam_here}[_CHILD.value]
+        print(json.dumps(fn(_CHILD_INPUT.value, _CHILD_OUTPUT.value)))
+        return
     sizes = sorted(int(x) for x in _SIZES.value)
     load_before = os.getloadavg()[0]
     staged = tempfile.mkdtemp(prefix="bench_build_", dir=_WORK_DIR.value)
@@ -209,7 +239,7 @@ def main(argv):
         command = {n: {} for n in sizes}
         for rep in range(_REPEATS.value):
             for n in sizes:
-                w, c, t = measure(dirs[n])
+                w, c, t = measure(dirs[n], rep)
                 for store, got in ((wall, w), (cpu, c), (command, t)):
                     for k, v in got.items():
                         store[n].setdefault(k, []).append(v)
