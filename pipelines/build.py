@@ -283,14 +283,25 @@ def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[st
 
 def _read_part_lines(folder: str, unique_by) -> list[dict]:
     """The JSON lines of every part file in `folder`, one per `unique_by(line)` (a retried bundle
-    may have written its lines twice), sorted by it: the merged file does not depend on workers."""
+    may have written its lines twice), sorted by it: the merged file does not depend on workers.
+
+    A bundle attempt that died mid-write can leave a torn last line; the retry wrote it whole,
+    so an unparsable line without its newline is skipped (with a warning); any other raises.
+    """
     lines: dict = {}
     for path in tf.io.gfile.glob(os.path.join(folder, "*")):
         with tf.io.gfile.GFile(path) as f:
             for line in f:
-                if line.strip():
+                if not line.strip():
+                    continue
+                try:
                     d = json.loads(line)
-                    lines[unique_by(d)] = d
+                except json.JSONDecodeError:
+                    if line.endswith("\n"):
+                        raise ValueError(f"{path}: corrupt line {line[:200]!r}") from None
+                    logging.warning("%s: skipping the torn last line of an abandoned bundle attempt", path)
+                    continue
+                lines[unique_by(d)] = d
     return [lines[k] for k in sorted(lines)]
 
 

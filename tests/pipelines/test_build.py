@@ -183,3 +183,14 @@ def test_two_phase_write_gives_the_shards_a_direct_write_gives(tmp_path):
             mine = [(key, data) for s, _, key, data in examples if s == split and build.shards.shard_of(key, 2) == i]
             build.shards.write_shard(str(tmp_path / "want"), mine)
             assert (tmp_path / name).read_bytes() == (tmp_path / "want").read_bytes(), name
+
+
+def test_part_lines_merge_dedupes_retries_and_skips_only_a_torn_last_line(tmp_path):
+    a = {"key": "b", "reason": "x"}
+    (tmp_path / "attempt1").write_text(json.dumps(a) + "\n" + '{"key": "a", "rea')  # died mid-line
+    (tmp_path / "attempt2").write_text(json.dumps({"key": "a", "reason": "y"}) + "\n" + json.dumps(a) + "\n")
+    got = build._read_part_lines(str(tmp_path), lambda d: d["key"])
+    assert got == [{"key": "a", "reason": "y"}, a]
+    (tmp_path / "bad").write_text('{"key": oops}\n' + json.dumps(a) + "\n")
+    with pytest.raises(ValueError, match="bad: corrupt line"):
+        build._read_part_lines(str(tmp_path), lambda d: d["key"])
