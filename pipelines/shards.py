@@ -89,7 +89,7 @@ def read_framed(path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
             for k in order[i:j]:
                 offset, length = ranges[k]
                 record = block[pos:pos + length]
-                if len(record) != length or struct.unpack("<Q", record[:8])[0] != length - 16:
+                if length < 16 or len(record) != length or struct.unpack("<Q", record[:8])[0] != length - 16:
                     raise IOError(f"{path}: no whole TFRecord of {length} bytes at offset {offset}")
                 out[k] = record
                 pos += length

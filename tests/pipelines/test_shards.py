@@ -58,3 +58,10 @@ def test_write_framed_equals_write_shard(tmp_path):
     shards.write_shard(str(tmp_path / "a"), records)
     shards.write_framed(str(tmp_path / "b"), [shards.tfrecord_frame(d) for _, d in sorted(records)])
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+def test_read_framed_rejects_a_range_shorter_than_a_record_frame(tmp_path):
+    path = tmp_path / "part"
+    path.write_bytes(shards.tfrecord_frame(b"abc"))
+    with pytest.raises(IOError, match="no whole TFRecord of 5 bytes at offset 0"):
+        shards.read_framed(str(path), [(0, 5)])
