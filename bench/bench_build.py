@@ -101,10 +101,10 @@ def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
 
 
 def run_beam_here(input_dir: str, out_dir: str) -> tuple[float, float]:
-    """The job on the in-process (in_memory) runner, called here: (wall, CPU) seconds of run_build.
+    """The job on the in-process (in_memory) runner in this process: (wall, CPU) seconds of run_build.
 
-    CPU time is what the machine's other load cannot inflate (much): it measures Beam's own
-    overhead even when the cores are shared.
+    Run in a fresh child of the bench (--child=here). CPU time is what the machine's other
+    load cannot inflate (much): it measures Beam's own overhead even when the cores are shared.
     """
     from pipelines import build
     from pipelines.readers import read_image_folder
