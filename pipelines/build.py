@@ -3,7 +3,8 @@ deterministic shards; then metadata, stats and publication on the driver. Splits
 assigned on the driver from keys and labels before the pipeline starts.
 
 Reading: file records are read by the decode step itself (one element per file); a reader
-that loads bytes itself (TFDS) passes a `loader` whose read tasks run on the workers.
+that loads bytes itself (TFDS) passes a `loader` whose read tasks run on the workers. Either
+way the read tasks reach the workers as references into one file the driver writes.
 
 Writing is two-phase, as in Beam's file sinks: the per-image stage frames each example into
 a part file of its bundle and passes on only where it put it; the shard stage groups those
