@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 # to run its steps, and importing TensorFlow would cost each of them seconds of start-up.
 from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
-from pipelines import image_ops, schema, shards, splits
+from pipelines import image_ops, quick_exit, schema, shards, splits
 from pipelines.readers import Record
 
 DEAD_LETTER = "dead_letter.jsonl"
@@ -130,6 +130,10 @@ class _BundleFile(beam.DoFn):
 
     def __init__(self, parts_dir: str):
         self.parts_dir = parts_dir
+
+    def setup(self):
+        # The local runner waits for its workers to exit one after the other (quick_exit).
+        quick_exit.skip_final_gc()
 
     def start_bundle(self):
         self._file, self._path, self._offset = None, "", 0

@@ -34,7 +34,7 @@ import sys
 import tensorflow as tf
 from absl import app, flags, logging
 
-from pipelines import build, image_ops, schema, splits
+from pipelines import build, image_ops, quick_exit, schema, splits
 from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder,
                                read_tfds)
 
@@ -237,6 +237,7 @@ def _parse(argv):
 
 
 def run():
+    quick_exit.skip_final_gc()
     app.run(main, flags_parser=_parse)
 
 

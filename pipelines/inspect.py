@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from pipelines import schema
+from pipelines import quick_exit, schema
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", None, "Save the decoded examples as a PNG grid here.")
 _EXAMPLES = flags.DEFINE_integer("examples", 6, "How many examples to decode and show.", lower_bound=0)
@@ -275,6 +275,7 @@ def main(argv):
 
 
 def run():
+    quick_exit.skip_final_gc()
     app.run(main)
 
 

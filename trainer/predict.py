@@ -15,6 +15,8 @@ import sys
 
 from absl import app, flags
 
+from pipelines import quick_exit
+
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory written by trainer.train (with export/).")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes to print per image.", lower_bound=1)
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image.")
@@ -100,6 +102,7 @@ def main(argv):
 
 
 def run():
+    quick_exit.skip_final_gc()
     app.run(main)
 
 

@@ -26,6 +26,7 @@ import typing
 
 from absl import app, flags, logging
 
+from pipelines import quick_exit
 from trainer import config as config_lib
 
 _HELP = {
@@ -283,6 +284,7 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
 
 
 def run_cli():
+    quick_exit.skip_final_gc()
     app.run(main)
 
 
