@@ -7,15 +7,15 @@ each size N of --sizes:
   loop      one Python process calling the job's own step functions: read, decode/validate,
             resize to 224 (pad), encode JPEG, serialize the same example, frame and write it
             to one TFRecord file;
-  beam-2    `python -m pipelines.build_tfrecords` with its default runner (multi-process
-            DirectRunner on all cores: 2 here);
-  beam-1    the job on one worker: in-process (in_memory: run_build called in a Python process,
-            so its CPU time is measured too) and multi-process with 1 worker.
-The loop and the in-process job each run in a fresh Python process of their own, and the order
-of the variants rotates between repeats.
-Inputs are copied to --work_dir (RAM) and every variant writes there, so no variant times the
-disk. Beam times are the job's own wall time (run_build: splits, pipeline, metadata, stats,
-publish), not the Python/TensorFlow start-up of the command. Medians over --repeats runs,
+  beam-2    the job with the default runner of `python -m pipelines.build_tfrecords`
+            (multi-process DirectRunner on all cores: 2 here);
+  beam-1    the job on one worker: in-process (in_memory) and multi-process with 1 worker.
+Every variant runs in a fresh Python process of its own, and the order of the variants rotates
+between repeats. Inputs are copied to --work_dir (RAM) and every variant writes there, so no
+variant times the disk. A Beam variant's time is the whole of `build.run_build` (splits,
+pipeline, metadata, stats, histogram, publish); like the loop's, it leaves out the process's
+imports and the file listing, which the "whole process" column includes (start to exit, as a
+command would take). CPU time includes the worker processes. Medians over --repeats runs,
 the variants of one repeat side by side. With two sizes or more, each time is also split
 into a fixed start-up and a per-image cost (least squares over the sizes). The numbers and
 the exact command are appended to bench/RESULTS.md.
@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,8 +47,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are
 _CACHE = flags.DEFINE_string("cache_dir", os.path.join(os.path.dirname(__file__), ".cache"),
                              "Where the synthetic JPEGs are generated once (git-ignored).")
 _RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
-_CHILD = flags.DEFINE_string("child", "", "Internal: run one in-process variant (loop or here) on --child_input "
-                             "into --child_output and print its (wall, CPU) seconds as JSON.")
+_CHILD = flags.DEFINE_enum("child", "", ["", "loop", "beam"], "Internal: run one variant (the loop, or the job "
+                           "with --child_runner_args) on --child_input into --child_output and print its "
+                           "(wall, CPU) seconds as JSON.")
+_CHILD_RUNNER_ARGS = flags.DEFINE_list("child_runner_args", [], "Internal, see --child.")
 _CHILD_INPUT = flags.DEFINE_string("child_input", "", "Internal, see --child.")
 _CHILD_OUTPUT = flags.DEFINE_string("child_output", "", "Internal, see --child.")
 _WORK_DIR = flags.DEFINE_string(
@@ -100,41 +103,36 @@ def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_beam_here(input_dir: str, out_dir: str) -> tuple[float, float]:
-    """The job on the in-process (in_memory) runner in this process: (wall, CPU) seconds of run_build.
+def run_beam(input_dir: str, out_dir: str, runner_args: list[str]) -> tuple[float, float]:
+    """The job as `python -m pipelines.build_tfrecords` runs it, plus `runner_args`: (wall, CPU) seconds of run_build.
 
-    Run in a fresh child of the bench (--child=here). CPU time is what the machine's other
-    load cannot inflate (much): it measures Beam's own overhead even when the cores are shared.
+    CPU time includes the runner's worker processes (children the runner has waited for).
     """
-    from pipelines import build
+    from pipelines import build, build_tfrecords
     from pipelines.readers import read_image_folder
 
     records = read_image_folder(input_dir)
     names = sorted({r.label for r in records})
     opts = build.BuildOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
-    start, cpu = time.perf_counter(), time.process_time()
-    build.run_build(records, names, opts, ["--runner=DirectRunner", "--direct_running_mode=in_memory",
-                                           "--direct_num_workers=1"], input_dir)
-    return time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), _cpu_with_children()
+    build.run_build(records, names, opts, build_tfrecords.pipeline_args(runner_args), input_dir)
+    return time.perf_counter() - start, _cpu_with_children() - cpu
 
 
-def run_beam(input_dir: str, out_dir: str, runner_args: list[str]) -> tuple[float, float]:
-    """(job seconds from stats.json, whole command seconds) of one build."""
-    cmd = [sys.executable, "-m", "pipelines.build_tfrecords", f"--input_dir={input_dir}", f"--output_dir={out_dir}",
-           "--dataset_name=bench", f"--image_size={_IMAGE_SIZE}", *runner_args]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    total = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    with open(os.path.join(out_dir, "bench", "1.0.0", "stats.json")) as f:
-        return json.load(f)["wall_time_seconds"], total
+def _cpu_with_children() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 LOOP = "loop"
 DEFAULT = "beam-2 (default: multi_processing, all cores)"
 HERE = "beam-1 in_memory (in-process, 1 worker)"
 MP1 = "beam-1 multi_processing (1 worker)"
+# (name, --child, --child_runner_args)
+VARIANTS = [(LOOP, "loop", []),
+            (HERE, "beam", ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+            (DEFAULT, "beam", []),
+            (MP1, "beam", ["--direct_num_workers=1"])]
 
 
 def fit(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
@@ -143,39 +141,39 @@ def fit(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
     return float(fixed), float(per)
 
 
-def run_child(variant: str, input_dir: str, out_dir: str) -> tuple[float, float]:
-    """An in-process variant in a fresh Python process of its own: (wall, CPU) seconds of its work.
+def run_child(child: str, runner_args: list[str], input_dir: str, out_dir: str) -> tuple[float, float, float]:
+    """One variant in a fresh Python process of its own: (wall, CPU, whole process) seconds.
 
     Each variant starts from the same clean process state (nothing left over from the others).
     """
-    cmd = [sys.executable, "-m", "bench.bench_build", f"--child={variant}", f"--child_input={input_dir}",
+    cmd = [sys.executable, "-m", "bench.bench_build", f"--child={child}", f"--child_input={input_dir}",
            f"--child_output={out_dir}"]
+    if runner_args:
+        cmd.append("--child_runner_args=" + ",".join(runner_args))
+    start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    whole = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     wall, cpu = json.loads(proc.stdout.strip().splitlines()[-1])
-    return wall, cpu
+    return wall, cpu, whole
 
 
 def measure(input_dir: str, rotate: int) -> tuple[dict, dict, dict]:
-    """One repeat of every variant on one input: (wall, CPU, whole command) seconds by variant.
+    """One repeat of every variant on one input: (wall, CPU, whole process) seconds by variant.
 
     The order of the variants rotates with `rotate`, so none always runs first (or last).
     """
-    wall, cpu, command = {}, {}, {}
-    variants = [(LOOP, "loop"), (HERE, "here"), (DEFAULT, []), (MP1, ["--direct_num_workers=1"])]
-    for name, how in variants[rotate % 4:] + variants[:rotate % 4]:
+    wall, cpu, whole = {}, {}, {}
+    first = rotate % len(VARIANTS)
+    for name, child, runner_args in VARIANTS[first:] + VARIANTS[:first]:
         with tempfile.TemporaryDirectory(dir=_WORK_DIR.value) as tmp:
-            if isinstance(how, str):
-                wall[name], cpu[name] = run_child(how, input_dir, tmp)
-            else:
-                wall[name], command[name] = run_beam(input_dir, tmp, how)
-    order = [name for name, _ in variants]
-    return ({k: wall[k] for k in order}, {k: cpu[k] for k in order if k in cpu},
-            {k: command[k] for k in order if k in command})
+            wall[name], cpu[name], whole[name] = run_child(child, runner_args, input_dir, tmp)
+    order = [name for name, _, _ in VARIANTS]
+    return {k: wall[k] for k in order}, {k: cpu[k] for k in order}, {k: whole[k] for k in order}
 
 
-def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: float) -> str:
+def report(sizes: list[int], wall: dict, cpu: dict, whole: dict, load_before: float) -> str:
     med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in sizes}
     lines = [
         f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {'/'.join(map(str, sizes))} JPEGs "
@@ -185,13 +183,13 @@ def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: 
         f"Python {platform.python_version()}, load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f}; "
         f"inputs and outputs in {_WORK_DIR.value}",
         "",
-        "| images | variant | seconds (median) | images/s | vs loop | all runs (s) | CPU s (median) | whole command (s) |",
+        "| images | variant | seconds (median) | images/s | vs loop | all runs (s) | CPU s (median) | whole process (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
         for k, v in wall[n].items():
-            c = f"{statistics.median(cpu[n][k]):.2f}" if k in cpu[n] else "-"
-            tot = f"{statistics.median(command[n][k]):.2f}" if k in command[n] else "-"
+            c = f"{statistics.median(cpu[n][k]):.2f}"
+            tot = f"{statistics.median(whole[n][k]):.2f}"
             lines.append(f"| {n} | {k} | {med[n][k]:.2f} | {n / med[n][k]:.0f} | {med[n][LOOP] / med[n][k]:.2f}x | "
                          f"{', '.join(f'{x:.2f}' for x in v)} | {c} | {tot} |")
     lines.append("")
@@ -226,8 +224,14 @@ def report(sizes: list[int], wall: dict, cpu: dict, command: dict, load_before: 
 def main(argv):
     del argv
     if _CHILD.value:
-        fn = {"loop": run_loop, "here": run_beam_here}[_CHILD.value]
-        print(json.dumps(fn(_CHILD_INPUT.value, _CHILD_OUTPUT.value)))
+        from pipelines import quick_exit
+
+        quick_exit.skip_final_gc()  # as the command does: the "whole process" time ends like a command's
+        if _CHILD.value == "loop":
+            got = run_loop(_CHILD_INPUT.value, _CHILD_OUTPUT.value)
+        else:
+            got = run_beam(_CHILD_INPUT.value, _CHILD_OUTPUT.value, _CHILD_RUNNER_ARGS.value)
+        print(json.dumps(got))
         return
     sizes = sorted(int(x) for x in _SIZES.value)
     load_before = os.getloadavg()[0]
@@ -236,17 +240,17 @@ def main(argv):
         dirs = {n: shutil.copytree(make_images(_CACHE.value, n), os.path.join(staged, str(n))) for n in sizes}
         wall = {n: {} for n in sizes}
         cpu = {n: {} for n in sizes}
-        command = {n: {} for n in sizes}
+        whole = {n: {} for n in sizes}
         for rep in range(_REPEATS.value):
             for n in sizes:
                 w, c, t = measure(dirs[n], rep)
-                for store, got in ((wall, w), (cpu, c), (command, t)):
+                for store, got in ((wall, w), (cpu, c), (whole, t)):
                     for k, v in got.items():
                         store[n].setdefault(k, []).append(v)
                 print(f"run {rep + 1}, {n} images: " + ", ".join(f"{k} {v:.2f}s" for k, v in w.items()), flush=True)
     finally:
         shutil.rmtree(staged)
-    text = report(sizes, wall, cpu, command, load_before)
+    text = report(sizes, wall, cpu, whole, load_before)
     print(text)
     results.record("## bench_build: Beam TFRecord build vs a plain loop", text, _RESULTS.value)
 
