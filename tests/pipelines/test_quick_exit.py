@@ -9,7 +9,6 @@ import pytest
 # interpreter runs one while it exits unless the heap is frozen.
 _PROGRAM = """
 import gc, sys
-{call}
 gc.disable()  # no automatic collection before the exit
 class Node:
     def __del__(self):
@@ -17,12 +16,13 @@ class Node:
 node = Node()
 node.self = node
 del node
+{call}
 """
 
 
-def _run(call: str) -> str:
+def _run(call: str, check: bool = True) -> str:
     code = _PROGRAM.format(call=call)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=check).stdout
 
 
 def test_without_it_the_interpreter_collects_cycles_at_exit():
@@ -36,6 +36,15 @@ def test_without_it_the_interpreter_collects_cycles_at_exit():
 ])
 def test_registered_the_heap_is_frozen_at_exit(call):
     assert _run(call) == ""
+
+
+@pytest.mark.parametrize("module,entry", [("pipelines.build_tfrecords", "run"), ("pipelines.inspect", "run"),
+                                          ("trainer.train", "run_cli"), ("trainer.predict", "run")])
+def test_every_command_registers_it(module, entry):
+    # Run without its required arguments: the command exits with a usage error, through the same exit.
+    out = _run(f"import importlib; sys.argv = ['{module}']; importlib.import_module('{module}').{entry}()",
+               check=False)
+    assert "collected" not in out
 
 
 def test_registered_once_per_process():
