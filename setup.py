@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-# Tested together on Python 3.11 (see ../shared/FACTS.md and README.md).
+# Tested together on Python 3.11 (see README.md).
 INSTALL_REQUIRES = [
     "tensorflow>=2.21,<2.22",
     "apache-beam[tfrecord]>=2.77,<2.78",
@@ -22,12 +22,23 @@ INSTALL_REQUIRES = [
     "google-crc32c>=1.5,<2",  # compiled CRC32C: Beam's TFRecord writer is slow on crcmod's fallback
 ]
 
+EXTRAS = {
+    # gs:// for the crawler, the Beam job and the trainer's own files (TensorFlow has gs:// built in).
+    "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
+    # s3:// for the crawler and the Beam job (TensorFlow 2.21 has no s3://: the trainer refuses it).
+    "aws": ["apache-beam[aws]>=2.77,<2.78"],
+}
 EXTRAS_REQUIRE = {
+    **EXTRAS,
     "dev": [
         "pytest>=8,<10",
         "pytest-timeout>=2.3,<3",
+        *EXTRAS["gcp"], *EXTRAS["aws"],
+        # Object stores on 127.0.0.1 for the tests (tests/objectstore.py).
+        "gcp-storage-emulator>=2026.7,<2027",
+        "moto[server]>=5.1,<6",
+        "cryptography>=42",  # the TLS certificate TensorFlow's GCS client is shown
     ],
-    "gcp": ["apache-beam[gcp]>=2.77,<2.78"],
 }
 
 setup(
@@ -35,7 +46,8 @@ setup(
     version="0.1.0",
     description="Crawler -> Apache Beam TFRecords -> distributed Keras training for image classification",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["crawler", "crawler.*", "pipelines", "pipelines.*", "trainer", "trainer.*"]),
+    packages=find_packages(include=["crawler", "crawler.*", "pipelines", "pipelines.*", "trainer", "trainer.*",
+                                     "storage", "storage.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

@@ -15,7 +15,7 @@ then, each into a fresh output folder, median of --repeats runs:
   sequential  one `requests.Session`, one URL after another: status check, the same
               validate.validate_image (magic bytes, full decode, size checks, sha256) and
               dedup.perceptual_hash, the same de-duplication index, and the image written with
-              the same store.write_atomic;
+              the same storage.fs.write_bytes;
   beam        (--beam) crawler.distributed.download_beam on the multi-process DirectRunner (all
               cores), partitioned by URL: job start-up included.
 Rates are accepted images per second of wall time; the numbers and the exact command are
@@ -44,7 +44,8 @@ from crawler.candidates import Candidate
 from crawler.classes import parse_classes
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source
-from crawler.store import Store, write_atomic
+from crawler.store import Store
+from storage import fs
 
 _CLASSES = flags.DEFINE_string("classes", "all", "Classes of the site to crawl.")
 _PER_CLASS = flags.DEFINE_integer("per_class", 110, "Images per class on the site (20 x 110 = 2,200).")
@@ -130,8 +131,7 @@ def run_sequential(candidates: list[Candidate], out: str) -> tuple[float, int]:
         phash = dedup.perceptual_hash(img.image)
         if index.find(img.sha256, phash) is not None:
             continue
-        os.makedirs(os.path.join(out, c.klass), exist_ok=True)
-        write_atomic(os.path.join(out, c.klass, f"{img.sha256}.{img.ext}"), img.data)
+        fs.write_bytes(os.path.join(out, c.klass, f"{img.sha256}.{img.ext}"), img.data)
         index.add(img.sha256, phash, f"{c.klass}/{img.sha256}", c.klass, c.url)
         accepted += 1
     return time.perf_counter() - start, accepted

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Iterable, Iterator
 
-from crawler import jsonl
+from storage import jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,22 +35,13 @@ class Candidate:
 
 
 def write_candidates(path: str, candidates: Iterable[Candidate]) -> int:
-    """Writes candidates atomically (temp file + rename); returns how many."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for c in candidates:
-            f.write(json.dumps(c.to_json(), ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
+    """Writes candidates whole (any storage); returns how many."""
+    return jsonl.write(path, (c.to_json() for c in candidates))
 
 
 def read_candidates(path: str) -> Iterator[Candidate]:
-    for lineno, d in jsonl.read(path):
+    for where, d in jsonl.read(path):
         try:
             yield Candidate.from_json(d)
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}:{lineno}: bad candidate line ({e})") from e
+            raise ValueError(f"{where}: bad candidate line ({e})") from e

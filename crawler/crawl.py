@@ -6,7 +6,9 @@
 Phases (`--phase`): `discover` writes <out_dir>/candidates.jsonl; `download` reads it and
 fills <out_dir>/<class>/<sha256>.<ext>, manifest.jsonl, rejected.jsonl and
 crawl_stats.json; `all` runs both. Re-running resumes: nothing already decided is fetched
-again.
+again. --out_dir (and --urls_file) may be local paths or buckets (gs://, s3://; see
+WORKSPACE.md for what a kill leaves on each); a bucket that does not exist, refuses access
+or does not answer stops the crawl before any request, exit 2.
 
 The download runs on a local thread pool (`--runner=local`), or as an Apache Beam job
 (`--runner=DirectRunner`, `DataflowRunner`, `FlinkRunner`, `SparkRunner`, ...: see
@@ -20,7 +22,6 @@ The DirectRunner runs multi-process on all cores unless `--direct_running_mode` 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from absl import app, flags, logging
@@ -32,6 +33,7 @@ from crawler.classes import parse_classes
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source, source_names
 from crawler.store import CANDIDATES, Store
+from storage import StorageError, fs
 
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
 _SOURCE = flags.DEFINE_string("source", "html", f"Image source: one of {', '.join(source_names())}.")
@@ -91,6 +93,19 @@ def main(argv):
     if extra and _RUNNER.value == "local":
         raise app.UsageError(f"unexpected arguments: {extra} (Beam pipeline options need a Beam --runner)")
     try:
+        if _RUNNER.value != "local":
+            fs.configure(extra)  # --s3_endpoint_url and friends reach the driver's reads and writes too
+        fs.preflight(_OUT_DIR.value, "--out_dir", write=True)
+        if _URLS_FILE.value:
+            fs.preflight(fs.dirname(_URLS_FILE.value), "--urls_file")
+        return crawl(extra)
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def crawl(extra: list[str]) -> int:
+    try:
         classes = parse_classes(_CLASSES.value)
         source = get_source(_SOURCE.value, SourceOptions(
             url_template=_URL_TEMPLATE.value, start_url=_START_URL.value, urls_file=_URLS_FILE.value,
@@ -121,7 +136,7 @@ def main(argv):
         n = write_candidates(cand_path, candidates)
         logging.info("discover: %d candidates -> %s", n, cand_path)
     if _PHASE.value in ("download", "all"):
-        if not os.path.exists(cand_path):
+        if not fs.exists(cand_path):
             raise app.UsageError(f"{cand_path} not found: run --phase=discover first")
         try:
             wanted = {c.slug for c in classes}

@@ -9,11 +9,10 @@
    single big host over every worker).
 2. Workers: one `FetchPartition` call per partition runs `download.fetch_and_stage` (the local
    runner's own fetch, validation and hashing) on a pool of `DownloadConfig.workers` threads.
-   Valid images go to <out_dir>/.download/staging/<sha256>.<ext> (written to a unique temp
-   name and renamed: content-addressed, so two workers writing one image is harmless), the
-   outcomes to <out_dir>/.download/parts/part-XXXXX-of-YYYYY.jsonl (written whole, then
-   renamed, so a retried bundle just rewrites it), each worker process's request counts to
-   parts/worker-<run>-<host>-<pid>.json.
+   Valid images go to <out_dir>/.download/staging/<sha256>.<ext> (written whole:
+   content-addressed, so two workers writing one image is harmless), the outcomes to
+   <out_dir>/.download/parts/part-XXXXX-of-YYYYY.jsonl (written whole, so a retried bundle
+   just rewrites it), each worker process's request counts to parts/worker-<run>-<host>-<pid>.json.
 3. Driver: the `Committer` decides every candidate in candidate order from the parts' outcomes:
    the same exact and near de-duplication, cross-class retraction, --max_per_class and
    --max_total_bytes as the local runner, so the manifest is the one the local runner writes.
@@ -28,8 +27,9 @@ host's URLs are fetched by one process, so its limits hold for the whole crawl; 
 `partition_by="url"` a host may see up to (worker processes) x --per_host_concurrency
 requests in flight and that many request starts per --per_host_delay.
 
-<out_dir> must be a folder every worker and the driver can read and write (local disk for the
-DirectRunner; a shared mount such as NFS or a GCS FUSE mount for Dataflow, Flink or Spark).
+<out_dir> must be storage every worker and the driver can read and write: a local disk for
+the DirectRunner, a bucket (gs://, s3://: through the `storage` layer, i.e. Beam's own
+filesystems) or a shared mount for Dataflow, Flink or Spark.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import hashlib
-import json
 import logging as std_logging
 import os
 import socket
@@ -51,10 +50,11 @@ import apache_beam as beam
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from crawler import jsonl, net
+from crawler import net
 from crawler.candidates import Candidate
 from crawler.download import Committer, DownloadConfig, Outcome, fetch_and_stage, finish_stats
-from crawler.store import Store, write_atomic
+from crawler.store import Store
+from storage import fs, jsonl
 
 PARTITION_BY = ("host", "url")
 DIRECT_RUNNER_DEFAULTS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0",
@@ -86,7 +86,7 @@ def make_tasks(urls: Iterable[str], partitions: int, by: str) -> list[tuple[int,
 
 
 def part_path(parts_dir: str, index: int, count: int) -> str:
-    return os.path.join(parts_dir, f"part-{index:05d}-of-{count:05d}.jsonl")
+    return fs.join(parts_dir, f"part-{index:05d}-of-{count:05d}.jsonl")
 
 
 _FETCHERS: dict[tuple[str, net.FetchConfig], net.Fetcher] = {}
@@ -119,13 +119,12 @@ class FetchPartition(beam.DoFn):
         fetch = functools.partial(fetch_and_stage, self._fetcher, config=self._config, store=self._store)
         with cf.ThreadPoolExecutor(min(self._config.workers, len(urls)), thread_name_prefix="fetch") as pool:
             outcomes = list(pool.map(fetch, urls))
-        os.makedirs(self._store.parts_dir, exist_ok=True)
         path = part_path(self._store.parts_dir, index, count)
-        write_atomic(path, "".join(json.dumps(o.to_json(), sort_keys=True) + "\n" for o in outcomes).encode())
+        jsonl.write(path, (o.to_json() for o in outcomes))
         worker = f"{socket.gethostname()}-{os.getpid()}"
         with _FETCHERS_LOCK:  # the process's running totals: the last partition it finishes writes them all
-            write_atomic(os.path.join(self._store.parts_dir, f"worker-{self._run_id}-{worker}.json"), json.dumps({
-                "worker": worker, "requests_per_host": dict(self._fetcher.requests_per_host)}).encode())
+            fs.write_json(fs.join(self._store.parts_dir, f"worker-{self._run_id}-{worker}.json"), {
+                "worker": worker, "requests_per_host": dict(self._fetcher.requests_per_host)})
         logging.info("partition %d of %d: %d URLs in %.1fs on %s", index, count, len(urls),
                      time.monotonic() - start, worker)
         yield path
@@ -146,19 +145,15 @@ def read_parts(store: Store, tasks: list[tuple[int, int, list[str]]], run_id: st
     outcomes: dict[str, Outcome] = {}
     for index, count, urls in tasks:
         path = part_path(store.parts_dir, index, count)
-        if not os.path.exists(path):
+        if not fs.exists(path):
             raise RuntimeError(f"the Beam job finished without writing {path}")
-        outcomes.update((o.url, o) for o in (Outcome.from_json(d) for _, d in jsonl.read(path)))
+        outcomes.update((o.url, o) for o in (Outcome.from_json(d) for d in jsonl.read_all(path)))
     requests: dict[str, int] = {}
-    workers = 0
-    prefix = f"worker-{run_id}-"
-    for name in sorted(os.listdir(store.parts_dir)) if tasks else []:
-        if name.startswith(prefix):
-            workers += 1
-            with open(os.path.join(store.parts_dir, name)) as f:
-                for host, n in json.load(f)["requests_per_host"].items():
-                    requests[host] = requests.get(host, 0) + n
-    return outcomes, requests, workers
+    worker_files = fs.glob(store.parts_dir, f"worker-{run_id}-*.json") if tasks else []
+    for path in worker_files:
+        for host, n in fs.read_json(path)["requests_per_host"].items():
+            requests[host] = requests.get(host, 0) + n
+    return outcomes, requests, len(worker_files)
 
 
 def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher, config: DownloadConfig,
@@ -177,6 +172,7 @@ def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fe
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1. Received: partitions={partitions}")
+    fs.configure(args)  # the driver reaches the stores with the workers' options (--s3_endpoint_url, ...)
     committer = Committer(store, config)
     todo = committer.plan(candidates)
     store.clear_work()

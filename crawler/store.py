@@ -11,14 +11,18 @@
         parts/part-XXXXX-of-YYYYY.jsonl  Beam runner: one partition's fetch outcomes
         parts/worker-<run>-<host>-<pid>.json  Beam runner: one worker process's request counts
 
-Fetching workers write an image to staging (temp name, fsynced, renamed: content-addressed,
-so two workers writing the same image is harmless); the single committing thread then
-renames it into <class>/ and appends its manifest line. A kill at any moment leaves no
-partial image under <class>/ and a valid manifest; the next run empties the work area.
+The folder may be a local path or a bucket (gs://, s3://): every file goes through the
+`storage` layer. Fetching workers write an image to staging (written whole: content-addressed,
+so two workers writing the same image is harmless); the single committing thread then moves
+it into <class>/ (a rename on a disk, a copy and a delete on an object store) and appends
+its manifest line (`storage.jsonl.Appender`: each line flushed on a disk, segments every few
+seconds on an object store). A kill at any moment leaves no partial image under <class>/
+and a valid manifest; the next run empties the work area, and `close` deletes any image
+under <class>/ that no manifest line names (moved in, then killed before its line was kept).
 
 An accepted image can be retracted later (a near-duplicate of it turned up in another
 class): its rejected line (reason `cross_class_duplicate`) is written first and its file
-deleted; the manifest is rewritten without it (temp file + rename) when the store is closed,
+deleted; the manifest is rewritten without it (written whole) when the store is closed,
 once however many images were retracted. `load` finishes a retraction that a kill
 interrupted, so what `load` returns never lists a retracted image.
 """
@@ -27,13 +31,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
-import os
-import shutil
-import uuid
+import re
 
-from crawler import jsonl
 from crawler.classes import CLASS_NAMES
+from storage import fs, jsonl
 
 MANIFEST = "manifest.jsonl"
 REJECTED = "rejected.jsonl"
@@ -43,20 +44,7 @@ WORK_DIR = ".download"
 RETRACTED = "cross_class_duplicate"  # reason of an accepted image taken back
 MANIFEST_FIELDS = ("key", "class", "url", "page_url", "sha256", "width", "height", "bytes", "format",
                    "source", "time")
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Writes `data` to a unique temp name next to `path`, fsyncs it and renames it into place.
-
-    Writers of the same path (threads, processes, machines) never share a temp file, so the
-    last rename wins with a whole file.
-    """
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+_IMAGE_FILE = re.compile(r"^([a-z_]+)/([0-9a-f]{64})\.(jpg|png)$")
 
 
 @dataclasses.dataclass
@@ -91,33 +79,32 @@ class StoreState:
 class Store:
     def __init__(self, out_dir: str):
         self.out_dir = out_dir
-        os.makedirs(out_dir, exist_ok=True)
+        fs.makedirs(out_dir)
         self._manifest: jsonl.Appender | None = None
         self._rejected: jsonl.Appender | None = None
         self._records: dict[str, dict] | None = None  # the manifest by key, once needed
         self._retracted_since_open = False
 
     def path(self, name: str) -> str:
-        return os.path.join(self.out_dir, name)
+        return fs.join(self.out_dir, name)
 
     @property
     def staging_dir(self) -> str:
-        return os.path.join(self.out_dir, WORK_DIR, "staging")
+        return fs.join(self.out_dir, WORK_DIR, "staging")
 
     @property
     def parts_dir(self) -> str:
-        return os.path.join(self.out_dir, WORK_DIR, "parts")
+        return fs.join(self.out_dir, WORK_DIR, "parts")
 
     def clear_work(self) -> None:
         """Deletes the work area (staged images, parts): left over by a killed run, or done with."""
-        shutil.rmtree(self.path(WORK_DIR), ignore_errors=True)
+        fs.rmtree(self.path(WORK_DIR))
 
     def stage(self, data: bytes, sha256: str, ext: str) -> str:
         """Writes a validated image to staging (thread- and process-safe); returns its path."""
-        os.makedirs(self.staging_dir, exist_ok=True)
-        path = os.path.join(self.staging_dir, f"{sha256}.{ext}")
-        if not os.path.exists(path):  # content-addressed: a file of that name is that image
-            write_atomic(path, data)
+        path = fs.join(self.staging_dir, f"{sha256}.{ext}")
+        if not fs.exists(path):  # content-addressed: a file of that name is that image
+            fs.write_bytes(path, data)
         return path
 
     def load(self) -> StoreState:
@@ -126,67 +113,65 @@ class Store:
         Retryable rejections stay in rejected.jsonl (and in the stats) until `forget_retryable`
         is called for the candidates about to be tried again.
         """
-        jsonl.repair(self.path(MANIFEST))
-        jsonl.repair(self.path(REJECTED))
-        accepted = [d for _, d in jsonl.read(self.path(MANIFEST))]
+        accepted = jsonl.read_all(self.path(MANIFEST))
         unknown = sorted({d.get("class") for d in accepted} - set(CLASS_NAMES))
         if unknown:
             raise ValueError(f"{self.path(MANIFEST)} holds classes {unknown} that are not in this project's "
                              "class list: use another --out_dir")
-        rejected = [d for _, d in jsonl.read(self.path(REJECTED))]
-        state = StoreState(accepted, rejected)
+        state = StoreState(accepted, jsonl.read_all(self.path(REJECTED)))
         taken_back = {r["key"] for r in state.retracted}
         if any(r["key"] in taken_back for r in accepted):  # a kill interrupted a retraction
             state.accepted = [r for r in accepted if r["key"] not in taken_back]
-            self._rewrite_manifest(state.accepted)
+            jsonl.write(self.path(MANIFEST), state.accepted)
             for r in accepted:
                 if r["key"] in taken_back:
-                    self._remove_image(r)
+                    fs.delete(self.image_path(r))
         self._records = {r["key"]: r for r in state.accepted}
         return state
 
     def forget_retryable(self, pairs: set[tuple[str, str]]) -> None:
         """Drops the retryable rejections of these (url, class) pairs: they are about to be tried again."""
-        rejected = [d for _, d in jsonl.read(self.path(REJECTED))]
+        rejected = jsonl.read_all(self.path(REJECTED))
         kept = [d for d in rejected if not (d.get("retryable") and (d["url"], d["class"]) in pairs)]
         if len(kept) != len(rejected):
-            data = "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in kept)
-            write_atomic(self.path(REJECTED), data.encode("utf-8"))
+            jsonl.write(self.path(REJECTED), kept)
 
     def image_path(self, record: dict) -> str:
         ext = "jpg" if record["format"] == "jpeg" else "png"
-        return os.path.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
-
-    def _rewrite_manifest(self, records: list[dict]) -> None:
-        data = "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in records)
-        write_atomic(self.path(MANIFEST), data.encode("utf-8"))
-
-    def _remove_image(self, record: dict) -> None:
-        try:
-            os.remove(self.image_path(record))
-        except FileNotFoundError:
-            pass
+        return fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
 
     def open(self) -> None:
         self._manifest = jsonl.Appender(self.path(MANIFEST))
         self._rejected = jsonl.Appender(self.path(REJECTED))
 
     def close(self) -> None:
-        """Closes the files, rewriting the manifest once if images were retracted since `open`."""
+        """Closes the files, rewriting the manifest once if images were retracted since `open`, and
+        deletes the images no manifest line names."""
         for f in (self._manifest, self._rejected):
             if f:
                 f.close()
         self._manifest = self._rejected = None
         if self._retracted_since_open:
-            self._rewrite_manifest(list(self._records.values()))
+            jsonl.write(self.path(MANIFEST), list(self._records.values()))
             self._retracted_since_open = False
+        self._delete_unlisted_images()
+
+    def _delete_unlisted_images(self) -> None:
+        """An image is moved into <class>/ before its manifest line is written; a kill in between (a
+        few seconds of lines on an object store) leaves it unlisted. The same run, resumed, moves it
+        in again if it accepts it again; whatever no manifest line names is deleted here."""
+        if self._records is None:
+            return
+        listed = {f"{r['class']}/{r['sha256']}" for r in self._records.values()}
+        for rel in fs.list_files(self.out_dir):
+            m = _IMAGE_FILE.match(rel)
+            if m and m.group(1) in CLASS_NAMES and f"{m.group(1)}/{m.group(2)}" not in listed:
+                fs.delete(fs.join(self.out_dir, rel))
 
     def accept(self, record: dict, data: bytes, ext: str) -> str:
         """Writes the image, then its manifest line; returns the image path."""
-        class_dir = self.path(record["class"])
-        os.makedirs(class_dir, exist_ok=True)
-        path = os.path.join(class_dir, f"{record['sha256']}.{ext}")
-        write_atomic(path, data)
+        path = fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
+        fs.write_bytes(path, data)
         self._add(record)
         return path
 
@@ -197,10 +182,8 @@ class Store:
 
     def accept_staged(self, record: dict, ext: str) -> str:
         """Moves the image staged for `record` into its class folder, then writes its manifest line."""
-        class_dir = self.path(record["class"])
-        os.makedirs(class_dir, exist_ok=True)
-        path = os.path.join(class_dir, f"{record['sha256']}.{ext}")
-        os.replace(os.path.join(self.staging_dir, f"{record['sha256']}.{ext}"), path)
+        path = fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
+        fs.rename(fs.join(self.staging_dir, f"{record['sha256']}.{ext}"), path)
         self._add(record)
         return path
 
@@ -217,15 +200,16 @@ class Store:
           The rejected line written, or None if `key` is not in the manifest (already retracted).
         """
         if self._records is None:
-            self._records = {d["key"]: d for _, d in jsonl.read(self.path(MANIFEST)) if "key" in d}
+            self._records = {d["key"]: d for d in jsonl.read_all(self.path(MANIFEST)) if "key" in d}
         record = self._records.pop(key, None)
         if record is None:
             return None
         line = {**record, **detail, "reason": RETRACTED, "retryable": False}
-        self._rejected.write(line)  # first: from here on, `load` completes the retraction
+        self._rejected.write(line)
+        self._rejected.flush()  # kept before the file goes: from here on, `load` completes the retraction
         self._retracted_since_open = True
-        self._remove_image(record)
+        fs.delete(self.image_path(record))
         return line
 
     def write_stats(self, stats: dict) -> None:
-        write_atomic(self.path(STATS), json.dumps(stats, indent=2, sort_keys=True).encode())
+        fs.write_json(self.path(STATS), stats)

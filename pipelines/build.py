@@ -13,36 +13,36 @@ are never shuffled through the runner.
 
 Each step is a plain function (image_ops, splits, shards); this module only wires them.
 The pipeline writes everything into a temporary folder next to the final one; the driver
-merges the part files, publishes the folder (moves the files, writes the TFDS metadata last)
-only when the run succeeded and the share of bad inputs is within `max_bad_fraction`.
+merges the part files, publishes the folder (moves the files, the TFDS metadata last) only
+when the run succeeded and the share of bad inputs is within `max_bad_fraction`. Every file
+goes through the `storage` layer: inputs and output may be local or in a bucket (gs://, s3://).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import json
 import math
 import os
 import pickle
+import tempfile
 import time
 import uuid
 
 import apache_beam as beam
 import tensorflow_datasets as tfds
 from absl import logging
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
-# TensorFlow only when the driver first touches tf.io.gfile: Beam workers import this module
-# to run its steps, and importing TensorFlow would cost each of them seconds of start-up.
-from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from pipelines import image_ops, quick_exit, schema, shards, splits
 from pipelines.readers import Record
+from storage import fs, jsonl
 
 DEAD_LETTER = "dead_letter.jsonl"
 STATS = schema.STATS_FILE
+TFDS_INFO = "dataset_info.json"
 HISTOGRAM = "class_histogram.png"
 _PARTS = "_parts"  # per-bundle part files of a run, removed before publishing
 
@@ -79,7 +79,7 @@ class BuildOptions:
 
     @property
     def final_dir(self) -> str:
-        return os.path.join(self.output_dir, self.dataset_name, self.version)
+        return fs.join(self.output_dir, self.dataset_name, self.version)
 
 
 class BuildError(RuntimeError):
@@ -91,8 +91,7 @@ def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: in
     if record.data is not None:
         data, record = record.data, dataclasses.replace(record, data=None)  # don't carry the bytes on
     else:
-        with FileSystems.open(record.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:  # gs:// too
-            data = f.read()
+        data = fs.read_bytes(record.path)
     return record, image_ops.decode_image(data, limits, channels)
 
 
@@ -140,8 +139,8 @@ class _BundleFile(beam.DoFn):
 
     def _append(self, data: bytes) -> tuple[str, int]:
         if self._file is None:
-            self._path = FileSystems.join(self.parts_dir, uuid.uuid4().hex)
-            self._file = FileSystems.create(self._path, compression_type=CompressionTypes.UNCOMPRESSED)
+            self._path = fs.join(self.parts_dir, uuid.uuid4().hex)
+            self._file = fs.open_write(self._path)
         offset = self._offset
         self._file.write(data)
         self._offset += len(data)
@@ -196,7 +195,7 @@ def write_one_shard(item, tmp_dir: str, dataset: str, compression: str = "") -> 
     for part, members in sorted(by_file.items()):
         for i, record in zip(members, shards.read_framed(part, [(entries[i][4], entries[i][5]) for i in members])):
             framed[i] = record
-    path = os.path.join(tmp_dir, schema.shard_name(dataset, split, index, n))
+    path = fs.join(tmp_dir, schema.shard_name(dataset, split, index, n))
     count, size = shards.write_framed(path, framed, compression.upper())
     per_label: dict = collections.defaultdict(lambda: {"original": 0, "augmented": 0})
     for _, key, label, *_ in entries:  # counted here, not in a stage of their own: one pass less per example
@@ -220,7 +219,7 @@ def write_tasks(tasks: list, path: str) -> list[tuple[str, int, int]]:
     past Dataflow's 10 MB graph limit for a large dataset).
     """
     refs, offset = [], 0
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with fs.open_write(path) as f:
         for task in tasks:
             blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
             f.write(blob)
@@ -231,7 +230,7 @@ def write_tasks(tasks: list, path: str) -> list[tuple[str, int, int]]:
 
 def load_task(ref: tuple[str, int, int]):
     path, offset, length = ref
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with fs.open_read(path) as f:
         f.seek(offset)
         return pickle.loads(f.read(length))
 
@@ -242,7 +241,7 @@ def read_records(p: beam.Pipeline, records: list[Record], tmp_dir: str, loader=N
     Read tasks travel as references into a file the driver wrote (see write_tasks).
     """
     tasks = loader.tasks(records) if loader is not None else record_tasks(records)
-    refs = write_tasks(tasks, os.path.join(tmp_dir, _PARTS, "tasks.pkl"))
+    refs = write_tasks(tasks, fs.join(tmp_dir, _PARTS, "tasks.pkl"))
     loaded = p | "ReadTasks" >> beam.Create(refs, reshuffle=True) | "LoadTask" >> beam.Map(load_task)
     if loader is None:
         return loaded | "Records" >> beam.FlatMap(lambda task: task)
@@ -253,7 +252,7 @@ def read_records(p: beam.Pipeline, records: list[Record], tmp_dir: str, loader=N
 
 def parts_dirs(tmp_dir: str) -> dict[str, str]:
     """Where the pipeline's per-bundle part files go (inside the run's temp folder)."""
-    return {kind: os.path.join(tmp_dir, _PARTS, kind) for kind in ("examples", "dead_letter", "shards")}
+    return {kind: fs.join(tmp_dir, _PARTS, kind) for kind in ("examples", "dead_letter", "shards")}
 
 
 def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
@@ -294,19 +293,18 @@ def _read_part_lines(folder: str, unique_by) -> list[dict]:
     so an unparsable line without its newline is skipped (with a warning); any other raises.
     """
     lines: dict = {}
-    for path in tf.io.gfile.glob(os.path.join(folder, "*")):
-        with tf.io.gfile.GFile(path) as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError:
-                    if line.endswith("\n"):
-                        raise ValueError(f"{path}: corrupt line {line[:200]!r}") from None
-                    logging.warning("%s: skipping the torn last line of an abandoned bundle attempt", path)
-                    continue
-                lines[unique_by(d)] = d
+    for path in fs.glob(folder, "*"):
+        for line in fs.read_text(path).splitlines(keepends=True):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                if line.endswith("\n"):
+                    raise ValueError(f"{path}: corrupt line {line[:200]!r}") from None
+                logging.warning("%s: skipping the torn last line of an abandoned bundle attempt", path)
+                continue
+            lines[unique_by(d)] = d
     return [lines[k] for k in sorted(lines)]
 
 
@@ -343,33 +341,39 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
     start = time.time()
     records = with_splits(records, opts)
     final = opts.final_dir
-    tmp_dir = os.path.join(opts.output_dir, opts.dataset_name, f".incomplete-{opts.version}-{uuid.uuid4().hex[:8]}")
-    tf.io.gfile.makedirs(tmp_dir)
+    tmp_dir = fs.join(opts.output_dir, opts.dataset_name, f".incomplete-{opts.version}-{uuid.uuid4().hex[:8]}")
     for folder in parts_dirs(tmp_dir).values():
-        tf.io.gfile.makedirs(folder)
+        fs.makedirs(folder)
+    fs.configure(pipeline_args)  # the driver reaches the stores with the workers' options (--s3_endpoint_url, ...)
     try:
         options = PipelineOptions(pipeline_args)
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, records, class_names, opts, tmp_dir, loader)
         stats = _finish(records, class_names, opts, tmp_dir, time.time() - start, input_desc)
-        if tf.io.gfile.exists(final):
-            tf.io.gfile.rmtree(final)
-        shards.move_dir_contents(tmp_dir, final)
+        fs.rmtree(final)
+        publish(tmp_dir, final)
     except BaseException:
-        if tf.io.gfile.exists(tmp_dir):
-            tf.io.gfile.rmtree(tmp_dir)
+        fs.rmtree(tmp_dir)
         raise
     logging.info("published %s", final)
     return stats
+
+
+def publish(tmp_dir: str, final: str) -> None:
+    """Moves the finished files into `final`, dataset_info.json (what makes TFDS see a dataset) last,
+    and removes `tmp_dir`. On an object store each move is a copy and a delete."""
+    names = fs.listdir(tmp_dir)
+    for name in sorted(names, key=lambda n: n == TFDS_INFO):
+        fs.rename(fs.join(tmp_dir, name), fs.join(final, name))
+    fs.rmtree(tmp_dir)
 
 
 def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str) -> dict:
     parts = parts_dirs(tmp_dir)
     dead = _read_part_lines(parts["dead_letter"], lambda d: d["key"])
     shard_infos = _read_part_lines(parts["shards"], lambda s: (s["split"], s["index"]))
-    tf.io.gfile.rmtree(os.path.join(tmp_dir, _PARTS))
-    with tf.io.gfile.GFile(os.path.join(tmp_dir, DEAD_LETTER), "w") as f:  # sorted by key, empty if none
-        f.write("".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in dead))
+    fs.rmtree(fs.join(tmp_dir, _PARTS))
+    jsonl.write(fs.join(tmp_dir, DEAD_LETTER), dead)  # sorted by key, empty if none
     counts = [{"split": s["split"], "label": label, "kind": kind, "count": n}
               for s in shard_infos for label, kinds in s["labels"].items() for kind, n in kinds.items() if n]
     _check_no_class_lost(records, counts, dead)
@@ -390,19 +394,13 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
             lengths[s["index"]] = s["count"]
         for i in range(n):  # a shard that got no example still has to exist for TFDS
             if not lengths[i]:
-                empty = os.path.join(tmp_dir, schema.shard_name(opts.dataset_name, split, i, n))
+                empty = fs.join(tmp_dir, schema.shard_name(opts.dataset_name, split, i, n))
                 _, size = shards.write_shard(empty, [], opts.compression.upper())
                 infos.append({"index": i, "count": 0, "bytes": size})
         split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths,
                                                num_bytes=sum(s["bytes"] for s in infos)))
     if not opts.compression:  # TFDS reads uncompressed TFRecords only: no metadata that would promise it can
-        layout = schema.get_layout(opts.layout)
-        feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
-        tfds.folder_dataset.write_metadata(
-            data_dir=tmp_dir, features=feats, split_infos=split_infos, version=opts.version,
-            filename_template=schema.SHARD_TEMPLATE, supervised_keys=layout.supervised_keys, check_data=False,
-            description=f"Built by flowerpipe's Beam job from {input_desc} (example layout {opts.layout} "
-                        f"v{schema.LAYOUT_VERSION}).")
+        _write_tfds_metadata(tmp_dir, class_names, opts, split_infos, input_desc)
     per_split_class: dict = collections.defaultdict(lambda: collections.defaultdict(int))
     augmented: dict = collections.defaultdict(int)
     for c in counts:
@@ -425,10 +423,33 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
         "options": {k: v for k, v in dataclasses.asdict(opts).items() if k != "augment"},
         "augment": dataclasses.asdict(opts.augment),
     }
-    with tf.io.gfile.GFile(os.path.join(tmp_dir, STATS), "w") as f:
-        f.write(json.dumps(stats, indent=2, sort_keys=True))
-    _histogram(stats, os.path.join(tmp_dir, HISTOGRAM))
+    fs.write_json(fs.join(tmp_dir, STATS), stats)
+    _histogram(stats, fs.join(tmp_dir, HISTOGRAM))
     return stats
+
+
+def _write_tfds_metadata(tmp_dir: str, class_names, opts: BuildOptions, split_infos, input_desc: str) -> None:
+    """dataset_info.json, features.json and the label file, by `tfds.folder_dataset.write_metadata`.
+
+    TFDS writes through TensorFlow's file layer, which has no s3://; so it writes into a local
+    folder (holding empty stand-ins named like the shards, from which it reads the file name
+    template) and the files are copied to `tmp_dir` through the storage layer, wherever it is.
+    """
+    layout = schema.get_layout(opts.layout)
+    feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
+    with tempfile.TemporaryDirectory(prefix="tfds-metadata-") as local:
+        for si in split_infos:
+            for i in range(len(si.shard_lengths)):
+                open(os.path.join(local, schema.shard_name(opts.dataset_name, si.name, i, len(si.shard_lengths))),
+                     "wb").close()
+        before = set(os.listdir(local))
+        tfds.folder_dataset.write_metadata(
+            data_dir=local, features=feats, split_infos=split_infos, version=opts.version,
+            filename_template=schema.SHARD_TEMPLATE, supervised_keys=layout.supervised_keys, check_data=False,
+            description=f"Built by flowerpipe's Beam job from {input_desc} (example layout {opts.layout} "
+                        f"v{schema.LAYOUT_VERSION}).")
+        for name in sorted(set(os.listdir(local)) - before):
+            fs.copy(os.path.join(local, name), fs.join(tmp_dir, name))
 
 
 def _check_no_class_lost(records, counts: list[dict], dead: list[dict]) -> None:
@@ -473,6 +494,7 @@ def _histogram(stats: dict, path: str) -> None:
     ax.legend()
     plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
     fig.tight_layout()
-    with tf.io.gfile.GFile(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    fs.write_bytes(path, buf.getvalue())

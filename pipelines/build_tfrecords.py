@@ -20,9 +20,13 @@ TFRecords and no TFDS metadata, since TFDS cannot read them. Check any output wi
 
 Flags this program does not know are Beam pipeline options and pass through, e.g.
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp` or
-`--runner=FlinkRunner --flink_master=host:8081`. The default runner is the local
-DirectRunner in multi-processing mode on all cores (named explicitly, so Beam never tries to
-download the Prism runner).
+`--runner=PortableRunner --job_endpoint=host:8099` (Flink, Spark: see README.md). The
+default runner is the local DirectRunner in multi-processing mode on all cores (named
+explicitly, so Beam never tries to download the Prism runner).
+
+--input_dir, --output_dir and --class_names=@file may be local paths or buckets (gs://, s3://;
+--tfds_data_dir: local or gs://, read by TensorFlow). A bucket that does not exist, refuses
+access or does not answer stops the job before any work, exit 2; nothing is published.
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ import logging as std_logging
 import re
 import sys
 
-import tensorflow as tf
 from absl import app, flags, logging
 
 from pipelines import build, image_ops, quick_exit, schema, splits
 from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder,
                                read_tfds)
+from storage import StorageError, fs
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Crawler output folder (with manifest.jsonl) or an image "
                                  "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg).")
@@ -139,10 +143,9 @@ def class_names_from_flag(value: str | None) -> list[str] | None:
         return None
     if value.startswith("@"):
         path = value[1:]
-        if not tf.io.gfile.exists(path):
+        if not fs.exists(path):
             raise ValueError(f"--class_names={value}: no such file")
-        with tf.io.gfile.GFile(path) as f:
-            names = [line.split("#", 1)[0].strip() for line in f]
+        names = [line.split("#", 1)[0].strip() for line in fs.read_text(path).splitlines()]
     else:
         names = [n.strip() for n in value.split(",")]
     names = [n for n in names if n]
@@ -161,13 +164,13 @@ def check_options(opts: build.BuildOptions) -> None:
         splits.parse_splits(opts.splits)
     if not 0 <= opts.max_bad_fraction <= 1:
         raise ValueError("--max_bad_fraction must be within [0, 1]")
-    if tf.io.gfile.exists(opts.final_dir) and not opts.overwrite:
+    if fs.isdir(opts.final_dir) and not opts.overwrite:
         raise ValueError(f"{opts.final_dir} already exists: pass --overwrite to replace it, or another --version")
 
 
 def read_input(input_dir: str, opts: build.BuildOptions, class_names: list[str] | None = None):
     """(records, class names, description) of the input folder; `class_names` (if given) must match."""
-    if not tf.io.gfile.isdir(input_dir):
+    if not fs.isdir(input_dir):
         raise ValueError(f"--input_dir={input_dir} does not exist or is not a folder")
     if is_crawl_dir(input_dir):
         from crawler.classes import CLASS_NAMES  # the project's class order for crawled data
@@ -203,12 +206,26 @@ def read_tfds_input(name: str, data_dir: str, class_names: list[str] | None = No
     return records, names, f"tfds {name} ({data_dir or 'default data dir'})", loader, info.channels
 
 
+def check_paths(extra: list[str]) -> None:
+    """Every path flag: a scheme this job can use, and a store that answers (output: takes a write)."""
+    fs.configure(pipeline_args(extra))  # --s3_endpoint_url and friends reach the driver's reads and writes too
+    if _INPUT_DIR.value:
+        fs.preflight(_INPUT_DIR.value, "--input_dir")
+    if _CLASS_NAMES.value and _CLASS_NAMES.value.startswith("@"):
+        fs.preflight(fs.dirname(_CLASS_NAMES.value[1:]), "--class_names")
+    if _TFDS_DATA_DIR.value:
+        fs.check(_TFDS_DATA_DIR.value, "--tfds_data_dir", tensorflow=True)  # TFDS reads through TensorFlow
+        fs.preflight(_TFDS_DATA_DIR.value, "--tfds_data_dir")
+    fs.preflight(_OUTPUT_DIR.value, "--output_dir", write=True)
+
+
 def main(argv):
     extra = argv[1:]
     std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
     loader = None
     try:
         check_flags()
+        check_paths(extra)
         class_names = class_names_from_flag(_CLASS_NAMES.value)
         check_options(options_from_flags())
         if _TFDS_NAME.value:
@@ -218,7 +235,7 @@ def main(argv):
         else:
             opts = options_from_flags()
             records, names, desc = read_input(_INPUT_DIR.value, opts, class_names)
-    except ValueError as e:
+    except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     logging.info("building %s from %s: %d inputs, %d classes", opts.final_dir, desc, len(records), len(names))
@@ -227,6 +244,9 @@ def main(argv):
     except build.BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except StorageError as e:  # the store failed during the job: nothing was published
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"tfrecords: {stats['examples_per_split']} examples, {stats['rejected']} rejected -> {opts.final_dir} "
           f"({stats['wall_time_seconds']:.1f}s)", flush=True)
     return 0

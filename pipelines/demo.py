@@ -11,19 +11,19 @@
 5. prints the test accuracy, per-class accuracy and the paths of what it wrote.
 Each stage runs as its own program, exactly as a user would run it. The demo starts from
 scratch: it replaces the raw/, tfrecords/flowers/ and runs/demo/ folders it owns.
+--workspace may be a local folder or a gs:// bucket path (every stage then reads and writes there).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from storage import StorageError, fs
 
 def _define_flags() -> None:
     """Defined only when run as a program: tests import this module next to other programs'
@@ -51,19 +51,19 @@ class DemoConfig:
 
     @property
     def raw_dir(self) -> str:
-        return os.path.join(self.workspace, "raw")
+        return fs.join(self.workspace, "raw")
 
     @property
     def tfrecords_dir(self) -> str:
-        return os.path.join(self.workspace, "tfrecords")
+        return fs.join(self.workspace, "tfrecords")
 
     @property
     def data_dir(self) -> str:
-        return os.path.join(self.tfrecords_dir, self.dataset, self.version)
+        return fs.join(self.tfrecords_dir, self.dataset, self.version)
 
     @property
     def run_dir(self) -> str:
-        return os.path.join(self.workspace, "runs", "demo")
+        return fs.join(self.workspace, "runs", "demo")
 
 
 def _stage(title: str, argv: list[str]) -> float:
@@ -81,10 +81,11 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Runs the four stages; returns a summary (also written to <workspace>/demo_summary.json)."""
     from crawler.flowersite import FlowerSite
 
-    for d in (cfg.raw_dir, os.path.join(cfg.tfrecords_dir, cfg.dataset), cfg.run_dir):
-        if os.path.exists(d):
-            shutil.rmtree(d)
-    os.makedirs(cfg.workspace, exist_ok=True)
+    fs.check(cfg.workspace, "--workspace", tensorflow=True)  # the trainer writes there too
+    fs.preflight(cfg.workspace, "--workspace", write=True)
+    for d in (cfg.raw_dir, fs.join(cfg.tfrecords_dir, cfg.dataset), cfg.run_dir):
+        fs.rmtree(d)
+    fs.makedirs(cfg.workspace)
     py = sys.executable
     timings = {}
     t_start = time.time()
@@ -109,21 +110,19 @@ def run_demo(cfg: DemoConfig) -> dict:
     if cfg.model:
         train.append(f"--model={cfg.model}")
     timings["train"] = _stage("train (MirroredStrategy, 2 logical CPUs)", train + list(cfg.extra_train_flags))
-    with open(os.path.join(cfg.run_dir, "report.json"), encoding="utf-8") as f:
-        report = json.load(f)
+    report = fs.read_json(fs.join(cfg.run_dir, "report.json"))
     summary = {
         "test_top1": report["splits"]["test"]["top1"], "test_top5": report["splits"]["test"]["top5"],
         "per_class_accuracy": {k: v["recall"] for k, v in report["per_class"].items()},
         "seconds": {**{k: round(v, 1) for k, v in timings.items()}, "total": round(time.time() - t_start, 1)},
-        "paths": {"raw": cfg.raw_dir, "manifest": os.path.join(cfg.raw_dir, "manifest.jsonl"),
+        "paths": {"raw": cfg.raw_dir, "manifest": fs.join(cfg.raw_dir, "manifest.jsonl"),
                   "tfrecords": cfg.data_dir, "run": cfg.run_dir,
-                  "report": os.path.join(cfg.run_dir, "report.json"),
-                  "curves": os.path.join(cfg.run_dir, "curves.png"),
-                  "confusion": os.path.join(cfg.run_dir, "confusion.png"),
+                  "report": fs.join(cfg.run_dir, "report.json"),
+                  "curves": fs.join(cfg.run_dir, "curves.png"),
+                  "confusion": fs.join(cfg.run_dir, "confusion.png"),
                   "model": report.get("model_keras"), "export": report.get("export_dir")},
     }
-    with open(os.path.join(cfg.workspace, "demo_summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+    fs.write_json(fs.join(cfg.workspace, "demo_summary.json"), summary)
     return summary
 
 
@@ -143,7 +142,11 @@ def main(argv):
     f = flags.FLAGS
     cfg = DemoConfig(workspace=f.workspace, classes=f.classes, per_class=f.per_class, image_size=f.image_size,
                      epochs=f.epochs, model=f.model)
-    print_summary(run_demo(cfg))
+    try:
+        print_summary(run_demo(cfg))
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def run():

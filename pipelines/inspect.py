@@ -6,16 +6,16 @@ Prints the layout, splits, example counts, classes and a few decoded examples (o
 saved as a contact sheet), then verifies every shard: every record is read with its CRC
 checked, parsed with the layout of pipelines/schema.py, its label range-checked, and the
 counts are compared with stats.json (and dataset_info.json when present). Exits 1 naming the
-file and record (0-based index) of every problem found, 0 if all is well.
+file and record (0-based index) of every problem found, 0 if all is well; 2 if DIR cannot be
+read. DIR may be local or in a bucket (gs://, s3://): shards are read through the storage
+layer and checked here (pipelines.shards.read_records), TensorFlow only parses them.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
-import json
-import os
+import io
 import re
 import sys
 
@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from pipelines import quick_exit, schema
+from pipelines import quick_exit, schema, shards
+from storage import StorageError, fs
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", None, "Save the decoded examples as a PNG grid here.")
 _EXAMPLES = flags.DEFINE_integer("examples", 6, "How many examples to decode and show.", lower_bound=0)
@@ -43,19 +44,17 @@ class ShardReport:
 
 def load_metadata(data_dir: str) -> dict:
     """stats.json of a folder written by pipelines.build_tfrecords; ValueError if there is none."""
-    path = os.path.join(data_dir, schema.STATS_FILE)
-    if not tf.io.gfile.exists(path):
+    path = fs.join(data_dir, schema.STATS_FILE)
+    if not fs.exists(path):
         raise ValueError(f"{data_dir} has no {schema.STATS_FILE}: not a folder written by pipelines.build_tfrecords")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return fs.read_json(path)
 
 
 def _tfds_shard_lengths(data_dir: str) -> dict[str, list[int]] | None:
-    path = os.path.join(data_dir, "dataset_info.json")
-    if not tf.io.gfile.exists(path):
+    path = fs.join(data_dir, "dataset_info.json")
+    if not fs.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
-        info = json.load(f)
+    info = fs.read_json(path)
     return {s["name"]: [int(n) for n in s.get("shardLengths", [])] for s in info.get("splits", [])}
 
 
@@ -69,7 +68,7 @@ def compression_of(stats: dict, path: str) -> str:
     """'GZIP' or '' for tf.data: from stats.json, else from the gzip magic bytes."""
     if "compression" in stats:
         return stats["compression"].upper()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with fs.open_read(path) as f:
         return "GZIP" if f.read(2) == b"\x1f\x8b" else ""
 
 
@@ -79,7 +78,7 @@ def verify_shard(path: str, split: str, index: int, layout: str, compression: st
     report = ShardReport(path, split, index)
     spec = schema.parse_spec(layout)
     lay = schema.get_layout(layout)
-    name = os.path.basename(path)
+    name = fs.basename(path)
     batch: list[bytes] = []
 
     def flush():
@@ -103,19 +102,14 @@ def verify_shard(path: str, split: str, index: int, layout: str, compression: st
             keys[key.decode()] += 1
         batch.clear()
 
-    iterator = iter(tf.data.TFRecordDataset(path, compression_type=compression))
-    while True:
-        try:
-            record = next(iterator)
-        except StopIteration:
-            break
-        except tf.errors.OpError as e:  # DataLossError: bad CRC, truncated record, bad gzip stream
-            report.problems.append(f"file {name}, record {report.count}: corrupt ({_clean(e.message)})")
-            break
-        report.count += 1
-        batch.append(record.numpy())
-        if len(batch) >= _PARSE_BATCH:
-            flush()
+    try:
+        for record in shards.read_records(path, compression):
+            report.count += 1
+            batch.append(record)
+            if len(batch) >= _PARSE_BATCH:
+                flush()
+    except shards.CorruptRecord as e:  # bad CRC, truncated record, bad gzip stream
+        report.problems.append(f"file {name}, record {e.index}: corrupt ({e.reason})")
     flush()
     return report
 
@@ -123,8 +117,8 @@ def verify_shard(path: str, split: str, index: int, layout: str, compression: st
 def shard_files(data_dir: str, dataset: str) -> dict[str, list[tuple[int, int, str]]]:
     """split -> [(index, num_shards, path)] of the shard files present, sorted."""
     out: dict[str, list[tuple[int, int, str]]] = collections.defaultdict(list)
-    for path in sorted(tf.io.gfile.glob(os.path.join(glob.escape(data_dir), f"{dataset}-*.tfrecord-*"))):
-        m = _SHARD_RE.match(os.path.basename(path))
+    for path in fs.glob(data_dir, f"{dataset}-*.tfrecord-*"):
+        m = _SHARD_RE.match(fs.basename(path))
         if m and m["dataset"] == dataset:
             out[m["split"]].append((int(m["index"]), int(m["n"]), path))
     return dict(out)
@@ -155,7 +149,7 @@ def verify(data_dir: str, stats: dict) -> tuple[list[str], dict[str, list[ShardR
             problems.append(f"file {schema.shard_name(stats['dataset'], split, i, n_expected)}: missing")
         split_reports = []
         for index, n, path in present:
-            name = os.path.basename(path)
+            name = fs.basename(path)
             if n != n_expected or index >= n_expected:
                 problems.append(f"file {name}: not one of the {n_expected} shards the metadata lists")
             report = verify_shard(path, split, index, layout, compression_of(stats, path), len(classes), keys)
@@ -182,13 +176,17 @@ def sample_examples(data_dir: str, stats: dict, count: int) -> list[dict]:
     layout = schema.get_layout(stats.get("layout", "tfds"))
     files = shard_files(data_dir, stats["dataset"])
     per_split = {}
-    for split, shards in sorted(files.items()):
-        path = shards[0][2]
-        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(stats, path)).take(count)
+    for split, split_shards in sorted(files.items()):
+        path = split_shards[0][2]
+        records = []
         try:
-            per_split[split] = [schema.parse(r, layout.name) for r in ds]
-        except tf.errors.OpError:
-            per_split[split] = []  # verify() names the problem
+            for record in shards.read_records(path, compression_of(stats, path)):
+                records.append(schema.parse(tf.constant(record), layout.name))
+                if len(records) >= count:
+                    break
+        except (shards.CorruptRecord, tf.errors.OpError):
+            pass  # verify() names the problem
+        per_split[split] = records
     out = []
     while len(out) < count and any(per_split.values()):
         for split in sorted(per_split):
@@ -218,9 +216,10 @@ def contact_sheet(examples: list[dict], path: str) -> None:
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         ax.set_title(f"{ex['class']} ({ex['split']})\n{ex['key'][-24:]}", fontsize=7)
     fig.tight_layout()
-    with tf.io.gfile.GFile(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    fs.write_bytes(path, buf.getvalue())
 
 
 def summary_lines(data_dir: str, stats: dict) -> list[str]:
@@ -244,8 +243,11 @@ def main(argv):
         return 2
     data_dir = argv[1]
     try:
+        fs.preflight(data_dir)
+        if _CONTACT_SHEET.value:
+            fs.preflight(fs.dirname(_CONTACT_SHEET.value), "--contact_sheet", write=True)
         stats = load_metadata(data_dir)
-    except ValueError as e:
+    except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for line in summary_lines(data_dir, stats):

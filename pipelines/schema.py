@@ -37,13 +37,13 @@ Only the parse side (`parse_spec`, `parse`) and `layout_of` import it, when call
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
+
+from storage import fs
 
 LAYOUT_VERSION = 1
 IMAGE, LABEL, KEY, PARENT_KEY, SOURCE = "image", "label", "key", "parent_key", "source"
@@ -153,13 +153,10 @@ def get_layout(name: str) -> Layout:
 
 def layout_of(data_dir: str) -> str:
     """The layout of a folder written by the Beam job (from its stats.json; 'tfds' before layouts existed)."""
-    import tensorflow as tf
-
-    path = os.path.join(data_dir, STATS_FILE)
-    if not tf.io.gfile.exists(path):
+    path = fs.join(data_dir, STATS_FILE)
+    if not fs.exists(path):
         return "tfds"
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f).get("layout", "tfds")
+    return fs.read_json(path).get("layout", "tfds")
 
 
 def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpeg",

@@ -5,21 +5,22 @@ on how many workers ran or in which order they finished: two runs with the same 
 seed write byte-identical shards.
 
 Shards are written without TensorFlow (TFRecord framing with a compiled CRC32C, files through
-Beam's FileSystems, so gs:// and the other Beam filesystems work): a Beam worker that imported
-TensorFlow would spend seconds starting up before its first image.
+the `storage` layer, so gs://, s3:// and the other Beam filesystems work): a Beam worker that
+imported TensorFlow would spend seconds starting up before its first image.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
-import os
 import struct
-import uuid
+import zlib
+from typing import Iterator
 
 import google_crc32c
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+
+from storage import fs
 
 DEFAULT_SHARD_SIZE_MB = 128.0
 
@@ -46,7 +47,7 @@ def tfrecord_frame(record: bytes) -> bytes:
 
 
 def write_shard(path: str, records: list[tuple[str, bytes]], compression: str = "") -> tuple[int, int]:
-    """Writes (key, serialized example) records sorted by key to `path` via a temp name.
+    """Writes (key, serialized example) records sorted by key to `path`, whole (`fs.atomic_write`).
 
     `compression`: "" or "GZIP". Returns (number of records, bytes written).
     """
@@ -55,16 +56,19 @@ def write_shard(path: str, records: list[tuple[str, bytes]], compression: str = 
 
 
 def write_framed(path: str, framed: list[bytes], compression: str = "") -> tuple[int, int]:
-    """Writes already framed TFRecords, in the order given, to `path` via a temp name (see write_shard)."""
-    tmp = f"{path}.incomplete-{uuid.uuid4().hex[:8]}"
-    kind = CompressionTypes.GZIP if compression.upper() == "GZIP" else CompressionTypes.UNCOMPRESSED
-    with FileSystems.create(tmp, compression_type=kind) as f:
-        for record in framed:
-            f.write(record)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
-    return len(framed), FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    """Writes already framed TFRecords, in the order given, to `path` (see write_shard).
+
+    GZIP streams carry no name and time stamp (mtime 0): the same records give the same bytes.
+    """
+    with fs.atomic_write(path) as raw:
+        if compression.upper() == "GZIP":
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+                for record in framed:
+                    f.write(record)
+        else:
+            for record in framed:
+                raw.write(record)
+    return len(framed), fs.size(path)
 
 
 def read_framed(path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
@@ -75,7 +79,7 @@ def read_framed(path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
     """
     order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
     out: list[bytes] = [b""] * len(ranges)
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with fs.open_read(path) as f:
         i = 0
         while i < len(order):
             start = ranges[order[i]][0]
@@ -97,11 +101,39 @@ def read_framed(path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
     return out
 
 
-def move_dir_contents(src: str, dst: str) -> None:
-    """Moves every file of `src` into `dst` (created), then removes `src`."""
-    import tensorflow as tf  # driver side only
+class CorruptRecord(IOError):
+    """A TFRecord file goes bad at record `index` (0-based), `offset` bytes into its (uncompressed) stream."""
 
-    tf.io.gfile.makedirs(dst)
-    for name in sorted(tf.io.gfile.listdir(src)):
-        tf.io.gfile.rename(os.path.join(src, name), os.path.join(dst, name), overwrite=True)
-    tf.io.gfile.rmtree(src)
+    def __init__(self, path: str, index: int, offset: int, reason: str):
+        super().__init__(f"{path}: record {index}: {reason}")
+        self.index, self.offset, self.reason = index, offset, reason
+
+
+def read_records(path: str, compression: str = "") -> Iterator[bytes]:
+    """Every record of a TFRecord file, both CRCs checked, through the storage layer (any store).
+
+    Raises CorruptRecord at the first record that is cut short ("truncated record at N") or whose
+    length or data fails its CRC ("corrupted record at N"), N being its offset, as TensorFlow says.
+    """
+    with fs.open_read(path) as raw:
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if compression.upper() == "GZIP" else raw
+        index = offset = 0
+        while True:
+            try:
+                header = f.read(12)
+                if not header:
+                    return
+                if len(header) < 12:
+                    raise CorruptRecord(path, index, offset, f"truncated record at {offset}")
+                if _masked_crc(header[:8]) != header[8:]:
+                    raise CorruptRecord(path, index, offset, f"corrupted record at {offset}")
+                (length,) = struct.unpack("<Q", header[:8])
+                body = f.read(length + 4)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+                raise CorruptRecord(path, index, offset, f"bad gzip stream ({e})") from None
+            if len(body) < length + 4:
+                raise CorruptRecord(path, index, offset, f"truncated record at {offset}")
+            if _masked_crc(body[:length]) != body[length:]:
+                raise CorruptRecord(path, index, offset, f"corrupted record at {offset}")
+            yield body[:length]
+            index, offset = index + 1, offset + 16 + length

@@ -1,8 +1,10 @@
 """Session fixtures: one local flower site, one small crawl and one small TFRecord build,
-shared by every test that needs them (built once per test run; only 127.0.0.1 is used)."""
+shared by every test that needs them (built once per test run), and object stores (a GCS
+emulator TensorFlow reaches too, moto's S3) started on first use. Only 127.0.0.1 is used."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -47,3 +49,52 @@ def tfrecords_dir(crawled_dir, tmp_path_factory):
     run_cli("pipelines.build_tfrecords", f"--input_dir={crawled_dir}", f"--output_dir={out}", "--dataset_name=small",
             "--image_size=32", "--augment_copies=1", "--splits=train:0.6,validation:0.2,test:0.2")
     return out / "small" / "1.0.0"
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    from tests.objectstore import GcsServer
+
+    with GcsServer(str(tmp_path_factory.mktemp("gcs"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    from tests.objectstore import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+_buckets = itertools.count()
+
+
+def _new_bucket(server, scheme: str) -> str:
+    name = f"test-{os.getpid()}-{next(_buckets)}"
+    server.create_bucket(name)
+    return f"{scheme}://{name}"
+
+
+@pytest.fixture
+def gcs(gcs_server, monkeypatch):
+    """A fresh gs:// bucket; this process (and the programs it starts, see `store_env`) reach the emulator."""
+    for k, v in gcs_server.env().items():
+        monkeypatch.setenv(k, v)
+    return _new_bucket(gcs_server, "gs")
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh s3:// bucket on moto, reached through boto3's environment (Beam's S3 filesystem)."""
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    return _new_bucket(s3_server, "s3")
+
+
+@pytest.fixture(params=["local", "gs", "s3"])
+def any_store(request, tmp_path):
+    """A folder on each kind of storage: a local path, a gs:// bucket, an s3:// bucket."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("gcs" if request.param == "gs" else "s3")

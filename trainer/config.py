@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from storage import fs
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -113,8 +115,8 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any], origin: str)
 
 
 def load_file(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    """A YAML or JSON mapping of config fields, from any storage (local, gs://, ...)."""
+    text = fs.read_text(path)
     data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config keys")
@@ -133,8 +135,7 @@ def build_config(preset: str = "", config_file: str = "", overrides: dict[str, A
 
 
 def save(config: TrainConfig, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(config.to_json(), f, indent=2, sort_keys=True)
+    fs.write_json(path, config.to_json())
 
 
 def load(path: str) -> TrainConfig:

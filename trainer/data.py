@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import schema
+from storage import fs
 
 AUTOTUNE = tf.data.AUTOTUNE
 NORMALIZATIONS = {
@@ -49,7 +50,7 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
         if layout != "tfds":
             raise ValueError(f"--data_dir={data_dir} has the {layout!r} example layout; the trainer reads the 'tfds' "
                              "layout: rebuild it with pipelines.build_tfrecords without --layout")
-        if not tf.io.gfile.exists(os.path.join(data_dir, "dataset_info.json")):
+        if not fs.exists(fs.join(data_dir, "dataset_info.json")):
             raise ValueError(f"--data_dir={data_dir} has no dataset_info.json: point it at the <dataset>/<version> "
                              "folder written by `python -m pipelines.build_tfrecords`")
         builder = tfds.builder_from_directory(data_dir)

@@ -10,12 +10,10 @@ with the run's mean/std before the network, so callers need nothing but the imag
 
 from __future__ import annotations
 
-import json
-import os
-
 import keras
 import tensorflow as tf
 
+from storage import fs
 from trainer import data as data_lib
 from trainer.models import without_aux_heads
 
@@ -30,10 +28,9 @@ def preprocessing_info(image_size: int, channels: int, mean, std, class_names) -
 def export(model: keras.Model, run_dir: str, prep: dict) -> tuple[str, str]:
     """Writes <run_dir>/model.keras and <run_dir>/export/; returns their paths."""
     model = without_aux_heads(model)
-    keras_path = os.path.join(run_dir, "model.keras")
-    model.save(keras_path)
-    with open(os.path.join(run_dir, PREPROCESSING_FILE), "w", encoding="utf-8") as f:
-        json.dump(prep, f, indent=2)
+    keras_path = fs.join(run_dir, "model.keras")
+    model.save(keras_path)  # Keras and TensorFlow write model.keras and export/ through TF's file layer
+    fs.write_json(fs.join(run_dir, PREPROCESSING_FILE), prep)
     size, channels = prep["image_size"], prep["channels"]
     mean, std = prep["mean"], prep["std"]
     names = tf.constant(prep["class_names"])
@@ -56,6 +53,6 @@ def export(model: keras.Model, run_dir: str, prep: dict) -> tuple[str, str]:
     archive.add_endpoint("serve_bytes", serve_bytes)
     archive.add_endpoint("serve_uint8", serve_uint8)
     archive.add_endpoint("serving_default", serve_bytes)
-    export_dir = os.path.join(run_dir, "export")
+    export_dir = fs.join(run_dir, "export")
     archive.write_out(export_dir, verbose=False)
     return keras_path, export_dir

@@ -9,7 +9,6 @@ several workers (Keras 3 `model.fit` cannot do the last: keras-team/keras#20585)
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from storage import fs, jsonl
 from trainer import data as data_lib
 from trainer import optim
 from trainer.config import TrainConfig
@@ -106,7 +106,7 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                               lr_scale=self.lr_scale, plateau_state=self.plateau_state)
         self.nan_recoveries = 0
-        ckpt_dir = os.path.join(run_dir, "checkpoints")
+        ckpt_dir = fs.join(run_dir, "checkpoints")
         if not self.chief:  # other workers write to throwaway dirs, as TF recommends
             ckpt_dir = tempfile.mkdtemp(prefix="worker-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=config.max_to_keep)
@@ -116,7 +116,7 @@ class Trainer:
         self._eval_datasets: dict[str, tf.data.Dataset] = {}
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if self.chief else None
+        self.writer = tf.summary.create_file_writer(fs.join(run_dir, "logs")) if self.chief else None
 
     # -- steps ----------------------------------------------------------------------------
     def _loss(self, outputs, labels):
@@ -216,7 +216,7 @@ class Trainer:
         """Restores the latest checkpoint if any; returns the global step to continue from."""
         # Every worker reads the chief's checkpoints (other workers only ever write throwaway
         # copies), so a multi-worker run_dir must be on a filesystem all workers share.
-        path = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
+        path = tf.train.latest_checkpoint(fs.join(self.run_dir, "checkpoints"))
         if path:
             self.checkpoint.restore(path)
             logging.info("resumed from %s at step %d", path, int(self.step.numpy()))
@@ -259,7 +259,7 @@ class Trainer:
     def fit(self, on_epoch_end=None) -> list[dict]:
         """Trains from the restored step to the last epoch; returns the epoch history."""
         c = self.config
-        history = _read_history(os.path.join(self.run_dir, "metrics.jsonl"))
+        history = jsonl.read_all(fs.join(self.run_dir, "metrics.jsonl"))
         start_step = int(self.step.numpy())
         total_steps = c.epochs * self.steps_per_epoch
         if start_step >= total_steps:
@@ -282,8 +282,8 @@ class Trainer:
                 if record is None:  # stopped by SIGTERM: checkpoint saved
                     raise KeyboardInterrupt("SIGTERM")
                 history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
-                if self.chief:
-                    _write_history(os.path.join(self.run_dir, "metrics.jsonl"), history)
+                if self.chief:  # written whole each epoch: an object store has no appends
+                    jsonl.write(fs.join(self.run_dir, "metrics.jsonl"), sorted(history, key=lambda h: h["epoch"]))
                 if on_epoch_end:
                     on_epoch_end(record)
                 epoch += 1
@@ -423,16 +423,3 @@ class Trainer:
         logging.warning("loss %s at step %d: rolled back to %s (step %d), learning rate x%g", loss, step, last,
                         int(self.step.numpy()), float(self.lr_scale.numpy()))
 
-
-def _read_history(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _write_history(path: str, history: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(h, sort_keys=True) + "\n" for h in sorted(history, key=lambda h: h["epoch"]))
-    os.replace(tmp, path)

@@ -5,17 +5,18 @@
 
 Loads <run_dir>/export/ (the SavedModel with the preprocessing inside: raw image bytes in,
 probabilities out) and prints the top-k classes of each image, or JSON lines with --json.
+--run_dir may be local or gs:// (TensorFlow loads it); images and folders local, gs:// or s3://.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from absl import app, flags
 
 from pipelines import quick_exit
+from storage import StorageError, fs
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory written by trainer.train (with export/).")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes to print per image.", lower_bound=1)
@@ -26,13 +27,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
 def image_paths(args: list[str]) -> list[str]:
-    """Files as given; folders expanded (sorted) to the images they hold."""
+    """Files as given; folders expanded (sorted, recursively) to the images they hold."""
     out = []
     for a in args:
-        if os.path.isdir(a):
-            for root, _, files in sorted(os.walk(a)):
-                out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
-        elif os.path.isfile(a):
+        fs.preflight(a)
+        if fs.isdir(a):
+            out += [fs.join(a, rel) for rel in fs.list_files(a) if rel.lower().endswith(IMAGE_EXTENSIONS)]
+        elif fs.exists(a):
             out.append(a)
         else:
             raise ValueError(f"{a}: no such file or folder")
@@ -43,15 +44,17 @@ class Predictor:
     """The exported model of a run; `predict(list of encoded images) -> probabilities`."""
 
     def __init__(self, run_dir: str):
+        fs.check(run_dir, "--run_dir", tensorflow=True)
+        fs.preflight(run_dir, "--run_dir")
+        export_dir = fs.join(run_dir, "export")
+        if not fs.isdir(export_dir):
+            raise ValueError(f"{export_dir} not found: train first (python -m trainer.train), without --skip_export")
         import tensorflow as tf
 
-        export_dir = os.path.join(run_dir, "export")
-        if not os.path.isdir(export_dir):
-            raise ValueError(f"{export_dir} not found: train first (python -m trainer.train), without --skip_export")
         self._tf = tf
         self._model = tf.saved_model.load(export_dir)
-        with open(os.path.join(run_dir, "labels.txt"), encoding="utf-8") as f:
-            self.class_names = [line.strip() for line in f if line.strip()]
+        self.class_names = [line.strip() for line in fs.read_text(fs.join(run_dir, "labels.txt")).splitlines()
+                            if line.strip()]
 
     def predict(self, encoded: list[bytes]):
         out = self._model.serve_bytes(self._tf.constant(encoded))
@@ -66,17 +69,18 @@ def main(argv):
         if not paths:
             raise ValueError("no images given: pass image files or folders after the flags")
         predictor = Predictor(_RUN_DIR.value)
-    except ValueError as e:
+    except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     k = min(_TOP_K.value, len(predictor.class_names))
     failed = 0
     for start in range(0, len(paths), _BATCH.value):
         batch = paths[start:start + _BATCH.value]
-        datas = []
-        for p in batch:
-            with open(p, "rb") as f:
-                datas.append(f.read())
+        try:
+            datas = [fs.read_bytes(p) for p in batch]
+        except (OSError, StorageError) as e:  # listed a moment ago, gone or refused now
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         try:
             probs = predictor.predict(datas)
         except Exception as e:  # one bad file in the batch: fall back to one by one to name it

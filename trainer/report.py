@@ -1,15 +1,16 @@
-"""Run reports: per-class precision/recall, curves.png, confusion.png, report.json."""
+"""Run reports: per-class precision/recall, curves.png, confusion.png (written to any storage)."""
 
 from __future__ import annotations
 
-import json
-import os
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from storage import fs  # noqa: E402
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -44,9 +45,7 @@ def plot_curves(history: list[dict], path: str) -> None:
         ax.legend()
         if epochs:
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, class_names: list[str], path: str, title: str) -> None:
@@ -62,13 +61,12 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str, title: str
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
                         color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-
-
-def write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    fs.write_bytes(path, buf.getvalue())

@@ -11,6 +11,9 @@ and pass --strategy=multi_worker (see README.md).
 
 Writes <run_dir>/: config.json, checkpoints/, logs/ (TensorBoard), metrics.jsonl,
 report.json, curves.png, confusion.png, labels.txt, preprocessing.json, model.keras, export/.
+--run_dir, --data_dir, --tfds_data_dir and --config_file may be local paths or gs:// (what
+TensorFlow reads and writes; s3:// is refused with the way out). A bucket that does not exist,
+refuses access or does not answer stops the run before any work, exit 2.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import typing
 from absl import app, flags, logging
 
 from pipelines import quick_exit
+from storage import StorageError, fs
 from trainer import config as config_lib
 
 _HELP = {
@@ -130,8 +134,8 @@ def config_from_flags() -> config_lib.TrainConfig:
 
 def prepare_run_dir(run_dir: str, config: config_lib.TrainConfig, force: bool) -> bool:
     """Creates or checks the run dir; returns True when resuming. Refuses identity changes."""
-    path = os.path.join(run_dir, "config.json")
-    if os.path.exists(path):
+    path = fs.join(run_dir, "config.json")
+    if fs.exists(path):
         saved = config_lib.load(path)
         changes = config_lib.identity_changes(saved, config)
         if changes and not force:
@@ -158,15 +162,30 @@ def main(argv):
     if not _RUN_DIR.value:
         raise app.UsageError("--run_dir is required")
     try:
+        if _CONFIG_FILE.value:
+            fs.preflight(fs.dirname(_CONFIG_FILE.value), "--config_file")
         config = config_from_flags()
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as e:
         raise app.UsageError(str(e)) from e
     run_dir = _RUN_DIR.value
     try:
+        check_paths(config, run_dir)
         return run(config, run_dir, _MODE.value, _EVAL_SPLIT.value, _FORCE.value, not _NO_EXPORT.value)
-    except ValueError as e:
+    except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
+    """Paths TensorFlow will read or write: a scheme it has, and a store that answers (run dir: takes a write)."""
+    for flag, path in (("--run_dir", run_dir), ("--data_dir", config.data_dir),
+                       ("--tfds_data_dir", config.tfds_data_dir)):
+        if path:
+            fs.check(path, flag, tensorflow=True)
+            fs.preflight(path, flag, write=flag == "--run_dir")
 
 
 def check_config(config: config_lib.TrainConfig) -> None:
@@ -198,15 +217,14 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
 
     get_spec(config.model)  # unknown model: the list of known ones, before any work
     info = data_lib.open_dataset(config.data_dir, config.tfds_name, config.tfds_data_dir)
-    if mode == "eval" and not os.path.exists(os.path.join(run_dir, "config.json")):
+    if mode == "eval" and not fs.exists(fs.join(run_dir, "config.json")):
         raise ValueError(f"--mode=eval: {run_dir} has no config.json (nothing trained there)")
     # Only the chief owns the run directory; other workers follow its config.
     resuming = prepare_run_dir(run_dir, config, force) if strategy_lib.is_chief(strategy) else False
-    prep_path = os.path.join(run_dir, export_lib.PREPROCESSING_FILE)
+    prep_path = fs.join(run_dir, export_lib.PREPROCESSING_FILE)
     image_size = config.image_size or get_spec(config.model).default_input_shape[0]
-    if resuming and os.path.exists(prep_path):
-        with open(prep_path, encoding="utf-8") as f:
-            prep = json.load(f)
+    if resuming and fs.exists(prep_path):
+        prep = fs.read_json(prep_path)
         if len(prep["class_names"]) != len(info.class_names):
             raise ValueError(f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
                              f"{len(info.class_names)}: use another --run_dir")
@@ -216,12 +234,11 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
         prep = export_lib.preprocessing_info(image_size, info.channels, mean, std, info.class_names)
     trainer = loop.Trainer(config, run_dir, strategy, info, mean, std)
     if trainer.chief:
-        os.makedirs(run_dir, exist_ok=True)
+        fs.makedirs(run_dir)
         if mode == "train":
-            config_lib.save(config, os.path.join(run_dir, "config.json"))
-        report.write_json(prep_path, prep)
-        with open(os.path.join(run_dir, "labels.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(info.class_names) + "\n")
+            config_lib.save(config, fs.join(run_dir, "config.json"))
+        fs.write_json(prep_path, prep)
+        fs.write_text(fs.join(run_dir, "labels.txt"), "\n".join(info.class_names) + "\n")
     start_step = trainer.restore()
     if mode == "eval":
         if not start_step:
@@ -263,9 +280,9 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
         if key in ("test", "validation") and (key == "test" or cm is None):
             cm = report.confusion_matrix(labels, logits.argmax(1), len(names))
             cm_split = split
-    report.plot_curves(history, os.path.join(run_dir, "curves.png"))
+    report.plot_curves(history, fs.join(run_dir, "curves.png"))
     if cm is not None:
-        report.plot_confusion(cm, names, os.path.join(run_dir, "confusion.png"), f"{c.model} on {cm_split}")
+        report.plot_confusion(cm, names, fs.join(run_dir, "confusion.png"), f"{c.model} on {cm_split}")
     train_rates = [h["images_per_second"] for h in history]
     out = {"model": c.model, "class_names": names, "splits": results,
            "per_class": report.per_class(cm, names) if cm is not None else {},
@@ -276,10 +293,10 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
     if do_export:
         keras_path, export_dir = export_lib.export(trainer.model, run_dir, prep)
         out.update(model_keras=keras_path, export_dir=export_dir)
-    report.write_json(os.path.join(run_dir, "report.json"), out)
+    fs.write_json(fs.join(run_dir, "report.json"), out)
     test = results.get("test") or results.get("validation") or {}
     print(f"train: {c.model} {len(history)} epochs in {seconds:.0f}s; test top-1 {test.get('top1', float('nan')):.4f} "
-          f"top-5 {test.get('top5', float('nan')):.4f} -> {os.path.join(run_dir, 'report.json')}", flush=True)
+          f"top-5 {test.get('top5', float('nan')):.4f} -> {fs.join(run_dir, 'report.json')}", flush=True)
     return 0
 
 

@@ -22,6 +22,7 @@ from absl import logging
 from crawler.candidates import Candidate
 from crawler.classes import CLASS_NAMES, FlowerClass, get_class
 from crawler.sources.base import FetchText, Source, SourceOptions, register
+from storage import StorageError, fs
 
 HEADER = ["url", "class"]
 
@@ -94,10 +95,11 @@ def parse_url_lines(text: str, path: str) -> list[UrlLine]:
 
 def read_urls_file(path: str) -> list[UrlLine]:
     try:
-        with open(path, encoding="utf-8-sig") as f:  # -sig: spreadsheets often start CSV files with a BOM
-            text = f.read()
+        text = fs.read_bytes(path).decode("utf-8-sig")  # -sig: spreadsheets often start CSV files with a BOM
+    except StorageError as e:
+        raise ValueError(f"urls file {e}") from None
     except OSError as e:
-        raise ValueError(f"{path}: cannot read the urls file ({e.strerror})") from None
+        raise ValueError(f"{path}: cannot read the urls file ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse_url_lines(text, path)

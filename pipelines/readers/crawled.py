@@ -1,20 +1,16 @@
-"""The crawler's output folder: manifest.jsonl next to <class>/<sha256>.<ext> files."""
+"""The crawler's output folder: manifest.jsonl next to <class>/<sha256>.<ext> files (local or in a bucket)."""
 
 from __future__ import annotations
 
-import json
-import os
-
-import tensorflow as tf
-
 from pipelines.readers.base import Record
+from storage import fs, jsonl
 
 MANIFEST = "manifest.jsonl"
 
 
 def _manifest_dir(input_dir: str) -> str | None:
-    for d in (input_dir, os.path.join(input_dir, "raw")):
-        if tf.io.gfile.exists(os.path.join(d, MANIFEST)):
+    for d in (input_dir, fs.join(input_dir, "raw")):
+        if jsonl.exists(fs.join(d, MANIFEST)):
             return d
     return None
 
@@ -29,15 +25,11 @@ def read_crawl_dir(input_dir: str) -> list[Record]:
     if d is None:
         raise ValueError(f"{input_dir} has no {MANIFEST}")
     records = []
-    with tf.io.gfile.GFile(os.path.join(d, MANIFEST)) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                m = json.loads(line)
-                ext = "jpg" if m["format"] == "jpeg" else m["format"]
-                records.append(Record(key=m["key"], path=os.path.join(d, m["class"], f"{m['sha256']}.{ext}"),
-                                      label=m["class"], source=m.get("url", ""), group=m.get("dup_group", "")))
-            except (KeyError, json.JSONDecodeError) as e:
-                raise ValueError(f"{d}/{MANIFEST}:{lineno}: bad manifest line ({e})") from e
+    for where, m in jsonl.read(fs.join(d, MANIFEST)):
+        try:
+            ext = "jpg" if m["format"] == "jpeg" else m["format"]
+            records.append(Record(key=m["key"], path=fs.join(d, m["class"], f"{m['sha256']}.{ext}"),
+                                  label=m["class"], source=m.get("url", ""), group=m.get("dup_group", "")))
+        except KeyError as e:
+            raise ValueError(f"{where}: bad manifest line (no {e})") from e
     return records

@@ -1,46 +1,41 @@
-"""Any image folder: root/<label>/*.{jpg,jpeg,png,webp}, or root/<split>/<label>/... ."""
+"""Any image folder: root/<label>/*.{jpg,jpeg,png,webp}, or root/<split>/<label>/... (local or in a bucket)."""
 
 from __future__ import annotations
 
-import os
-
-import tensorflow as tf
-
 from pipelines.readers.base import Record
+from storage import fs
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 KNOWN_SPLITS = ("train", "validation", "val", "test")
 
 
-def _images(d: str) -> list[str]:
-    return sorted(n for n in tf.io.gfile.listdir(d) if n.lower().endswith(IMAGE_EXTENSIONS))
-
-
-def _subdirs(d: str) -> list[str]:
-    return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(d) if tf.io.gfile.isdir(os.path.join(d, n)))
-
-
 def read_image_folder(root: str) -> list[Record]:
     """Records keyed by their path relative to `root` (deterministic and unique).
 
-    Raises ValueError if `root` is missing or a class folder holds no image file.
+    One listing of everything under `root` (on a bucket: one paged listing, not one per folder).
+    Raises ValueError if `root` holds nothing or a class folder holds no image file.
     """
-    if not tf.io.gfile.isdir(root):
+    if not fs.isdir(root):
         raise ValueError(f"input folder {root} does not exist")
-    top = _subdirs(root)
+    entries = fs.list_files(root, folders=True)
+    folders = [tuple(e.rstrip("/").split("/")) for e in entries if e.endswith("/")]
+    top = sorted(f[0] for f in folders if len(f) == 1)
     presplit = bool(top) and all(t in KNOWN_SPLITS for t in top)
-    layouts = [(t, os.path.join(root, t)) for t in top] if presplit else [("", root)]
+    depth = 2 if presplit else 1
+    images: dict[tuple[str, ...], list[str]] = {f: [] for f in folders if len(f) == depth}
+    for e in entries:
+        parts = e.split("/")
+        if tuple(parts[:-1]) in images and parts[-1].lower().endswith(IMAGE_EXTENSIONS):
+            images[tuple(parts[:-1])].append(parts[-1])
     records, empty = [], []
-    for split, base in layouts:
-        for label in _subdirs(base):
-            names = _images(os.path.join(base, label))
-            if not names:
-                empty.append("/".join(p for p in (split, label) if p))
-            for name in names:
-                rel = "/".join(p for p in (split, label, name) if p)
-                records.append(Record(key=rel, path=os.path.join(base, label, name), label=label,
-                                      source=os.path.join(base, label, name),
-                                      split={"val": "validation"}.get(split, split)))
+    for d, names in sorted(images.items()):
+        split, label = (d[0], d[1]) if presplit else ("", d[0])
+        if not names:
+            empty.append("/".join(d))
+        for name in sorted(names):
+            path = fs.join(root, *d, name)
+            records.append(Record(key="/".join((*d, name)), path=path, label=label, source=path,
+                                  split={"val": "validation"}.get(split, split)))
     if empty:  # a class the job could only silently drop: say so before any work
         raise ValueError(f"class folder(s) with no {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} image in "
                          f"{root}: {', '.join(e + '/' for e in empty)}")
