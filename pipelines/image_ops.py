@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 import warnings
 
 import numpy as np
@@ -49,7 +50,10 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits(), channels: i
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImage(f"decompression bomb: {e}") from e
     except Exception as e:  # Pillow raises many types on bad data
-        raise BadImage(f"cannot decode: {type(e).__name__}: {e}") from e
+        # without the reprs' memory addresses ("<_io.BytesIO object at 0x7f...>"): a dead letter
+        # file must read the same from every run
+        message = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(e))
+        raise BadImage(f"cannot decode: {type(e).__name__}: {message}") from e
     if min(w, h) < limits.min_side:
         raise BadImage(f"too small: {w}x{h} < {limits.min_side}px")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

@@ -123,6 +123,9 @@ def configure(pipeline_args: list[str] | None = None) -> None:
 def _beam():
     from apache_beam.io.filesystems import FileSystems
 
+    beam_log = logging.getLogger("apache_beam")
+    if beam_log.level == logging.NOTSET:  # its filesystems log every listing at INFO
+        beam_log.setLevel(logging.WARNING)
     if not _configured and FileSystems._pipeline_options is None:
         configure()  # Beam's S3 filesystem needs some options object to exist
     return FileSystems
@@ -436,6 +439,10 @@ def rename(src: str, dst: str) -> None:
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
         os.replace(src, dst)
         return
+    if scheme(src) != scheme(dst):
+        copy(src, dst)
+        delete(src)
+        return
     with _remote(src, "rename"):
         _beam().rename([src], [dst])
 
@@ -446,7 +453,7 @@ def copy(src: str, dst: str) -> None:
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
         shutil.copyfile(src, dst)
         return
-    if is_local(src) != is_local(dst):  # across stores: through this process
+    if scheme(src) != scheme(dst):  # across stores: through this process
         write_bytes(dst, read_bytes(src))
         return
     with _remote(src, "copy"):

@@ -543,3 +543,20 @@ def test_an_interrupted_retraction_is_finished_on_load(tmp_path):
     assert [r["key"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["rose/" + "b" * 64]
     assert not (tmp_path / "daisy" / ("a" * 64 + ".jpg")).exists()
     assert [r["key"] for r in state.retracted] == [record["key"]]
+
+
+def test_closing_the_store_deletes_images_no_manifest_line_names(tmp_path):
+    """An image moved into <class>/ whose manifest line a kill lost (on an object store, the lines of
+    the last few seconds) is deleted at the next close unless the resumed run accepted it again."""
+    store = Store(str(tmp_path))
+    store.load()
+    store.open()
+    record = {"key": "daisy/" + "a" * 64, "class": "daisy", "url": "http://h/a.jpg", "sha256": "a" * 64,
+              "phash": "0" * 16, "format": "jpeg", "bytes": 3, "page_url": "", "source": "t", "time": "t"}
+    store.accept(record, b"abc", "jpg")
+    (tmp_path / "rose").mkdir()
+    (tmp_path / "rose" / ("b" * 64 + ".jpg")).write_bytes(b"orphan")
+    (tmp_path / "rose" / "notes.txt").write_text("not ours")
+    store.close()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        "daisy/" + "a" * 64 + ".jpg", "manifest.jsonl", "rejected.jsonl", "rose/notes.txt"]

@@ -42,6 +42,15 @@ def test_files_round_trip_and_list_alike_on_every_store(any_store):
         fs.read_bytes(fs.join(store, "top.json"))
 
 
+def test_copies_and_moves_across_stores(gcs, s3, tmp_path):
+    fs.write_bytes(str(tmp_path / "f"), b"data")
+    fs.copy(str(tmp_path / "f"), fs.join(gcs, "a"))
+    fs.rename(fs.join(gcs, "a"), fs.join(s3, "b"))
+    fs.copy(fs.join(s3, "b"), str(tmp_path / "back" / "f"))
+    assert not fs.exists(fs.join(gcs, "a")) and fs.read_bytes(fs.join(s3, "b")) == b"data"
+    assert (tmp_path / "back" / "f").read_bytes() == b"data"
+
+
 def test_empty_files_and_streams(any_store):
     # Beam's S3 writer cannot complete an upload of zero parts; the layer writes those itself.
     fs.write_bytes(fs.join(store := any_store, "empty"), b"")

@@ -1,18 +1,22 @@
-"""Fault tolerance and multi-worker training, each in real processes."""
+"""Fault tolerance and multi-worker training, each in real processes, on a local disk and on gs://
+(the GCS emulator): data, run dir and checkpoints in a bucket, as on a cluster."""
 
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from storage import fs, jsonl
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -34,27 +38,55 @@ def train_argv(data_dir, run_dir, *extra):
     return [sys.executable, "-m", "trainer.train", f"--data_dir={data_dir}", f"--run_dir={run_dir}", *TINY, *extra]
 
 
-def weights(run_dir):
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+def weights(run_dir, tmp_path):
+    """The model variables of a run's latest checkpoint (fetched through the storage layer)."""
+    local = pathlib.Path(tempfile.mkdtemp(dir=tmp_path))
+    folder = fs.join(str(run_dir), "checkpoints")
+    for rel in fs.list_files(folder):
+        fs.copy(fs.join(folder, rel), str(local / rel))
+    reader = tf.train.load_checkpoint(str(local))
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "model" in k}
 
 
-def test_kill_9_and_resume_gives_the_uninterrupted_weights(tfrecords_dir, tmp_path):
+@pytest.fixture
+def store(request, tmp_path, tfrecords_dir):
+    """(data dir, a folder for run dirs): local, or both in a gs:// bucket."""
+    if request.param == "local":
+        return tfrecords_dir, str(tmp_path)
+    bucket = request.getfixturevalue("gcs")
+    return upload(tfrecords_dir, fs.join(bucket, "data")), fs.join(bucket, "runs")
+
+
+def upload(local_dir, remote: str) -> str:
+    for p in local_dir.iterdir():
+        fs.write_bytes(fs.join(remote, p.name), p.read_bytes())
+    return remote
+
+
+def checkpoint_steps(run_dir) -> list[int]:
+    folder = fs.join(str(run_dir), "checkpoints")
+    names = fs.listdir(folder) if fs.isdir(folder) else []
+    return sorted(int(n[len("ckpt-"):-len(".index")]) for n in names if n.startswith("ckpt-") and n.endswith(".index"))
+
+
+@pytest.mark.parametrize("store", ["local", "gs"], indirect=True)
+def test_kill_9_and_resume_gives_the_uninterrupted_weights(store, tmp_path):
+    data_dir, runs = store
     flags = ["--epochs=2", "--checkpoint_every=2", "--deterministic", "--strategy=one_device"]
-    straight = tmp_path / "straight"
-    run_cli(*train_argv(tfrecords_dir, straight, *flags)[2:])
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_argv(tfrecords_dir, killed, *flags), stdout=subprocess.DEVNULL,
+    straight = fs.join(runs, "straight")
+    run_cli(*train_argv(data_dir, straight, *flags)[2:])
+    killed = fs.join(runs, "killed")
+    proc = subprocess.Popen(train_argv(data_dir, killed, *flags), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and not list((killed / "checkpoints").glob("ckpt-4.index")):
+    while time.time() < deadline and 4 not in checkpoint_steps(killed):
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    steps_done = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (killed / "checkpoints").glob("ckpt-*.index"))
+    steps_done = checkpoint_steps(killed)
     assert steps_done and steps_done[-1] < 2 * 4 * 10, steps_done  # killed before the end
-    run_cli(*train_argv(tfrecords_dir, killed, *flags)[2:])
-    a, b = weights(straight), weights(killed)
+    run_cli(*train_argv(data_dir, killed, *flags)[2:])
+    a, b = weights(straight, tmp_path), weights(killed, tmp_path)
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
@@ -79,13 +111,13 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tfrecords_dir, tmp_path):
 def test_nan_loss_stops_with_the_step_named_and_the_checkpoint_intact(tfrecords_dir, tmp_path):
     run_dir = tmp_path / "nan"
     run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=1", "--strategy=one_device")[2:])
-    good = weights(run_dir)
+    good = weights(run_dir, tmp_path)
     proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device",
                                "--learning_rate=1e12")[2:], check=False)
     assert proc.returncode == 3
     assert "loss is nan at step" in proc.stderr or "loss is inf at step" in proc.stderr, proc.stderr[-2000:]
     assert "--recover_from_nan" in proc.stderr
-    after = weights(run_dir)
+    after = weights(run_dir, tmp_path)
     for k in good:
         np.testing.assert_array_equal(good[k], after[k])
 
@@ -147,11 +179,13 @@ def test_multi_worker_two_local_processes_train_together(two_shard_dir, tmp_path
     assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
 
 
-def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step(two_shard_dir, tmp_path):
-    run_dir = tmp_path / "mw-term"
-    procs = _start_cluster(two_shard_dir, run_dir, "--epochs=500")
+def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step_on_gs(two_shard_dir, gcs):
+    """A cluster as users run one: nothing shared but a bucket (data, run dir, checkpoints on gs://)."""
+    data_dir, run_dir = upload(two_shard_dir, fs.join(gcs, "data")), fs.join(gcs, "mw-term")
+    metrics = fs.join(run_dir, "metrics.jsonl")
+    procs = _start_cluster(data_dir, run_dir, "--epochs=500")
     deadline = time.time() + 300
-    while time.time() < deadline and not (run_dir / "metrics.jsonl").exists():  # an epoch is done
+    while time.time() < deadline and not fs.exists(metrics):  # an epoch is done
         time.sleep(0.2)
     procs[1].send_signal(signal.SIGTERM)  # the non-chief: the chief must learn of it and save too
     outs = [p.communicate(timeout=300) for p in procs]
@@ -159,12 +193,14 @@ def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step(two_sha
     steps = {int(err.split("SIGTERM: checkpoint saved at step ")[1].split(";")[0]) for _, err in outs}
     assert len(steps) == 1, steps  # both workers stopped after the same step
     (step,) = steps
-    assert (run_dir / "checkpoints" / f"ckpt-{step}.index").exists()
-    per_epoch = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["step"]
-    procs = _start_cluster(two_shard_dir, run_dir, f"--epochs={step // per_epoch + 1}")
+    assert step in checkpoint_steps(run_dir)
+    per_epoch = jsonl.read_all(metrics)[0]["step"]
+    procs = _start_cluster(data_dir, run_dir, f"--epochs={step // per_epoch + 1}")
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
     assert all(f"at step {step}" in err for _, err in outs)  # both resumed from the chief's checkpoint
+    assert fs.read_json(fs.join(run_dir, "report.json"))["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
+    assert not os.path.exists("gs:")
 
 
 def test_one_device_and_mirrored_give_the_same_loss_curve(tfrecords_dir, tmp_path):
