@@ -1,7 +1,8 @@
 """Both Beam jobs through the portable job API, the path Flink, Spark and Dataflow take: Beam's
 own job service and an EXTERNAL SDK worker pool, each a process of its own, with inputs and
-outputs in gs:// buckets (the GCS emulator). The results must be the DirectRunner's, byte for
-byte (the crawl: the local thread pool's manifest too)."""
+outputs in gs:// buckets (the GCS emulator). The build must write the DirectRunner's bytes; the
+crawl must end as the local thread pool does (which tests/crawler/test_distributed.py holds the
+DirectRunner to)."""
 
 from __future__ import annotations
 
@@ -93,8 +94,7 @@ def test_crawl_download_on_the_portable_runner_gives_the_local_pools_manifest(po
               "--per_host_delay=0", "--workers=4"]
     beam = ["--partitions=4", "--partition_by=url"]
     results = {}
-    for name, runner in (("local", []), ("direct", ["--runner=DirectRunner", "--direct_num_workers=2", *beam]),
-                         ("portable", [*portable, *beam])):
+    for name, runner in (("local", []), ("portable", [*portable, *beam])):
         out = fs.join(gcs, name)
         fs.write_bytes(fs.join(out, "candidates.jsonl"), (crawled_dir / "candidates.jsonl").read_bytes())
         run_cli(*common, f"--out_dir={out}", *runner)
@@ -105,5 +105,5 @@ def test_crawl_download_on_the_portable_runner_gives_the_local_pools_manifest(po
         assert fs.read_json(fs.join(out, "crawl_stats.json"))["this_run"]["runner"] == (runner[0].split("=")[1]
                                                                                       if runner else "local")
         assert not [p for p in fs.list_files(out) if p.startswith(".")]  # work area and segments gone
-    assert results["portable"] == results["direct"] == results["local"]
+    assert results["portable"] == results["local"]
     assert len(results["local"][0]) == len(results["local"][2]) >= 30

@@ -39,7 +39,7 @@ def test_crawl_build_and_inspect_on_s3(s3, s3_server, crawled_dir):
             ".jpg").read_bytes()
 
     proc = run_cli("pipelines.build_tfrecords", f"--input_dir={raw}", f"--output_dir={out}", "--dataset_name=s3ds",
-                   "--image_size=24", "--splits=train:0.5,test:0.5", *options, env=no_aws)
+                   "--image_size=24", "--splits=train:0.5,test:0.5", *options, env=no_aws)  # worker processes
     assert f"-> {out}/s3ds/1.0.0" in proc.stdout
     data = fs.join(out, "s3ds", "1.0.0")
     names = fs.listdir(data)
