@@ -353,7 +353,10 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
         fs.rmtree(final)
         publish(tmp_dir, final)
     except BaseException:
-        fs.rmtree(tmp_dir)
+        try:
+            fs.rmtree(tmp_dir)
+        except (OSError, fs.StorageError) as e:  # the store that failed the job may refuse this too
+            logging.warning("could not remove %s: %s", tmp_dir, e)
         raise
     logging.info("published %s", final)
     return stats

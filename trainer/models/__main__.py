@@ -9,6 +9,7 @@ Flags live in a private FlagValues, so importing this module defines no global a
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -80,9 +81,21 @@ def main(fv: flags.FlagValues) -> int:
     if missing:
         sys.stderr.write(missing + "\n")
         return 1
+    import tempfile
+
     import keras
 
-    keras.utils.plot_model(_build(fv, fv.plot), to_file=fv.out, show_shapes=True)
+    from storage import StorageError, fs
+
+    try:
+        fs.preflight(fs.dirname(fv.out) or ".", "--out", write=True)
+    except StorageError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:  # pydot writes a local file; it is copied to --out (any storage)
+        local = os.path.join(tmp, os.path.basename(fv.out))
+        keras.utils.plot_model(_build(fv, fv.plot), to_file=local, show_shapes=True)
+        fs.copy(local, fv.out)
     logging.info("Wrote %s", fv.out)
     return 0
 
