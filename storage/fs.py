@@ -106,18 +106,13 @@ def check(path: str, flag: str = "", *, tensorflow: bool = False) -> None:
 
 
 # -- the remote side: Beam's FileSystems ----------------------------------------------------
-_configured = False
-
-
 def configure(pipeline_args: list[str] | None = None) -> None:
     """Gives Beam's filesystems this program's pipeline options (--s3_endpoint_url, --project, ...),
     so the driver reaches the stores as its workers do. Without a call, the defaults (environment)."""
-    global _configured
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
     FileSystems.set_options(PipelineOptions(pipeline_args or []))
-    _configured = True
 
 
 def _beam():
@@ -126,8 +121,10 @@ def _beam():
     beam_log = logging.getLogger("apache_beam")
     if beam_log.level == logging.NOTSET:  # its filesystems log every listing at INFO
         beam_log.setLevel(logging.WARNING)
-    if not _configured and FileSystems._pipeline_options is None:
-        configure()  # Beam's S3 filesystem needs some options object to exist
+    # Beam's S3 filesystem needs an options object. A Beam worker has its pipeline's already
+    # (--s3_endpoint_url ...): only a process that set none gets the defaults.
+    if FileSystems._pipeline_options is None:
+        configure()
     return FileSystems
 
 
@@ -210,7 +207,6 @@ def _remote(path: str, action: str) -> Iterator[None]:
         raise StorageError(path, cause, "" if cause.endswith("does not exist") else action) from e
 
 
-
 # -- reading ------------------------------------------------------------------------------
 @_pathlike
 def exists(path: str) -> bool:
@@ -273,11 +269,15 @@ def listdir(folder: str) -> list[str]:
 
 @_pathlike
 def glob(folder: str, pattern: str) -> list[str]:
-    """Paths of the files directly in `folder` whose names match `pattern` (fnmatch), sorted."""
+    """Paths of the files directly in `folder` whose names match `pattern` (fnmatch), sorted; [] if none."""
     import fnmatch
 
-    return [join(folder, n) for n in listdir(folder) if fnmatch.fnmatchcase(n, pattern)
-            and (not is_local(folder) or os.path.isfile(join(folder, n)))]
+    if is_local(folder):
+        names = [n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))] \
+            if os.path.isdir(folder) else []
+    else:
+        names = [rel for rel in list_files(folder) if "/" not in rel]
+    return [join(folder, n) for n in sorted(names) if fnmatch.fnmatchcase(n, pattern)]
 
 
 @_pathlike
@@ -333,53 +333,53 @@ def open_write(path: str) -> IO[bytes]:
     if is_local(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         return open(path, "wb")
-    from apache_beam.io.filesystem import CompressionTypes
-
-    with _remote(path, "write"):
-        return _RemoteWriter(_beam().create(path, compression_type=CompressionTypes.UNCOMPRESSED), path)
+    _filesystem(path)
+    return _RemoteWriter(path)
 
 
 class _RemoteWriter(io.RawIOBase):
-    """Beam's upload stream, with the store's errors (raised at write or close) as StorageError."""
+    """Beam's upload stream, opened at the first write, with the store's errors as StorageError.
 
-    def __init__(self, stream, path: str):
-        self._stream, self._path, self._written = stream, path, 0
+    Beam's S3 writer starts a multipart upload when opened and S3 refuses to complete one with
+    no part ("MalformedXML"): Beam cannot write an empty file to S3. An empty file is therefore
+    one plain PUT, through the boto3 client Beam's S3 filesystem configures.
+    """
+
+    def __init__(self, path: str):
+        self._path, self._stream = path, None
 
     def writable(self):
         return True
 
+    def _open(self):
+        from apache_beam.io.filesystem import CompressionTypes
+
+        return _beam().create(self._path, compression_type=CompressionTypes.UNCOMPRESSED)
+
     def write(self, data) -> int:
         with _remote(self._path, "write"):
+            if self._stream is None:
+                self._stream = self._open()
             self._stream.write(data)
-        self._written += len(data)
         return len(data)
 
     def close(self):
         if self.closed:
             return
         try:
-            if not self._written and scheme(self._path) == "s3":
-                self._stream = None
-                _s3_put_empty(self._path)  # Beam's S3 writer cannot finish an upload of zero parts
-            else:
-                with _remote(self._path, "write"):
+            with _remote(self._path, "write"):
+                if self._stream is not None:
                     self._stream.close()
+                elif scheme(self._path) == "s3":
+                    from apache_beam.io.aws.clients.s3 import boto3_client
+                    from apache_beam.io.aws.s3io import parse_s3_path
+
+                    bucket, key = parse_s3_path(self._path)
+                    boto3_client.Client(_beam()._pipeline_options).client.put_object(Bucket=bucket, Key=key, Body=b"")
+                else:
+                    self._open().close()
         finally:
             super().close()
-
-
-def _s3_put_empty(path: str) -> None:
-    """An empty S3 object, through the boto3 client Beam's S3 filesystem configures.
-
-    Beam's S3 writer always uses a multipart upload, and S3 refuses to complete one with no
-    part ("MalformedXML"), so Beam cannot write an empty file to S3.
-    """
-    from apache_beam.io.aws.clients.s3 import boto3_client
-    from apache_beam.io.aws.s3io import parse_s3_path
-
-    bucket, key = parse_s3_path(path)
-    with _remote(path, "write"):
-        boto3_client.Client(_beam()._pipeline_options).client.put_object(Bucket=bucket, Key=key, Body=b"")
 
 
 @_pathlike

@@ -70,7 +70,8 @@ def _files(folder: str) -> dict[str, bytes]:
 def test_build_on_the_portable_runner_writes_the_direct_runners_bytes(portable, crawled_dir, gcs):
     _upload(crawled_dir, fs.join(gcs, "raw"))
     outputs = {}
-    for name, runner in (("direct", []), ("portable", portable)):
+    # The reference on the in-process DirectRunner: its bytes are the multi-process mode's (test_build.py).
+    for name, runner in (("direct", ["--direct_running_mode=in_memory"]), ("portable", portable)):
         out = fs.join(gcs, name)
         proc = run_cli("pipelines.build_tfrecords", f"--input_dir={gcs}/raw", f"--output_dir={out}",
                        "--dataset_name=small", "--image_size=32", "--augment_copies=1", "--num_shards=2",

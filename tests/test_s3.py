@@ -9,13 +9,15 @@ import os
 
 import pytest
 
+from pipelines import inspect
 from storage import fs, jsonl
 from tests.conftest import run_cli
+from tests.pipelines.conftest import run_main
 
 pytestmark = pytest.mark.slow
 
 
-def test_crawl_build_and_inspect_on_s3(s3, s3_server, crawled_dir):
+def test_crawl_build_and_inspect_on_s3(s3, s3_server, crawled_dir, capsys):
     options = [f"--s3_endpoint_url={s3_server.endpoint}", "--s3_access_key_id=test", "--s3_secret_access_key=test",
                "--s3_region_name=us-east-1"]
     no_aws = {k: "" for k in s3_server.env()}  # the options must be enough, for the driver and the workers
@@ -49,6 +51,7 @@ def test_crawl_build_and_inspect_on_s3(s3, s3_server, crawled_dir):
     assert sum(fs.read_json(fs.join(data, "stats.json"))["examples_per_split"].values()) == len(manifest)
     assert not [p for p in fs.list_files(out) if ".incomplete" in p]
 
-    proc = run_cli("pipelines.inspect", data, "--examples=2")  # inspect reads through boto3's environment
-    assert f"OK: 2 shard(s), {len(manifest)} records verified" in proc.stdout
+    # inspect, here in this process, reads through boto3's environment (the s3 fixture set it)
+    assert run_main(inspect.main, data, "--examples=2") == 0
+    assert f"OK: 2 shard(s), {len(manifest)} records verified" in capsys.readouterr().out
     assert not os.path.exists("s3:")

@@ -286,11 +286,30 @@ class Trainer:
                     jsonl.write(fs.join(self.run_dir, "metrics.jsonl"), sorted(history, key=lambda h: h["epoch"]))
                 if on_epoch_end:
                     on_epoch_end(record)
+                if self._stop_point(int(self.step.numpy())):  # the epoch's last step: after its record
+                    raise KeyboardInterrupt("SIGTERM")
                 epoch += 1
         finally:
             self._preemption = None  # its watcher threads stop when it is dropped
             signal.signal(signal.SIGTERM, previous)
         return history
+
+    def _stop_point(self, step: int) -> bool:
+        """Where a SIGTERM takes effect, after `step`; True when this process must stop now.
+
+        Several workers: every worker saves a checkpoint at the same step and exits (through the
+        PreemptionCheckpointHandler, which must be called at the same points on every worker).
+        One process: it saves and stops. An epoch's last step stops after the epoch's validation
+        and metrics line, so a resumed run never misses an epoch's record.
+        """
+        if self._preemption is not None:
+            self._preemption.save_checkpoint_if_preempted(checkpoint_number=step)  # exits if preempted
+            return False
+        if self._stop_requested:
+            self.manager.save(checkpoint_number=step)
+            logging.warning("SIGTERM: checkpoint saved at step %d; exiting", step)
+            return True
+        return False
 
     def _preemption_handler(self):
         """A PreemptionCheckpointHandler when several workers train together, else None.
@@ -351,11 +370,7 @@ class Trainer:
                         tf.summary.scalar("images_per_second", rate)
             if c.checkpoint_every and step % c.checkpoint_every == 0:
                 self.manager.save(checkpoint_number=step)
-            if self._preemption is not None:  # every worker saves at the same step, then _preempted
-                self._preemption.save_checkpoint_if_preempted(checkpoint_number=step)
-            elif self._stop_requested:
-                self.manager.save(checkpoint_number=step)
-                logging.warning("SIGTERM: checkpoint saved at step %d; exiting", step)
+            if i < self.steps_per_epoch - 1 and self._stop_point(step):
                 return None
         if interactive:
             print(file=sys.stderr)

@@ -40,18 +40,25 @@ def test_build_into_a_bucket_without_permission_publishes_nothing(gcs, gcs_serve
     assert fs.list_files(gcs) == []
 
 
-@pytest.mark.parametrize("program", [["pipelines.build_tfrecords", "--input_dir={bucket}/raw", "--output_dir=out"],
-                                     ["pipelines.inspect", "{bucket}/tfrecords/x/1.0.0"]])
-def test_an_unreachable_store_is_named_after_the_timeout(program, gcs, tmp_path, monkeypatch):
+def test_an_unreachable_store_is_named_after_the_timeout(gcs, tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{closed}")
     monkeypatch.setenv(fs.TIMEOUT_ENV, "3")
     monkeypatch.chdir(tmp_path)
-    proc = run_cli(*(a.format(bucket=gcs) for a in program), check=False)
-    _one_line_error(proc, gcs, "cannot reach the storage service: no answer in", "Connection refused")
+    proc = run_cli("pipelines.build_tfrecords", f"--input_dir={gcs}/raw", "--output_dir=out", check=False)
+    _one_line_error(proc, f"--input_dir={gcs}/raw: cannot reach the storage service: no answer in",
+                    "Connection refused")
     assert os.listdir(tmp_path) == []
+
+
+def test_inspect_names_a_missing_bucket(gcs, capsys):
+    from pipelines import inspect
+    from tests.pipelines.conftest import run_main
+
+    assert run_main(inspect.main, "gs://no-such-bucket/tfrecords/x/1.0.0") == 2
+    assert capsys.readouterr().err == "error: gs://no-such-bucket/tfrecords/x/1.0.0: bucket no-such-bucket does not exist\n"
 
 
 @pytest.mark.parametrize("flags,message", [

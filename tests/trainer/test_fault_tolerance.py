@@ -164,21 +164,10 @@ def _start_cluster(data_dir, run_dir, *extra):
     return procs
 
 
-def test_multi_worker_two_local_processes_train_together(two_shard_dir, tmp_path):
-    run_dir = tmp_path / "mw"
-    procs = _start_cluster(two_shard_dir, run_dir, "--epochs=2", "--deterministic")
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    report = json.loads((run_dir / "report.json").read_text())
-    assert report["hardware"]["replicas"] == 2 and report["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
-    assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
-
-
-def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step_on_gs(two_shard_dir, gcs):
-    """A cluster as users run one: nothing shared but a bucket (data, run dir, checkpoints on gs://)."""
+def test_multi_worker_on_gs_checkpoints_the_cluster_at_one_step_on_sigterm_and_resumes(two_shard_dir, gcs):
+    """A cluster as users run one: nothing shared but a bucket (data, run dir, checkpoints on gs://).
+    SIGTERM on one worker stops both after the same step; started again, both resume from the
+    chief's checkpoint and train to the end together."""
     data_dir, run_dir = upload(two_shard_dir, fs.join(gcs, "data")), fs.join(gcs, "mw-term")
     metrics = fs.join(run_dir, "metrics.jsonl")
     procs = _start_cluster(data_dir, run_dir, "--epochs=500")
@@ -193,11 +182,16 @@ def test_sigterm_on_one_worker_checkpoints_the_whole_cluster_at_one_step_on_gs(t
     (step,) = steps
     assert step in checkpoint_steps(run_dir)
     per_epoch = jsonl.read_all(metrics)[0]["step"]
-    procs = _start_cluster(data_dir, run_dir, f"--epochs={step // per_epoch + 1}")
+    epochs = step // per_epoch + 1
+    procs = _start_cluster(data_dir, run_dir, f"--epochs={epochs}")
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
     assert all(f"at step {step}" in err for _, err in outs)  # both resumed from the chief's checkpoint
-    assert fs.read_json(fs.join(run_dir, "report.json"))["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
+    report = fs.read_json(fs.join(run_dir, "report.json"))
+    assert report["hardware"]["replicas"] == 2 and report["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
+    history = jsonl.read_all(metrics)
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1)) and all(np.isfinite(h["loss"]) for h in history)
+    assert "test top-1" in outs[0][0] and "test top-1" not in outs[1][0]  # only the chief reports
     assert not os.path.exists("gs:")
 
 
