@@ -38,7 +38,8 @@ from storage import StorageError, fs
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
 _SOURCE = flags.DEFINE_string("source", "html", f"Image source: one of {', '.join(source_names())}.")
 _CLASSES = flags.DEFINE_string("classes", "all", "Comma list of class names (e.g. daisy,rose), or 'all'.")
-_OUT_DIR = flags.DEFINE_string("out_dir", "workspace/raw", "Output folder (images, manifest.jsonl, ...).")
+_OUT_DIR = flags.DEFINE_string("out_dir", "workspace/raw", "Output folder (images, manifest.jsonl, ...): a local "
+                               "path, gs://bucket/... or s3://bucket/....")
 _URL_TEMPLATE = flags.DEFINE_string("url_template", "", "html source: result page URL with {query} "
                                     "(and optionally {page}); bing/baidu/commons: an endpoint to use instead of "
                                     "the real site (e.g. a local test server).")

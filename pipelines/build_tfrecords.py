@@ -43,14 +43,15 @@ from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_di
 from storage import StorageError, fs
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Crawler output folder (with manifest.jsonl) or an image "
-                                 "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg).")
+                                 "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg); local, gs:// or s3://.")
 _TFDS_NAME = flags.DEFINE_string("tfds_name", None, "Instead of --input_dir: a TFDS dataset already prepared in "
                                  "--tfds_data_dir (mnist, cifar10, tf_flowers, name:version, ...); never downloaded.")
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir holding --tfds_name (TFDS's default "
                                      "~/tensorflow_datasets if unset).")
 _CLASS_NAMES = flags.DEFINE_string("class_names", None, "The input's labels must be exactly these (a,b,c or @file "
                                    "with one name a line); their order is the label order.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "workspace/tfrecords", "Where <dataset_name>/<version>/ goes.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "workspace/tfrecords", "Where <dataset_name>/<version>/ goes (local, "
+                                  "gs:// or s3://).")
 _DATASET_NAME = flags.DEFINE_string("dataset_name", "flowers", "Dataset name (file name prefix).")
 _VERSION = flags.DEFINE_string("version", "1.0.0", "Dataset version, X.Y.Z.")
 _SPLITS = flags.DEFINE_string("splits", "train:0.8,validation:0.1,test:0.1", "Split fractions (stratified by class).")

@@ -18,7 +18,8 @@ from absl import app, flags
 from pipelines import quick_exit
 from storage import StorageError, fs
 
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory written by trainer.train (with export/).")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory written by trainer.train (with export/), "
+                               "local or gs://.")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes to print per image.", lower_bound=1)
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Images per model call.", lower_bound=1)

@@ -41,7 +41,7 @@ _HELP = {
     "bn_momentum": "Override the momentum of every BatchNormalization (0.9 suits small datasets).",
     "sync_bn": "Synchronise BatchNormalization statistics across replicas (same maths as one device).",
     "aux_heads": "Train auxiliary heads (GoogLeNet), weighted by the model's aux loss weights.",
-    "data_dir": "A <dataset>/<version> folder written by pipelines.build_tfrecords.",
+    "data_dir": "A <dataset>/<version> folder written by pipelines.build_tfrecords (local or gs://).",
     "tfds_name": "A TFDS image classification dataset already on disk (never downloaded).",
     "tfds_data_dir": "TFDS data_dir holding --tfds_name.",
     "train_split": "Training split name.",
@@ -107,7 +107,8 @@ def _define_config_flags() -> None:
 
 
 _define_config_flags()
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (config, checkpoints, logs, report, export).")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (config, checkpoints, logs, report, export): local "
+                               "or gs:// (multi-worker: storage every worker reaches).")
 _PRESET = flags.DEFINE_string("preset", "", f"Named recipe: {', '.join(sorted(config_lib.PRESETS))}.")
 _CONFIG_FILE = flags.DEFINE_string("config_file", "", "YAML or JSON file of config fields.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train, or eval a checkpoint without training.")
