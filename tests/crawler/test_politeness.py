@@ -560,3 +560,28 @@ def test_closing_the_store_deletes_images_no_manifest_line_names(tmp_path):
     store.close()
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
         "daisy/" + "a" * 64 + ".jpg", "manifest.jsonl", "rejected.jsonl", "rose/notes.txt"]
+
+
+def test_load_repairs_duplicate_keys_and_keeps_each_class_within_its_cap(tmp_path, caplog):
+    """Two crawls that once wrote into one folder at the same time left a key on several lines and a
+    class over its cap: `load` keeps the first line of each key and the first `max_per_class` of a class."""
+    def record(klass: str, ch: str) -> dict:
+        return {"key": f"{klass}/{ch * 64}", "class": klass, "url": f"http://h/{ch}.jpg", "sha256": ch * 64,
+                "phash": "0" * 16, "format": "jpeg", "bytes": 3, "page_url": "", "source": "t", "time": ch}
+
+    lines = [record("daisy", "a"), record("daisy", "b"), {**record("daisy", "a"), "time": "later"},
+             record("rose", "c"), record("daisy", "b"), record("daisy", "d"), record("daisy", "e")]
+    with open(tmp_path / "manifest.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in lines)
+    for r in lines:
+        (tmp_path / r["class"]).mkdir(exist_ok=True)
+        (tmp_path / r["class"] / f"{r['sha256']}.jpg").write_bytes(b"abc")
+    state = Store(str(tmp_path)).load()
+    assert [(r["key"][:7], r["time"]) for r in state.accepted] == [
+        ("daisy/a", "a"), ("daisy/b", "b"), ("rose/cc", "c"), ("daisy/d", "d"), ("daisy/e", "e")]
+    assert [r["time"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["a", "b", "c", "d", "e"]
+    assert "2 duplicate" in caplog.text
+    state = Store(str(tmp_path)).load(max_per_class=3)
+    assert state.per_class() == {"daisy": 3, "rose": 1}
+    assert [r["time"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["a", "b", "c", "d"]
+    assert sorted(p.name[0] for p in (tmp_path / "daisy").iterdir()) == ["a", "b", "d"]
