@@ -35,6 +35,7 @@ filesystems) or a shared mount for Dataflow, Flink or Spark.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import hashlib
 import logging as std_logging
@@ -42,7 +43,6 @@ import os
 import socket
 import threading
 import time
-import urllib.parse
 import uuid
 from typing import Iterable
 
@@ -71,7 +71,10 @@ def pipeline_args(runner: str, extra: list[str]) -> list[str]:
 
 def partition_of(url: str, partitions: int, by: str = "host") -> int:
     """A stable partition index (the same on every machine and Python run) for `url`."""
-    key = urllib.parse.urlsplit(url).netloc.lower() if by == "host" else url
+    key = url
+    if by == "host":
+        with contextlib.suppress(ValueError):  # a URL no worker can fetch: anywhere will do
+            key = net.host_key(url)
     return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") % partitions
 
 

@@ -1,13 +1,18 @@
 """Polite, bounded HTTP for the crawler: one `Fetcher` shared by every worker thread.
 
-For each request hop, in order: the URL's scheme and resolved addresses are checked
-(`safety`), and checked again on the connected socket (so a DNS answer that changes in
-between gains nothing); the origin's robots.txt is fetched once (one request per origin,
-however many workers) and consulted; the origin's gate is taken (at most
+For each request hop, in order: a URL with a user name or password is refused
+(`userinfo_in_url`: never sent, and left out of every message); the URL's scheme and resolved
+addresses are checked (`safety`), and checked again on the connected socket (so a DNS answer
+that changes in between gains nothing); the host's robots.txt is fetched once (one request per
+host, however many workers) and consulted; the host's gate is taken (at most
 `per_host_concurrency` requests in flight, starts at least `delay` apart, the delay being
 the larger of ours and robots.txt's Crawl-delay); then the body is streamed with a byte cap
 on the decompressed bytes (Content-Length is not trusted) and a total deadline. Redirects
-are followed by hand so every hop gets the same checks.
+are followed by hand so every hop gets the same checks. Every per-host limit and the
+robots.txt cache are keyed on `host_key`, the lower-cased host and port alone.
+
+A host name that does not resolve is `dns_error`, retryable: a resolver that is down or slow
+fails every name for a while, so a later run tries again (this download does not).
 
 Retries are an explicit loop, not urllib3's: on 429/500/502/503/504, connection errors and
 timeouts, with exponential backoff and full jitter, honouring Retry-After (which also holds
@@ -90,6 +95,29 @@ class Fetched:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_key(url: str) -> str:
+    """'host:port' of `url`: lower-cased, the scheme's default port filled in, any user name and
+    password left out. The key of every per-host limit and of the robots.txt cache, so that
+    `http://u1@h/`, `http://U2@H:80/` and `http://h/` are one host."""
+    p = urllib.parse.urlsplit(url)
+    host = (p.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{p.port or DEFAULT_PORTS.get(p.scheme.lower(), 0)}"
+
+
+def origin(url: str) -> str:
+    """'scheme://host[:port]' of `url`, lower-cased, without a user name or password."""
+    p = urllib.parse.urlsplit(url)
+    host = (p.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{p.scheme.lower()}://{host}" + (f":{p.port}" if p.port else "")
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:
@@ -240,61 +268,61 @@ class Fetcher:
             self._local.session = s
         return s
 
-    @staticmethod
-    def _origin(url: str) -> str:
-        p = urllib.parse.urlsplit(url)
-        return f"{p.scheme.lower()}://{p.netloc.lower()}"
-
-    def _gate(self, origin: str) -> _HostGate:
+    def _gate(self, key: str) -> _HostGate:
+        """The gate of the host `key` (a `host_key`)."""
         with self._lock:
-            gate = self._gates.get(origin)
+            gate = self._gates.get(key)
             if gate is None:
-                gate = self._gates[origin] = _HostGate(self.config.per_host_concurrency, self.config.per_host_delay)
+                gate = self._gates[key] = _HostGate(self.config.per_host_concurrency, self.config.per_host_delay)
             return gate
 
     # -- robots.txt -----------------------------------------------------------------------
-    def _robots_for(self, origin: str) -> Protego | bool | _Deny:
-        """Protego rules, True (allow all) or a _Deny, by the status rules; fetched once per origin."""
+    def _robots_for(self, url: str) -> Protego | bool | _Deny:
+        """Protego rules, True (allow all) or a _Deny for `url`'s host, by the status rules; fetched once
+        per host (`host_key`)."""
+        key, base = host_key(url), origin(url)
         with self._lock:
-            if origin in self._robots:
-                return self._robots[origin]
-            lock = self._robots_locks.setdefault(origin, threading.Lock())
+            if key in self._robots:
+                return self._robots[key]
+            lock = self._robots_locks.setdefault(key, threading.Lock())
         with lock:
-            if origin in self._robots:
-                return self._robots[origin]
+            if key in self._robots:
+                return self._robots[key]
             rules: Protego | bool | _Deny
             try:
-                page = self._get(origin + "/robots.txt", ROBOTS_MAX_BYTES, _Deadline(self.config.deadline),
+                page = self._get(base + "/robots.txt", ROBOTS_MAX_BYTES, _Deadline(self.config.deadline),
                                  retries=0, robots_txt=True)
                 rules = Protego.parse(page.body.decode("utf-8", errors="replace"))
                 delay = rules.crawl_delay(self.config.user_agent)
                 if delay:
-                    self._gate(origin).slow_down(float(delay))
+                    self._gate(key).slow_down(float(delay))
             except FetchError as e:
                 status = int(e.reason[5:]) if re.fullmatch(r"http_\d+", e.reason) else 0
                 if status in (401, 403):
-                    rules = _Deny("robots_disallowed", f"robots.txt of {origin} answered {status}: host disallowed",
+                    rules = _Deny("robots_disallowed", f"robots.txt of {base} answered {status}: host disallowed",
                                   retryable=False)
                 elif 400 <= status < 500:
                     rules = True
                 elif status >= 500:
-                    rules = _Deny("robots_unavailable", f"robots.txt of {origin} answered {status}: host "
+                    rules = _Deny("robots_unavailable", f"robots.txt of {base} answered {status}: host "
                                   "disallowed for this run", retryable=True)
                 elif e.reason in ("timeout", "deadline", "connection_error"):
-                    rules = _Deny("host_unreachable", f"{origin}: robots.txt {e}", retryable=True)
+                    rules = _Deny("host_unreachable", f"{base}: robots.txt {e}", retryable=True)
+                elif e.reason == "dns_error":
+                    rules = _Deny("dns_error", f"robots.txt of {base}: {e.detail}", retryable=True)
                 elif e.reason == "unsafe_url":  # a redirect hop of robots.txt, or the socket itself
-                    rules = _Deny("unsafe_url", f"robots.txt of {origin}: {e.detail}", retryable=False)
+                    rules = _Deny("unsafe_url", f"robots.txt of {base}: {e.detail}", retryable=False)
                 else:
-                    rules = _Deny("robots_unavailable", f"robots.txt of {origin}: {e}", retryable=e.retryable)
+                    rules = _Deny("robots_unavailable", f"robots.txt of {base}: {e}", retryable=e.retryable)
                 if isinstance(rules, _Deny):
-                    logging.warning("%s: treating %s as disallowed", rules.detail, origin)
+                    logging.warning("%s: treating %s as disallowed", rules.detail, base)
             with self._lock:
-                self._robots[origin] = rules
+                self._robots[key] = rules
             return rules
 
     def check_robots(self, url: str) -> float:
         """Raises FetchError if robots.txt forbids `url`; returns the host's Crawl-delay (0 if none)."""
-        rules = self._robots_for(self._origin(url))
+        rules = self._robots_for(url)
         if rules is True:
             return 0.0
         if isinstance(rules, _Deny):
@@ -313,17 +341,24 @@ class Fetcher:
         Returns:
           The final response, body included.
         Raises:
-          FetchError: with a reason (unsafe_url, robots_disallowed, x_robots_tag, http_404, timeout,
-            deadline, too_large, ...) on any failure.
+          FetchError: with a reason (userinfo_in_url, unsafe_url, bad_url, dns_error, robots_disallowed,
+            x_robots_tag, http_404, timeout, deadline, too_large, ...) on any failure.
         """
         return self._get(url, max_bytes, _Deadline(self.config.deadline), retries=self.config.retries)
 
     def _get(self, url: str, max_bytes: int, deadline: _Deadline, retries: int, robots_txt: bool = False) -> Fetched:
         for _ in range(MAX_REDIRECTS + 1):
+            if safety.has_userinfo(url):  # never sent: requests would pass it on as Basic auth
+                raise FetchError("userinfo_in_url", f"{safety.strip_userinfo(url)}: a URL with a user name or "
+                                 "password is not fetched")
             try:
                 safety.check_url(url, self.config.allow_private_hosts)
             except safety.UnsafeURL as e:
                 raise FetchError("unsafe_url", f"{url}: {e}") from e
+            except safety.BadURL as e:
+                raise FetchError("bad_url", f"{url[:300]}: {e}") from e
+            except safety.DNSError as e:
+                raise FetchError("dns_error", f"{url}: {e}", retryable=True) from e
             if not robots_txt:
                 self.check_robots(url)
             result = self._with_retries(url, max_bytes, deadline, retries, robots_txt)
@@ -335,7 +370,7 @@ class Fetcher:
     def _with_retries(self, url: str, max_bytes: int, deadline: _Deadline, retries: int,
                       robots_txt: bool) -> Fetched | str:
         c = self.config
-        gate = self._gate(self._origin(url))
+        gate = self._gate(host_key(url))
         for attempt in itertools.count():
             try:
                 return self._attempt(url, gate, max_bytes, deadline, robots_txt)
@@ -360,14 +395,14 @@ class Fetcher:
                  robots_txt: bool) -> Fetched | str:
         """One request; returns the response, or the next hop's URL on a redirect."""
         c = self.config
-        origin = self._origin(url)
+        where = origin(url)
         with gate:
             deadline.start()
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise deadline.error()
             with self._lock:
-                self.requests_per_host[origin] = self.requests_per_host.get(origin, 0) + 1
+                self.requests_per_host[where] = self.requests_per_host.get(where, 0) + 1
             try:
                 resp = self._session().get(url, stream=True, allow_redirects=False,
                                            timeout=(min(c.connect_timeout, remaining), min(c.read_timeout, remaining)))
@@ -384,7 +419,10 @@ class Fetcher:
             with contextlib.closing(resp):
                 status = resp.status_code
                 if resp.is_redirect:
-                    return urllib.parse.urljoin(url, resp.headers["Location"])
+                    try:
+                        return urllib.parse.urljoin(url, resp.headers["Location"])
+                    except ValueError as e:  # 'http://[::1/x'
+                        raise FetchError("bad_url", f"{url}: redirect to an invalid URL ({e})") from e
                 if status >= 400:
                     again = status in RETRY_STATUSES
                     raise FetchError(f"http_{status}", url, retryable=again, transient=again,

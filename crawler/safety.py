@@ -10,6 +10,14 @@ IPv4 addresses embedded in IPv6 ones (mapped, compatible, 6to4, NAT64) are check
 `allow_private` (the `--allow_private_hosts` flag, for the local flower site and tests)
 allows loopback and private ranges, never link-local and cloud metadata addresses: no
 crawl target lives there, only credentials.
+
+Three kinds of refusal, recorded differently: `UnsafeURL` (a scheme other than http(s), or a
+host that resolved to an address we may not reach: final), `BadURL` (not a URL we can parse:
+no host, a bad port or IPv6 literal, an invalid name: final) and `DNSError` (the name did not
+resolve now: a resolver that is down or slow answers EAI_AGAIN, and some answer EAI_NONAME
+for a while too, so a later run tries again). A URL with a user name or password
+(`userinfo`) is refused before any of this (see `has_userinfo`): the crawler never sends,
+stores or prints it.
 """
 
 from __future__ import annotations
@@ -34,6 +42,35 @@ PUBLIC, PRIVATE, FORBIDDEN = "public", "private", "forbidden"
 
 class UnsafeURL(ValueError):
     """The URL must not be fetched (scheme or address); the message says why."""
+
+
+class BadURL(ValueError):
+    """The URL cannot be parsed or names no valid host; the message says why."""
+
+
+class DNSError(OSError):
+    """The URL's host name did not resolve this time; the message says why (the resolver's words)."""
+
+
+def has_userinfo(url: str) -> bool:
+    """True if `url` carries a user name or password (`http://user:pass@host/`)."""
+    try:
+        return "@" in urllib.parse.urlsplit(url).netloc
+    except ValueError:
+        return "@" in url.split("//", 1)[-1].split("/", 1)[0]
+
+
+def strip_userinfo(url: str) -> str:
+    """`url` without its user name and password (`http://user:pass@host/a` -> `http://host/a`)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        scheme, sep, rest = url.partition("//")
+        netloc, slash, path = rest.partition("/")
+        return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}" if sep else url
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -80,28 +117,38 @@ def check_address(addr: str | Address, allow_private: bool, host: str = "") -> N
 
 
 def resolve(host: str, port: int) -> list[Address]:
+    """The addresses `host` resolves to; DNSError if it does not resolve now, BadURL if it is no valid name."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError, ValueError) as e:
-        raise UnsafeURL(f"cannot resolve host {host!r}: {e}") from e
+    except socket.gaierror as e:
+        raise DNSError(f"cannot resolve host {host!r}: {e.strerror or e}") from e
+    except (UnicodeError, ValueError) as e:
+        raise BadURL(f"host {host!r} is not a valid name ({e})") from e
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
 def check_url(url: str, allow_private: bool) -> None:
-    """Raises UnsafeURL unless `url` is http(s) and every address its host resolves to may be fetched.
+    """Raises unless `url` is http(s) and every address its host resolves to may be fetched.
 
     Args:
       url: the URL of one request (a start URL or a redirect hop).
       allow_private: also allow loopback and private addresses (never link-local or metadata).
+    Raises:
+      UnsafeURL: another scheme, or an address that may not be fetched.
+      BadURL: no host, a bad port, an invalid IPv6 literal or host name.
+      DNSError: the host name did not resolve (retry later).
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:  # 'http://[::1/x': an IPv6 literal without its bracket
+        raise BadURL(f"not a valid URL ({e})") from e
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise UnsafeURL(f"scheme {parts.scheme!r} not allowed (only http, https)")
     if not parts.hostname:
-        raise UnsafeURL("no host in URL")
+        raise BadURL("no host in URL")
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError as e:
-        raise UnsafeURL(f"bad port in {url!r}") from e
+        raise BadURL(f"bad port in {url!r}") from e
     for addr in resolve(parts.hostname, port):
         check_address(addr, allow_private, parts.hostname)
