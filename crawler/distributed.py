@@ -179,7 +179,7 @@ def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fe
     committer = Committer(store, config)
     todo = committer.plan(candidates)
     store.clear_work()
-    wanted = dict.fromkeys(c.url for c in todo if committer.has_room(c.klass))
+    wanted = dict.fromkeys(c.url for c in todo if committer.wants_fetch(c) and committer.has_room(c.klass))
     tasks = make_tasks(wanted, partitions, partition_by)
     run_id = uuid.uuid4().hex[:12]
     start = time.monotonic()
@@ -194,7 +194,7 @@ def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fe
         try:
             for c in todo:
                 out = outcomes.get(c.url)
-                if out is None and committer.has_room(c.klass):
+                if out is None and committer.wants_fetch(c) and committer.has_room(c.klass):
                     out = outcomes[c.url] = fetch_and_stage(fetcher, c.url, config, store)
                 committer.commit(c, out)
                 if committer.out_of_bytes:

@@ -12,7 +12,9 @@ within and across classes. Within a class the first copy wins. Across classes no
 the later copy is rejected (`duplicate_other_class` / `near_duplicate_other_class`) and the
 earlier, already accepted one is retracted (`cross_class_duplicate`, naming the other URL);
 both stay in the index, so later copies in either class are rejected too. A URL listed
-under two classes is fetched once and decided for each class.
+under two classes is fetched once and decided for each class. A candidate refused at intake
+(`Candidate.refused`: a URL with a user name or password, or one the crawler cannot use) is
+never fetched: it is rejected with its reason, for good.
 """
 
 from __future__ import annotations
@@ -134,12 +136,21 @@ class Committer:
     def out_of_bytes(self) -> bool:
         return self.bytes_before + self.run["bytes"] >= self.config.max_total_bytes
 
+    @staticmethod
+    def wants_fetch(c: Candidate) -> bool:
+        """False for a candidate refused at intake: decided without a request."""
+        return not c.refused
+
     def commit(self, c: Candidate, out: Outcome | None) -> None:
-        """Decides candidate `c` from its URL's outcome (None: not fetched, its class was full)."""
+        """Decides candidate `c` from its URL's outcome (None: not fetched, its class was full, or refused)."""
+        base = {"url": c.url, "class": c.klass, "page_url": c.page_url, "source": c.source, "time": _now()}
+        if c.refused:
+            self.store.reject({**base, "reason": c.refused, "detail": c.refused_detail, "retryable": False})
+            self.run["rejected"] += 1
+            return
         if out is None or not self.has_room(c.klass):
             self.run["skipped_class_full"] += 1
             return
-        base = {"url": c.url, "class": c.klass, "page_url": c.page_url, "source": c.source, "time": _now()}
         reason, detail, retryable = out.error, out.detail, out.retryable
         if not reason:
             match = self.index.find(out.sha256, out.phash)
@@ -199,7 +210,7 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
                     c = next(it, None)
                     if c is None:
                         return
-                    if not committer.has_room(c.klass):
+                    if not committer.wants_fetch(c) or not committer.has_room(c.klass):
                         window.append((c, None))  # decided at commit time: a retraction may free a slot
                         continue
                     if c.url not in by_url:
@@ -211,7 +222,7 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
             while window:
                 c, future = window.popleft()
                 if future is None:
-                    if committer.has_room(c.klass):
+                    if committer.wants_fetch(c) and committer.has_room(c.klass):
                         future = by_url.get(c.url) or pool.submit(fetch, c.url)
                 else:
                     waiting[c.url] -= 1

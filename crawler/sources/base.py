@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from absl import logging
 
+from crawler import safety
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
 
@@ -24,7 +25,7 @@ class SourceOptions:
     allowed_hosts: tuple[str, ...] = ()
 
 
-FetchText = Callable[[str], str]
+FetchText = Callable[[str], str]  # GETs a page through the polite fetcher, returns its text
 
 
 def http_url(value, base: str = "") -> str:
@@ -35,9 +36,12 @@ def http_url(value, base: str = "") -> str:
     """
     if not isinstance(value, str) or not value.strip():
         return ""
-    url = urllib.parse.urljoin(base, value.strip()) if base else value.strip()
-    parts = urllib.parse.urlsplit(url)
-    return url if parts.scheme in ("http", "https") and parts.hostname else ""  # GET a page through the polite fetcher, return its text
+    try:
+        url = urllib.parse.urljoin(base, value.strip()) if base else value.strip()
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # 'http://[::1/x': not a URL
+        return ""
+    return url if parts.scheme in ("http", "https") and parts.hostname else ""
 
 
 def fresh_results(page_urls: Iterable[str], fetch_text: FetchText, parse: Callable[[str, str], list],
@@ -74,12 +78,18 @@ class Source(abc.ABC):
 
     def endpoint(self, default: str) -> str:
         """`--url_template` as a replacement for a search API's endpoint (e.g. a test server);
-        placeholders are refused because the source builds the query itself."""
+        placeholders are refused because the source builds the query itself, and a user name or password
+        because every request would carry it."""
         value = self.options.url_template.strip()
-        parts = urllib.parse.urlsplit(value)
-        if value and (parts.scheme not in ("http", "https") or not parts.netloc or "{" in value):
+        try:
+            parts = urllib.parse.urlsplit(value)
+        except ValueError:
+            parts = urllib.parse.urlsplit("")
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc or "{" in value
+                      or "@" in parts.netloc):
             raise ValueError(f"--url_template for the {self.name} source is an http(s) endpoint to use instead of "
-                             f"{default}, without placeholders; got {value!r}")
+                             f"{default}, without placeholders or a user name and password; got "
+                             f"{safety.strip_userinfo(value)!r}")
         return value or default
 
     @abc.abstractmethod

@@ -4,9 +4,13 @@
 any request. `.jsonl` files hold one `{"url": ..., "class": ...}` object a line; any other
 file (`.txt`, `.csv`) holds `url,class` lines (CSV quoting allowed), with an optional
 `url,class` header, `#` comment lines and blank lines. A class is a slug or English name of
-`crawler.classes` (`morning_glory`, `Morning glory`); URLs must be http(s). Any other line
-is an error naming the file and line. Queries are not used: discovering a class yields that
-class's lines in file order.
+`crawler.classes` (`morning_glory`, `Morning glory`). A line that is not `url,class` or names
+an unknown class is an error naming the file and line. A line whose URL the crawler cannot use
+(not http(s), no host, unparsable, over `candidates.MAX_URL_CHARS`) or that carries a user
+name or password does not stop the crawl: it is refused (`bad_url`, `userinfo_in_url`; see
+`candidates.screen`), recorded in rejected.jsonl with `path:line` in its detail, and the
+other lines are crawled. Queries are not used: discovering a class yields that class's lines
+in file order.
 """
 
 from __future__ import annotations
@@ -14,12 +18,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import urllib.parse
 from typing import Iterator
 
 from absl import logging
 
-from crawler.candidates import Candidate
+from crawler.candidates import Candidate, screen
 from crawler.classes import CLASS_NAMES, FlowerClass, get_class
 from crawler.sources.base import FetchText, Source, SourceOptions, register
 from storage import StorageError, fs
@@ -35,13 +38,11 @@ class UrlLine:
 
 
 def _check(url: object, name: object, path: str, lineno: int) -> UrlLine:
+    """The line's URL (checked later, by `screen`: a bad one is refused, not an error) and its class."""
     where = f"{path}:{lineno}"
     if not isinstance(url, str) or not isinstance(name, str):
         raise ValueError(f"{where}: url and class must be strings")
     url = url.strip()
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{where}: not an http(s) URL: {url!r}")
     try:
         klass = get_class(name.strip().lower())
     except ValueError:
@@ -50,7 +51,13 @@ def _check(url: object, name: object, path: str, lineno: int) -> UrlLine:
 
 
 def _csv_line(line: str, path: str, lineno: int, first: bool) -> UrlLine | None:
-    cells = [c.strip() for c in next(csv.reader([line]))]
+    if len(line) > csv.field_size_limit():  # the csv module refuses it; its URL is refused as too long
+        cells = [c.strip() for c in line.rsplit(",", 1)]
+    else:
+        try:
+            cells = [c.strip() for c in next(csv.reader([line]))]
+        except csv.Error as e:
+            raise ValueError(f"{path}:{lineno}: not a CSV line ({e})") from None
     if first and [c.lower() for c in cells] == HEADER:
         return None
     if len(cells) != 2:
@@ -119,4 +126,5 @@ class UrlsSource(Source):
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         for line in self.lines:
             if line.klass == klass.slug:
-                yield Candidate(line.url, klass.slug, source=self.name)
+                yield screen(Candidate(line.url, klass.slug, source=self.name),
+                             where=f"{self.options.urls_file}:{line.lineno}")

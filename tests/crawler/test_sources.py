@@ -363,8 +363,6 @@ def test_urls_jsonl(tmp_path):
     ("l.csv", "url,class\nhttp://a.test/1.jpg,daisy\nhttp://a.test/2.jpg\n", "l.csv:3: expected 'url,class', got 1"),
     ("l.csv", "http://a.test/1.jpg,daisy,extra\n", "l.csv:1: expected 'url,class', got 3"),
     ("l.txt", "# x\nhttp://a.test/1.jpg,tulipz\n", "l.txt:2: unknown class 'tulipz'; known classes: daisy,"),
-    ("l.txt", "file:///etc/passwd,daisy\n", "l.txt:1: not an http(s) URL: 'file:///etc/passwd'"),
-    ("l.txt", "url,class\nhttp:///nohost.jpg,daisy\n", "l.txt:2: not an http(s) URL"),
     ("l.jsonl", '{"url": "http://a.test/1.jpg", "class": "rose"}\n{"url": "http://a.test/2.jpg"\n',
      "l.jsonl:2: not valid JSON"),
     ("l.jsonl", '["http://a.test/1.jpg", "rose"]\n', "l.jsonl:1: expected an object with 'url' and 'class'"),
@@ -374,6 +372,21 @@ def test_urls_bad_lines_are_named(name, text, message):
     with pytest.raises(ValueError) as e:
         parse_url_lines(text, name)
     assert str(e.value).startswith(message), str(e.value)
+
+
+def test_urls_lines_the_crawler_cannot_fetch_are_refused_naming_their_line(tmp_path):
+    path = tmp_path / "l.txt"
+    path.write_text("url,class\nfile:///etc/passwd,daisy\nhttp:///nohost.jpg,daisy\nhttp://[::1/x.jpg,daisy\n"
+                    "http://user:pw@a.test/1.jpg,daisy\nhttp://a.test/2.jpg,daisy\n")
+    found = list(get_source("urls", SourceOptions(urls_file=str(path))).discover(get_class("daisy"), fetch_text))
+    assert [(c.url, c.refused, c.refused_detail.split(": ")[:2]) for c in found] == [
+        ("file:///etc/passwd", "bad_url", [f"{path}:2", "not an http(s) URL with a host"]),
+        ("http:///nohost.jpg", "bad_url", [f"{path}:3", "not an http(s) URL with a host"]),
+        ("http://[::1/x.jpg", "bad_url", [f"{path}:4", "not a valid URL (Invalid IPv6 URL)"]),
+        ("http://a.test/1.jpg", "userinfo_in_url", [f"{path}:5", "a URL with a user name or password is not "
+                                                                 "fetched, stored or shown"]),
+        ("http://a.test/2.jpg", "", [""])]
+    assert "pw" not in repr(found)
 
 
 def test_urls_file_missing_or_not_given(tmp_path):
