@@ -17,12 +17,23 @@ manifest. Flags this program does not know are Beam pipeline options and pass th
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py`.
 The DirectRunner runs multi-process on all cores unless `--direct_running_mode` or
 `--direct_num_workers` say otherwise. Per-host politeness limits hold per Beam worker process.
+
+One crawl at a time writes into an --out_dir: the crawl holds the folder's lock
+(<out_dir>/.lock, see storage/lock.py) for both phases, whatever the runner; a second one
+stops before any work, naming the first (its pid and host). A lock left by a crawl that was
+killed is taken over with a warning.
+
+Exit codes: 0 done; 1 the work ran and failed (no candidate found, a disk that filled up, a
+store that failed mid-way: one `error:` line; the same command resumes); 2 a flag, path or
+folder the program cannot use, or a folder in use (one `error:` line, before any work).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import uuid
 
 from absl import app, flags, logging
 
@@ -32,8 +43,8 @@ from crawler.candidates import Candidate, read_candidates, write_candidates
 from crawler.classes import parse_classes
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source, source_names
-from crawler.store import CANDIDATES, Store
-from storage import StorageError, fs
+from crawler.store import CANDIDATES, Store, writing
+from storage import StorageError, fs, lock
 
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
 _SOURCE = flags.DEFINE_string("source", "html", f"Image source: one of {', '.join(source_names())}.")
@@ -58,13 +69,16 @@ _PARTITION_BY = flags.DEFINE_enum("partition_by", "host", ["host", "url"], "Beam
                                   "of their host (a host's politeness lives in one worker) or of the URL (spreads one "
                                   "big host over all workers; per-host limits then hold per worker process).")
 _MAX_PER_CLASS = flags.DEFINE_integer("max_per_class", 1000, "Accepted images per class at most.", lower_bound=1)
-_MAX_TOTAL_BYTES = flags.DEFINE_integer("max_total_bytes", 10 * 1024**3, "Stop after accepting this many bytes.")
+_MAX_TOTAL_BYTES = flags.DEFINE_integer("max_total_bytes", 10 * 1024**3, "Stop after accepting this many bytes.",
+                                        lower_bound=1)
 _MAX_IMAGE_BYTES = flags.DEFINE_integer("max_image_bytes", 20 * 1024**2, "Byte cap per download (streamed; "
-                                        "Content-Length is not trusted).")
-_MIN_SIDE = flags.DEFINE_integer("min_side", 64, "Reject images whose shorter side is below this.")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Reject images with more pixels (decompression bombs).")
+                                        "Content-Length is not trusted).", lower_bound=1)
+_MIN_SIDE = flags.DEFINE_integer("min_side", 64, "Reject images whose shorter side is below this.", lower_bound=1)
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Reject images with more pixels (decompression bombs).",
+                                   lower_bound=1)
 _DEDUP_DISTANCE = flags.DEFINE_integer("dedup_distance", 6, "Perceptual-hash Hamming distance (of 64 bits) "
-                                       "at or below which two images are near-duplicates.")
+                                       "at or below which two images are near-duplicates.", lower_bound=0,
+                                       upper_bound=64)
 _ALLOW_PRIVATE = flags.DEFINE_bool("allow_private_hosts", False, "Allow loopback/private addresses "
                                    "(needed for the local flower site); link-local and cloud metadata "
                                    "addresses stay refused.")
@@ -91,21 +105,57 @@ def fetch_config() -> net.FetchConfig:
 
 def main(argv):
     extra = argv[1:]
-    if extra and _RUNNER.value == "local":
-        raise app.UsageError(f"unexpected arguments: {extra} (Beam pipeline options need a Beam --runner)")
     try:
+        if extra and _RUNNER.value == "local":
+            raise app.UsageError(f"unexpected arguments: {extra} (Beam pipeline options need a Beam --runner)")
         if _RUNNER.value != "local":
             fs.configure(extra)  # --s3_endpoint_url and friends reach the driver's reads and writes too
         fs.preflight(_OUT_DIR.value, "--out_dir", write=True)
+        check_local_out_dir(_OUT_DIR.value)
         if _URLS_FILE.value:
             fs.preflight(fs.dirname(_URLS_FILE.value), "--urls_file")
-        return crawl(extra)
-    except StorageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        classes, source = inputs()
+    except (app.UsageError, StorageError) as e:
+        return fail(e, 2)
+    working = False
+    try:
+        with lock.hold(_OUT_DIR.value, "crawl"):  # both phases, whatever the runner: one crawl at a time
+            working = True
+            return crawl(extra, classes, source)
+    except app.UsageError as e:
+        return fail(e, 2)
+    except OSError as e:  # a StorageError, or a disk that failed: one line, no traceback
+        return fail(e, 1 if working else 2)
 
 
-def crawl(extra: list[str]) -> int:
+def fail(error: Exception, code: int) -> int:
+    """Prints `error` as one `error:` line on stderr; returns the exit code."""
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def check_local_out_dir(path: str) -> None:
+    """Refuses, before any work, a local --out_dir this process cannot write into (made if missing):
+    a file, a folder under a file, a read-only disk or folder. fs.preflight proves the same of a bucket."""
+    if not fs.is_local(path):
+        return
+    name = f"--out_dir={path}"
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".flowerpipe-write-check-{uuid.uuid4().hex[:12]}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except FileExistsError:
+        raise StorageError(name, "not a folder (a file of that name exists)") from None
+    except NotADirectoryError:
+        raise StorageError(name, "a part of the path is a file, not a folder") from None
+    except OSError as e:
+        raise StorageError(name, e.strerror or str(e), "write") from None
+
+
+def inputs() -> tuple:
+    """The classes and the source the flags name, checked before any work (UsageError otherwise)."""
     try:
         classes = parse_classes(_CLASSES.value)
         source = get_source(_SOURCE.value, SourceOptions(
@@ -120,6 +170,11 @@ def crawl(extra: list[str]) -> int:
             raise app.UsageError(f"--url_template has no {{query}}: {_URL_TEMPLATE.value!r}")
         if _START_URL.value and len(classes) != 1:
             raise app.UsageError("--start_url crawls one class: give exactly one in --classes")
+    return classes, source
+
+
+def crawl(extra: list[str], classes, source) -> int:
+    """Both phases, as --phase says, in the locked --out_dir."""
     store = Store(_OUT_DIR.value)
     try:
         store.load()  # refuses a folder from another class list before any request
@@ -132,9 +187,9 @@ def crawl(extra: list[str]) -> int:
             candidates = discover(source, classes, fetcher)
         except RuntimeError as e:
             logging.error("%s", e)
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        n = write_candidates(cand_path, candidates)
+            return fail(e, 1)
+        with writing(cand_path):
+            n = write_candidates(cand_path, candidates)
         logging.info("discover: %d candidates -> %s", n, cand_path)
     if _PHASE.value in ("download", "all"):
         if not fs.exists(cand_path):
@@ -172,7 +227,12 @@ def print_summary(stats: dict) -> None:
 
 
 def _parse(argv):
-    return flags.FLAGS(argv, known_only=True)  # the rest are Beam pipeline options
+    """Parses the flags this program knows (the rest are Beam pipeline options); a bad value is one
+    `error:` line naming the flag, exit 2 (absl's own handling of it is bypassed by a custom parser)."""
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        sys.exit(fail(e, 2))
 
 
 def run():

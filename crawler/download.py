@@ -109,7 +109,7 @@ class Committer:
 
     def __init__(self, store: Store, config: DownloadConfig):
         self.store, self.config = store, config
-        state = store.load()
+        state = store.load(config.max_per_class)
         self.index = dedup.DedupIndex(config.dedup_distance)
         for r in state.accepted + state.retracted:
             self.index.add(r["sha256"], r["phash"], r["key"], r["class"], r["url"])
@@ -218,6 +218,11 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
                     waiting[c.url] += 1
                     window.append((c, by_url[c.url]))
 
+            def cancel_window():
+                for _, f in window:
+                    if f is not None:
+                        f.cancel()
+
             refill()
             while window:
                 c, future = window.popleft()
@@ -228,15 +233,17 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
                     waiting[c.url] -= 1
                     if not waiting[c.url]:
                         del waiting[c.url], by_url[c.url]
-                out = future.result() if future is not None else None
-                refill()
-                bar.update(1)
-                committer.commit(c, out)
+                try:
+                    out = future.result() if future is not None else None
+                    refill()
+                    bar.update(1)
+                    committer.commit(c, out)
+                except BaseException:  # a full disk, ^C: the pool finishes only what it started
+                    cancel_window()
+                    raise
                 if committer.out_of_bytes:
                     logging.warning("--max_total_bytes reached; stopping the download")
-                    for _, f in window:
-                        if f is not None:
-                            f.cancel()
+                    cancel_window()
                     break
                 if time.monotonic() - last_log > 10:
                     last_log = time.monotonic()
@@ -244,8 +251,10 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
                                  committer.run["rejected"])
     finally:
         bar.close()
-        store.close()
-        store.clear_work()
+        try:
+            store.close()
+        finally:
+            store.clear_work()
     elapsed = time.monotonic() - start
     return finish_stats(store, committer.run, elapsed, fetcher.requests_per_host)
 

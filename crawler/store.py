@@ -6,7 +6,8 @@
                                        (a retracted image keeps its manifest fields)
     <out_dir>/candidates.jsonl         the discover phase's output
     <out_dir>/crawl_stats.json         totals of the last run
-    <out_dir>/.download/               work area of a download in progress (deleted at its end):
+    <out_dir>/.lock                    held by the crawl writing the folder (storage.lock): one at a time
+    <out_dir>/.download/               work area of a download in progress (emptied at its end):
         staging/<sha256>.<ext>           fetched and validated images waiting for their decision
         parts/part-XXXXX-of-YYYYY.jsonl  Beam runner: one partition's fetch outcomes
         parts/worker-<run>-<host>-<pid>.json  Beam runner: one worker process's request counts
@@ -17,24 +18,34 @@ so two workers writing the same image is harmless); the single committing thread
 it into <class>/ (a rename on a disk, a copy and a delete on an object store) and appends
 its manifest line (`storage.jsonl.Appender`: each line flushed on a disk, segments every few
 seconds on an object store). A kill at any moment leaves no partial image under <class>/
-and a valid manifest; the next run empties the work area, and `close` deletes any image
-under <class>/ that no manifest line names (moved in, then killed before its line was kept).
+and a valid manifest; the next run empties the work area (staging/ and parts/ only: anything
+else found in .download/ is left alone, with a warning), and `close` deletes any image under
+<class>/ that no manifest line names (moved in, then killed before its line was kept).
+A write that fails (a full disk: ENOSPC, EFBIG, EDQUOT) raises a StorageError naming the file.
 
 An accepted image can be retracted later (a near-duplicate of it turned up in another
 class): its rejected line (reason `cross_class_duplicate`) is written first and its file
 deleted; the manifest is rewritten without it (written whole) when the store is closed,
 once however many images were retracted. `load` finishes a retraction that a kill
-interrupted, so what `load` returns never lists a retracted image.
+interrupted, so what `load` returns never lists a retracted image. `load` also repairs a
+manifest that names a key on several lines (two crawls that once wrote into the folder at the
+same time, before the folder had a lock): the first line of each key is kept.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import errno
+import os
 import re
+from typing import Iterator
+
+from absl import logging
 
 from crawler.classes import CLASS_NAMES
-from storage import fs, jsonl
+from storage import StorageError, fs, jsonl
 
 MANIFEST = "manifest.jsonl"
 REJECTED = "rejected.jsonl"
@@ -45,6 +56,24 @@ RETRACTED = "cross_class_duplicate"  # reason of an accepted image taken back
 MANIFEST_FIELDS = ("key", "class", "url", "page_url", "sha256", "width", "height", "bytes", "format",
                    "source", "time")
 _IMAGE_FILE = re.compile(r"^([a-z_]+)/([0-9a-f]{64})\.(jpg|png)$")
+WORK_SUBDIRS = ("staging", "parts")  # all the crawler makes in WORK_DIR
+_NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Names `path` in the OSError of a write that fails: the OS names no file when a write (not an open)
+    fails, e.g. on a full disk, and the user needs to know which disk."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        cause = e.strerror or str(e)
+        if e.errno in _NO_SPACE:
+            cause = (f"no space left ({os.strerror(e.errno)}): free some space, then run the same command again "
+                     "(it resumes)")
+        raise StorageError(path, cause, "write") from e
 
 
 @dataclasses.dataclass
@@ -84,6 +113,7 @@ class Store:
         self._rejected: jsonl.Appender | None = None
         self._records: dict[str, dict] | None = None  # the manifest by key, once needed
         self._retracted_since_open = False
+        self._warned_foreign_work = False
 
     def path(self, name: str) -> str:
         return fs.join(self.out_dir, name)
@@ -97,36 +127,67 @@ class Store:
         return fs.join(self.out_dir, WORK_DIR, "parts")
 
     def clear_work(self) -> None:
-        """Deletes the work area (staged images, parts): left over by a killed run, or done with."""
-        fs.rmtree(self.path(WORK_DIR))
+        """Deletes the crawler's own folders of the work area (staged images, parts: left over by a killed
+        run, or done with), then the area itself if nothing else is in it. Anything else there is not
+        the crawler's: it is left alone, with a warning."""
+        for name in WORK_SUBDIRS:
+            fs.rmtree(fs.join(self.out_dir, WORK_DIR, name))
+        work = self.path(WORK_DIR)
+        if not fs.isdir(work):
+            return
+        foreign = fs.list_files(work)
+        if foreign and not self._warned_foreign_work:
+            self._warned_foreign_work = True
+            logging.warning("%s holds %d file(s) the crawler did not make, left alone: %s", work, len(foreign),
+                            ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else ""))
+        if not foreign and fs.is_local(work):
+            with contextlib.suppress(OSError):  # a sub-folder of someone else's is left too
+                os.rmdir(work)
 
     def stage(self, data: bytes, sha256: str, ext: str) -> str:
         """Writes a validated image to staging (thread- and process-safe); returns its path."""
         path = fs.join(self.staging_dir, f"{sha256}.{ext}")
         if not fs.exists(path):  # content-addressed: a file of that name is that image
-            fs.write_bytes(path, data)
+            with writing(path):
+                fs.write_bytes(path, data)
         return path
 
-    def load(self) -> StoreState:
-        """Reads earlier results (finishing an interrupted retraction); nothing is dropped.
+    def load(self, max_per_class: int | None = None) -> StoreState:
+        """Reads earlier results, repairing the manifest first if it needs it.
+
+        Repairs, each logged with a warning, after which the manifest is rewritten whole once:
+        a key on several lines keeps its first line; an interrupted retraction is finished; with
+        `max_per_class`, a class holding more images keeps its first `max_per_class` (manifest
+        order) and the rest are dropped, files included (a run with a larger cap fetches them
+        again, as it does candidates that found their class full).
 
         Retryable rejections stay in rejected.jsonl (and in the stats) until `forget_retryable`
         is called for the candidates about to be tried again.
         """
-        accepted = jsonl.read_all(self.path(MANIFEST))
-        unknown = sorted({d.get("class") for d in accepted} - set(CLASS_NAMES))
+        manifest = jsonl.read_all(self.path(MANIFEST))
+        unknown = sorted({d.get("class") for d in manifest} - set(CLASS_NAMES), key=str)
         if unknown:
             raise ValueError(f"{self.path(MANIFEST)} holds classes {unknown} that are not in this project's "
                              "class list: use another --out_dir")
+        accepted = _first_of_each_key(manifest)
+        if len(accepted) != len(manifest):
+            logging.warning("%s: %d duplicate line(s) of a key (two crawls once wrote into this folder at the same "
+                            "time): kept the first line of each key", self.path(MANIFEST),
+                            len(manifest) - len(accepted))
         state = StoreState(accepted, jsonl.read_all(self.path(REJECTED)))
         taken_back = {r["key"] for r in state.retracted}
-        if any(r["key"] in taken_back for r in accepted):  # a kill interrupted a retraction
-            state.accepted = [r for r in accepted if r["key"] not in taken_back]
-            jsonl.write(self.path(MANIFEST), state.accepted)
-            for r in accepted:
-                if r["key"] in taken_back:
-                    fs.delete(self.image_path(r))
-        self._records = {r["key"]: r for r in state.accepted}
+        gone = [r for r in accepted if r.get("key") in taken_back]  # a kill interrupted a retraction
+        kept = [r for r in accepted if r.get("key") not in taken_back]
+        if max_per_class is not None:
+            kept, over = _within_cap(kept, max_per_class, self.path(MANIFEST))
+            gone += over
+        if len(kept) != len(manifest):
+            with writing(self.path(MANIFEST)):
+                jsonl.write(self.path(MANIFEST), kept)
+            for r in gone:
+                fs.delete(self.image_path(r))
+        state.accepted = kept
+        self._records = {r["key"]: r for r in kept}
         return state
 
     def forget_retryable(self, pairs: set[tuple[str, str]]) -> None:
@@ -134,25 +195,38 @@ class Store:
         rejected = jsonl.read_all(self.path(REJECTED))
         kept = [d for d in rejected if not (d.get("retryable") and (d["url"], d["class"]) in pairs)]
         if len(kept) != len(rejected):
-            jsonl.write(self.path(REJECTED), kept)
+            with writing(self.path(REJECTED)):
+                jsonl.write(self.path(REJECTED), kept)
 
     def image_path(self, record: dict) -> str:
         ext = "jpg" if record["format"] == "jpeg" else "png"
         return fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
 
     def open(self) -> None:
-        self._manifest = jsonl.Appender(self.path(MANIFEST))
-        self._rejected = jsonl.Appender(self.path(REJECTED))
+        with writing(self.path(MANIFEST)):
+            self._manifest = jsonl.Appender(self.path(MANIFEST))
+        with writing(self.path(REJECTED)):
+            self._rejected = jsonl.Appender(self.path(REJECTED))
 
     def close(self) -> None:
         """Closes the files, rewriting the manifest once if images were retracted since `open`, and
-        deletes the images no manifest line names."""
+        deletes the images no manifest line names. A file that fails to close (a full disk) is
+        closed all the same, and its error raised once both are."""
+        failed: list[OSError] = []
         for f in (self._manifest, self._rejected):
             if f:
-                f.close()
+                try:
+                    with writing(f.path):
+                        f.close()
+                except OSError as e:
+                    failed.append(e)
+                    _drop(f)
         self._manifest = self._rejected = None
+        if failed:
+            raise failed[0]
         if self._retracted_since_open:
-            jsonl.write(self.path(MANIFEST), list(self._records.values()))
+            with writing(self.path(MANIFEST)):
+                jsonl.write(self.path(MANIFEST), list(self._records.values()))
             self._retracted_since_open = False
         self._delete_unlisted_images()
 
@@ -171,24 +245,28 @@ class Store:
     def accept(self, record: dict, data: bytes, ext: str) -> str:
         """Writes the image, then its manifest line; returns the image path."""
         path = fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
-        fs.write_bytes(path, data)
+        with writing(path):
+            fs.write_bytes(path, data)
         self._add(record)
         return path
 
     def _add(self, record: dict) -> None:
-        self._manifest.write(record)
+        with writing(self._manifest.path):
+            self._manifest.write(record)
         if self._records is not None:
             self._records[record["key"]] = record
 
     def accept_staged(self, record: dict, ext: str) -> str:
         """Moves the image staged for `record` into its class folder, then writes its manifest line."""
         path = fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
-        fs.rename(fs.join(self.staging_dir, f"{record['sha256']}.{ext}"), path)
+        with writing(path):
+            fs.rename(fs.join(self.staging_dir, f"{record['sha256']}.{ext}"), path)
         self._add(record)
         return path
 
     def reject(self, record: dict) -> None:
-        self._rejected.write(record)
+        with writing(self._rejected.path):
+            self._rejected.write(record)
 
     def retract(self, key: str, detail: dict) -> dict | None:
         """Takes back the accepted image `key`: rejected line and file deleted now, manifest at `close`.
@@ -205,11 +283,42 @@ class Store:
         if record is None:
             return None
         line = {**record, **detail, "reason": RETRACTED, "retryable": False}
-        self._rejected.write(line)
-        self._rejected.flush()  # kept before the file goes: from here on, `load` completes the retraction
+        with writing(self._rejected.path):
+            self._rejected.write(line)
+            self._rejected.flush()  # kept before the file goes: from here on, `load` completes the retraction
         self._retracted_since_open = True
         fs.delete(self.image_path(record))
         return line
 
     def write_stats(self, stats: dict) -> None:
-        fs.write_json(self.path(STATS), stats)
+        with writing(self.path(STATS)):
+            fs.write_json(self.path(STATS), stats)
+
+
+def _first_of_each_key(manifest: list[dict]) -> list[dict]:
+    """The manifest's lines, each key's first only (a line without a key is kept as it is)."""
+    seen: set[str] = set()
+    return [r for r in manifest if r.get("key") is None or not (r["key"] in seen or seen.add(r["key"]))]
+
+
+def _within_cap(records: list[dict], max_per_class: int, where: str) -> tuple[list[dict], list[dict]]:
+    """(the first `max_per_class` records of each class, the rest), warning about each class over the cap."""
+    count: collections.Counter = collections.Counter()
+    kept, over = [], []
+    for r in records:
+        count[r["class"]] += 1
+        (kept if count[r["class"]] <= max_per_class else over).append(r)
+    for klass, n in sorted(count.items()):
+        if n > max_per_class:
+            logging.warning("%s: class %s holds %d images, over --max_per_class=%d: dropped its last %d (a run "
+                            "with a larger cap fetches them again)", where, klass, n, max_per_class, n - max_per_class)
+    return kept, over
+
+
+def _drop(appender: jsonl.Appender) -> None:
+    """Closes the file of an appender whose close failed (its unwritten lines are lost, as with a kill), so
+    that nothing tries to write them again when the process exits."""
+    f = getattr(appender, "_file", None)
+    if f is not None:
+        with contextlib.suppress(OSError, ValueError):
+            f.close()
