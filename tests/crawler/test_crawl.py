@@ -192,6 +192,7 @@ def test_a_second_crawl_into_a_folder_in_use_is_refused(server, tmp_path):
         assert second.returncode == 2, second.stderr[-2000:]
         [error] = error_lines(second.stderr)
         assert f"pid {first.pid}" in error and str(out) in error and "Traceback" not in second.stderr
+        assert json.loads((out / ".lock").read_text())["pid"] == first.pid  # the refused crawl left it alone
     finally:
         stdout, stderr = first.communicate(timeout=60)
     assert first.returncode == 0, stderr[-3000:]
