@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from typing import Any
 
 import yaml
@@ -94,6 +96,87 @@ PRESETS: dict[str, dict[str, Any]] = {
                          batch_size=64, epochs=30, schedule="cosine", warmup_epochs=1, bn_momentum=0.9,
                          augment_flip=True, augment_crop_pad=6, weight_decay=1e-4, label_smoothing=0.05),
 }
+
+
+# Allowed values of every numeric field, checked on the final config (flags, preset and file
+# alike) before any work: (lowest, highest, lowest excluded, highest excluded); None: unbounded.
+# A value out of range would train on (negative learning rate), crash later with a traceback
+# (negative seed, shuffle buffer 0) or hang (negative replicas are read as "all").
+BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "image_size": (0, None, False, False),
+    "dropout": (0, 1, False, True),
+    "weight_decay": (0, None, False, False),
+    "bn_momentum": (0, 1, False, False),
+    "shuffle_buffer": (1, None, False, False),
+    "augment_crop_pad": (0, None, False, False),
+    "mixup_alpha": (0, None, False, False),
+    "cutmix_alpha": (0, None, False, False),
+    "epochs": (1, None, False, False),
+    "batch_size": (1, None, False, False),
+    "learning_rate": (0, None, True, False),
+    "momentum": (0, 1, False, False),
+    "boundaries": (0, None, False, False),
+    "values": (0, None, False, False),
+    "warmup_epochs": (0, None, False, False),
+    "decay_rate": (0, None, True, False),
+    "plateau_patience": (0, None, False, False),
+    "min_learning_rate": (0, None, False, False),
+    "label_smoothing": (0, 1, False, True),
+    "clip_norm": (0, None, False, False),
+    "cpu_replicas": (0, None, False, False),
+    "num_gpus": (-1, None, False, False),
+    "seed": (0, None, False, False),
+    "log_every": (0, None, False, False),
+    "checkpoint_every": (0, None, False, False),
+    "max_to_keep": (1, None, False, False),
+    "nan_lr_factor": (0, 1, True, True),
+    "max_nan_recoveries": (0, None, False, False),
+}
+# --cpu_replicas above this many times the usable cores is refused: every logical device runs
+# its share of every step on the same cores, and 64 replicas on 2 cores took over 15 minutes for
+# their first step. 4x still lets a laptop run the 8-replica code path of an 8-GPU machine.
+MAX_REPLICAS_PER_CORE = 4
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _bound_text(low, high, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _in_bounds(v: float, low, high, low_open: bool, high_open: bool) -> bool:
+    if not math.isfinite(v):  # nan compares false with everything; inf is no rate, size or factor
+        return False
+    above = v > low if low_open else v >= low
+    below = high is None or (v < high if high_open else v <= high)
+    return above and below
+
+
+def check_values(config: TrainConfig, cores: int | None = None) -> None:
+    """ValueError naming the first field out of its bounds (as its flag) and the bound, or
+    --cpu_replicas far above the `cores` (default: the usable cores)."""
+    for name, bounds in BOUNDS.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(_in_bounds(float(v), *bounds) for v in items):
+            shown = ",".join(str(v) for v in items)
+            raise ValueError(f"--{name}={shown}: must be {_bound_text(*bounds)}")
+    cores = cores or usable_cores()
+    if config.cpu_replicas > MAX_REPLICAS_PER_CORE * cores:
+        raise ValueError(f"--cpu_replicas={config.cpu_replicas}: more than {MAX_REPLICAS_PER_CORE}x the {cores} CPU "
+                         f"cores this process may use; every logical device computes its share of each step on "
+                         f"those cores: use at most {MAX_REPLICAS_PER_CORE * cores} (--cpu_replicas={cores} to "
+                         "use each core once)")
 
 
 def field_names() -> set[str]:

@@ -71,7 +71,7 @@ _HELP = {
     "label_smoothing": "Label smoothing.",
     "clip_norm": "Global gradient norm clipping (0: off).",
     "strategy": "auto, one_device, mirrored or multi_worker (reads TF_CONFIG).",
-    "cpu_replicas": "Without GPUs: split the CPU into this many logical devices for mirrored.",
+    "cpu_replicas": "Without GPUs: split the CPU into this many logical devices for mirrored (at most 4x the cores).",
     "num_gpus": "GPUs to use (-1: all visible).",
     "precision": "float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
     "jit": "Compile the train step with XLA.",
@@ -159,25 +159,37 @@ def hardware(strategy) -> dict:
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        return usage_error(f"unexpected arguments: {argv[1:]}")
     if not _RUN_DIR.value:
-        raise app.UsageError("--run_dir is required")
+        return usage_error("--run_dir is required")
     try:
         if _CONFIG_FILE.value:
             fs.preflight(fs.dirname(_CONFIG_FILE.value), "--config_file")
         config = config_from_flags()
-    except StorageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as e:
-        raise app.UsageError(str(e)) from e
+        check_config(config)
+    except (ValueError, OSError) as e:  # OSError: a --config_file that is not there (StorageError too)
+        return usage_error(str(e))
     run_dir = _RUN_DIR.value
     try:
         check_paths(config, run_dir)
         return run(config, run_dir, _MODE.value, _EVAL_SPLIT.value, _FORCE.value, not _NO_EXPORT.value)
     except (ValueError, StorageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return usage_error(str(e))
+
+
+def usage_error(message: str) -> int:
+    """A flag, path or store the program cannot use: one `error:` line, exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parse, with a bad flag as one `error:` line and exit 2 (absl prints two lines, exits 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
@@ -190,12 +202,11 @@ def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
 
 
 def check_config(config: config_lib.TrainConfig) -> None:
-    """Contradictory settings: one-line errors before any work."""
+    """Values out of range and contradictory settings: one-line errors before any work."""
+    config_lib.check_values(config)
     if config.jit and config.deterministic:
         raise ValueError("--jit with --deterministic: XLA has no deterministic version of some gradients (MaxPool); "
                          "drop one of the two")
-    if config.batch_size < 1 or config.epochs < 1:
-        raise ValueError(f"--batch_size ({config.batch_size}) and --epochs ({config.epochs}) must be positive")
     if config.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
         raise ValueError(f"--precision={config.precision!r}: use float32, mixed_float16 or mixed_bfloat16")
 
@@ -303,7 +314,7 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
 
 def run_cli():
     quick_exit.skip_final_gc()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

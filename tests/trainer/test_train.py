@@ -116,6 +116,26 @@ def test_bad_flags_are_one_line_errors(tfrecords_dir, tmp_path, flags, message):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--learning_rate=-1"], "--learning_rate=-1.0: must be > 0"),
+    (["--cpu_replicas=-4"], "--cpu_replicas=-4: must be >= 0"),
+    (["--batch_size=0"], "--batch_size=0: must be >= 1"),
+    (["--epochs=abc"], "--epochs=abc"),
+    (["--preset=fastest"], "known presets"),
+    (["--strategy=mirrored", "--cpu_replicas=TOO_MANY"], "CPU cores"),
+])
+def test_values_out_of_range_are_one_line_usage_errors(tmp_path, flags, message):
+    """Exit 2 and one `error:` line, before any work (the data dir is not even looked at)."""
+    from trainer import config as config_lib
+
+    flags = [f.replace("TOO_MANY", str(4 * config_lib.usable_cores() + 1)) for f in flags]
+    proc = run_cli("trainer.train", f"--data_dir={tmp_path}", f"--run_dir={tmp_path / 'run'}", *flags, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    assert message in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_data_dir_without_metadata_is_refused(tmp_path):
     proc = run_cli("trainer.train", f"--data_dir={tmp_path}", f"--run_dir={tmp_path / 'run'}", check=False)
     assert proc.returncode != 0 and "dataset_info.json" in proc.stderr
