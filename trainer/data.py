@@ -11,6 +11,8 @@ strategy, sharded by file per input pipeline (TFDS `ReadConfig(input_context=...
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -71,6 +73,48 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
     return DatasetInfo(builder, list(label_feature.names), image_feature.shape[-1] or 3, image_key, label_key,
                        {name: split.num_examples for name, split in info.splits.items()},
                        tuple(image_feature.shape), image_feature.encoding_format)
+
+
+def dataset_identity(info: DatasetInfo) -> dict:
+    """What a run records of its dataset when it starts, and a resumed run compares: name, version,
+    class names in label order, split sizes, and a sha256 of the metadata that defines the
+    examples (features, supervised keys, class names, each split's shard lengths and bytes).
+
+    Paths and the free-text description are left out: a byte-identical rebuild elsewhere, or a
+    copy in a bucket, has the same fingerprint; a rebuild with another class order, other images
+    or other splits has another.
+    """
+    meta = info.builder.info
+    defining = {"name": meta.name, "version": str(meta.version), "class_names": list(info.class_names),
+                "features": meta.features.to_json(), "supervised_keys": meta.supervised_keys,
+                "splits": {name: {"shard_lengths": list(split.shard_lengths), "num_bytes": int(split.num_bytes)}
+                           for name, split in sorted(meta.splits.items())}}
+    digest = hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
+    return {"name": meta.name, "version": str(meta.version), "class_names": list(info.class_names),
+            "split_sizes": dict(sorted(info.split_sizes.items())), "fingerprint": digest}
+
+
+def dataset_change(recorded: dict, current: dict) -> str | None:
+    """How the dataset `current` differs from the one a run `recorded` (first difference, one
+    phrase), or None. A record holding only class names (runs older than dataset.json) is
+    compared on those."""
+    old, new = recorded.get("class_names"), current["class_names"]
+    if old is not None and old != new:
+        if len(old) != len(new):
+            return f"the run has {len(old)} classes, the data has {len(new)}"
+        diffs = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+        i = diffs[0]
+        return (f"class {i} is {old[i]!r} in the run and {new[i]!r} in the data ({len(diffs)} of {len(old)} "
+                "label positions differ)")
+    for key in ("name", "version"):
+        if key in recorded and recorded[key] != current[key]:
+            return f"the run's dataset {key} is {recorded[key]!r}, the data's is {current[key]!r}"
+    if recorded.get("split_sizes", current["split_sizes"]) != current["split_sizes"]:
+        return f"the run's split sizes were {recorded['split_sizes']}, the data's are {current['split_sizes']}"
+    if recorded.get("fingerprint", current["fingerprint"]) != current["fingerprint"]:
+        return (f"the dataset's metadata changed since the run started (fingerprint {recorded['fingerprint'][:12]} "
+                f"-> {current['fingerprint'][:12]}: its features or shards differ)")
+    return None
 
 
 def normalization_constants(name: str, info: DatasetInfo, split: str, image_size: int,

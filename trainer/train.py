@@ -9,7 +9,7 @@ command again resumes from the last checkpoint. `--mode=eval` evaluates the late
 checkpoint on --eval_split without training. Multi-worker: set TF_CONFIG on every worker
 and pass --strategy=multi_worker (see README.md).
 
-Writes <run_dir>/: config.json, checkpoints/, logs/ (TensorBoard), metrics.jsonl,
+Writes <run_dir>/: config.json, dataset.json, checkpoints/, logs/ (TensorBoard), metrics.jsonl,
 report.json, curves.png, confusion.png, labels.txt, preprocessing.json, model.keras, export/.
 --run_dir, --data_dir, --tfds_data_dir and --config_file may be local paths or gs:// (what
 TensorFlow reads and writes; s3:// is refused with the way out). A bucket that does not exist,
@@ -113,10 +113,12 @@ _PRESET = flags.DEFINE_string("preset", "", f"Named recipe: {', '.join(sorted(co
 _CONFIG_FILE = flags.DEFINE_string("config_file", "", "YAML or JSON file of config fields.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train, or eval a checkpoint without training.")
 _EVAL_SPLIT = flags.DEFINE_string("eval_split", "test", "--mode=eval: the split to evaluate.")
-_FORCE = flags.DEFINE_bool("force", False, "Resume even if the model or data in the config changed.")
+_FORCE = flags.DEFINE_bool("force", False, "Resume even if the model or data in the config changed, or the dataset "
+                           "was rebuilt (other class order, name, version or metadata than dataset.json records).")
 _NO_EXPORT = flags.DEFINE_bool("skip_export", False, "Do not write model.keras and the SavedModel.")
 
 FLAGS = flags.FLAGS
+DATASET_FILE = "dataset.json"  # the dataset a run started on (trainer.data.dataset_identity)
 
 
 def config_from_flags() -> config_lib.TrainConfig:
@@ -144,6 +146,25 @@ def prepare_run_dir(run_dir: str, config: config_lib.TrainConfig, force: bool) -
                              "--run_dir, or --force to resume anyway")
         return True
     return False
+
+
+def check_same_dataset(run_dir: str, prep: dict, identity: dict, force: bool) -> None:
+    """A resumed run must train on the dataset it started on: same class order (else every label
+    means another class), same name, version and metadata fingerprint (`dataset.json`, written at
+    the start). Refused with the first difference and the ways out, or a warning with --force."""
+    from trainer import data as data_lib
+
+    path = fs.join(run_dir, DATASET_FILE)
+    recorded = fs.read_json(path) if fs.exists(path) else {"class_names": prep["class_names"]}
+    change = data_lib.dataset_change(recorded, identity)
+    if change is None:
+        return
+    if not force:
+        raise ValueError(f"{run_dir} was trained on another dataset: {change}. Resuming would train on other labels "
+                         "or data: start a new --run_dir, or pass --force to resume anyway (labels.txt, "
+                         "preprocessing.json and the export then follow the new data)")
+    logging.warning("--force: resuming %s on another dataset: %s; labels.txt, preprocessing.json, dataset.json and "
+                    "the export now follow the new data", run_dir, change)
 
 
 def hardware(strategy) -> dict:
@@ -235,11 +256,14 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
     resuming = prepare_run_dir(run_dir, config, force) if strategy_lib.is_chief(strategy) else False
     prep_path = fs.join(run_dir, export_lib.PREPROCESSING_FILE)
     image_size = config.image_size or get_spec(config.model).default_input_shape[0]
+    identity = data_lib.dataset_identity(info)
     if resuming and fs.exists(prep_path):
         prep = fs.read_json(prep_path)
         if len(prep["class_names"]) != len(info.class_names):
             raise ValueError(f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
                              f"{len(info.class_names)}: use another --run_dir")
+        check_same_dataset(run_dir, prep, identity, force)
+        prep = {**prep, "class_names": list(info.class_names)}  # the same, or the new order with --force
         mean, std = prep["mean"], prep["std"]
     else:
         mean, std = data_lib.normalization_constants(config.normalization, info, config.train_split, image_size)
@@ -251,6 +275,7 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
             config_lib.save(config, fs.join(run_dir, "config.json"))
         fs.write_json(prep_path, prep)
         fs.write_text(fs.join(run_dir, "labels.txt"), "\n".join(info.class_names) + "\n")
+        fs.write_json(fs.join(run_dir, DATASET_FILE), identity)
     start_step = trainer.restore()
     if mode == "eval":
         if not start_step:

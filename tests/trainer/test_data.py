@@ -148,3 +148,19 @@ def test_other_layouts_are_refused_with_the_fix(tmp_path):
     (tmp_path / "stats.json").write_text('{"layout": "model_garden"}')
     with pytest.raises(ValueError, match="'model_garden' example layout"):
         data_lib.open_dataset(str(tmp_path))
+
+
+def test_dataset_identity_ignores_paths_and_names_the_first_difference(info, tfrecords_dir, tmp_path):
+    import shutil
+
+    same = data_lib.dataset_identity(data_lib.open_dataset(str(shutil.copytree(tfrecords_dir, tmp_path / "copy"))))
+    ident = data_lib.dataset_identity(info)
+    assert same == ident and data_lib.dataset_change(ident, same) is None  # a copy elsewhere: the same dataset
+    assert ident["class_names"] == ["daisy", "rose", "tulip"] and len(ident["fingerprint"]) == 64
+    permuted = {**ident, "class_names": ["daisy", "tulip", "rose"]}
+    assert data_lib.dataset_change(ident, permuted) == ("class 1 is 'rose' in the run and 'tulip' in the data "
+                                                        "(2 of 3 label positions differ)")
+    assert data_lib.dataset_change({"class_names": ident["class_names"]}, ident) is None  # a run before dataset.json
+    assert "version is '1.0.0', the data's is '2.0.0'" in data_lib.dataset_change(ident, {**ident, "version": "2.0.0"})
+    assert "split sizes" in data_lib.dataset_change(ident, {**ident, "split_sizes": {"train": 1}})
+    assert "fingerprint" in data_lib.dataset_change(ident, {**ident, "fingerprint": "0" * 64})

@@ -108,6 +108,33 @@ def one_epoch_run(tfrecords_dir, tmp_path_factory):
     return run_dir
 
 
+def test_resuming_on_a_dataset_rebuilt_with_another_class_order_is_refused(tfrecords_dir, tmp_path):
+    """The dataset is rebuilt in place with the same classes in another order: label 0 now means
+    another class. Resuming must stop (exit 2, one line naming the first difference and the ways
+    out); with --force it goes on and labels.txt, preprocessing.json and dataset.json follow the
+    new order."""
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tfrecords_dir, data)
+    run_cli(*train_argv(data, run_dir, "--epochs=1", "--strategy=one_device")[2:])
+    recorded = json.loads((run_dir / "dataset.json").read_text())
+    assert recorded["class_names"] == ["daisy", "rose", "tulip"] and recorded["fingerprint"]
+    (data / "label.labels.txt").write_text("rose\ndaisy\ntulip\n")  # what a rebuild with --class_names writes
+    before = {n: (run_dir / n).read_text() for n in ("labels.txt", "preprocessing.json", "metrics.jsonl")}
+    proc = run_cli(*train_argv(data, run_dir, "--epochs=2", "--strategy=one_device")[2:], check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines[-1].startswith("error: "), proc.stderr[-3000:]
+    assert "class 0 is 'daisy' in the run and 'rose' in the data" in lines[-1], lines[-1]
+    assert "--force" in lines[-1] and "--run_dir" in lines[-1]
+    assert [line for line in lines if line.startswith("error")] == lines[-1:] and "Traceback" not in proc.stderr
+    assert before == {n: (run_dir / n).read_text() for n in before}  # nothing trained, nothing rewritten
+    proc = run_cli(*train_argv(data, run_dir, "--epochs=2", "--strategy=one_device", "--force")[2:])
+    assert "class 0 is 'daisy' in the run and 'rose' in the data" in proc.stderr  # said as a warning
+    assert (run_dir / "labels.txt").read_text().split() == ["rose", "daisy", "tulip"]
+    assert json.loads((run_dir / "preprocessing.json").read_text())["class_names"] == ["rose", "daisy", "tulip"]
+    assert json.loads((run_dir / "dataset.json").read_text())["class_names"] == ["rose", "daisy", "tulip"]
+    assert [h["epoch"] for h in jsonl.read_all(str(run_dir / "metrics.jsonl"))] == [1, 2]
+
+
 def test_nan_loss_stops_with_the_step_named_and_the_checkpoint_intact(tfrecords_dir, one_epoch_run, tmp_path):
     run_dir = shutil.copytree(one_epoch_run, tmp_path / "nan")
     good = weights(run_dir, tmp_path)
