@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -130,11 +131,14 @@ def normalization_constants(name: str, info: DatasetInfo, split: str, image_size
     decode = dataset_decoder(info, image_size)
     ds = ds.map(lambda img, _label: tf.cast(decode(img), tf.float64), num_parallel_calls=AUTOTUNE)
     total, total_sq, n = np.zeros(c), np.zeros(c), 0
-    for batch in ds.batch(128).as_numpy_iterator():
-        flat = batch.reshape(-1, c)
-        total += flat.sum(0)
-        total_sq += (flat**2).sum(0)
-        n += flat.shape[0]
+    try:
+        for batch in ds.batch(128).as_numpy_iterator():
+            flat = batch.reshape(-1, c)
+            total += flat.sum(0)
+            total_sq += (flat**2).sum(0)
+            n += flat.shape[0]
+    except READ_ERRORS as e:  # the run's first read of the data: name the record, as training does
+        raise corrupt_data_error(info, split, image_size, e) from e
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean**2, 1e-6))
     return [float(v) for v in mean], [float(v) for v in std]
@@ -330,16 +334,69 @@ def split_files(info: DatasetInfo, split: str) -> list[str]:
     return [os.fspath(f) for f in info.builder.info.splits[split].filepaths]
 
 
-def locate_corruption(info: DatasetInfo, split: str) -> str:
-    """Names the first bad record of a split ('file F, record N: reason'), with the Beam job's
-    own shard verifier (`pipelines.inspect`), so both programs report corruption alike."""
+# What reading a split raises on a bad record: a failed CRC or a truncated file (DataLossError), an
+# image that does not decode or has another shape than the metadata says (InvalidArgumentError).
+READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
+
+
+class CorruptDataError(RuntimeError):
+    """A record of a split cannot be read or decoded; the message names the file and the record."""
+
+
+def corrupt_data_error(info: DatasetInfo, split: str, image_size: int, error: Exception) -> CorruptDataError:
+    """The error to stop with when reading `split` raised `error`: the bad record found again
+    (file, record, key) and the way out."""
+    where = locate_corruption(info, split, image_size)
+    if where is None:
+        where = (f"no bad record found on a second read (transient read error?): {type(error).__name__}: "
+                 f"{_tf_message(error)}")
+    return CorruptDataError(f"corrupt TFRecord in split {split!r}: {where}. Rebuild the dataset "
+                            "(python -m pipelines.build_tfrecords --overwrite) or restore the file")
+
+
+def locate_corruption(info: DatasetInfo, split: str, image_size: int | None = None) -> str | None:
+    """Names the first bad record of a split ('path: file F, record N: reason'), or None.
+
+    First every record's framing and CRC, with the Beam job's own shard verifier
+    (`pipelines.inspect`, so both programs report corruption alike); then, given `image_size`,
+    every image through the decoder training uses (a record can be intact and hold a JPEG cut
+    short by its writer).
+    """
     import collections
 
     from pipelines import inspect as inspect_lib
 
-    for index, path in enumerate(split_files(info, split)):
+    files = split_files(info, split)
+    for index, path in enumerate(files):
         report = inspect_lib.verify_shard(path, split, index, "tfds", "", len(info.class_names),
                                           collections.Counter())
         if report.problems:
             return f"{path}: {report.problems[0]}"
-    return "no corrupt record found on a second read (transient read error?)"
+    if image_size is None:
+        return None
+    decode = dataset_decoder(info, image_size)
+    for path in files:
+        problem = _first_undecodable(info, path, decode)
+        if problem:
+            return f"{path}: {problem}"
+    return None
+
+
+def _first_undecodable(info: DatasetInfo, path: str, decode) -> str | None:
+    """'file F, record N (key K): the image does not decode (reason)' for the first record of a
+    shard whose image `decode` rejects, or None."""
+    for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+        feature = tf.train.Example.FromString(record).features.feature
+        try:
+            decode(tf.constant(feature[info.image_key].bytes_list.value[0]))
+        except (tf.errors.InvalidArgumentError, IndexError) as e:  # IndexError: no image bytes at all
+            keys = feature["key"].bytes_list.value if "key" in feature else []
+            key = f" (key {keys[0].decode(errors='replace')!r})" if keys else ""
+            return f"file {fs.basename(path)}, record {index}{key}: the image does not decode ({_tf_message(e)})"
+    return None
+
+
+def _tf_message(error: Exception) -> str:
+    """The first line of a TensorFlow error without its op and node decorations."""
+    text = str(getattr(error, "message", error)).strip().splitlines()[0] if str(error).strip() else repr(error)
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$", "", text).strip()

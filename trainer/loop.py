@@ -239,14 +239,12 @@ class Trainer:
         if self.replicas_per_worker == self.replicas:  # split each batch across the local replicas
             ds = self.strategy.experimental_distribute_dataset(ds)
         logits_all, labels_all, losses = [], [], []
-        try:
-            for batch in ds:
-                logits, labels, per_example, valid = self._eval_step(batch)
-                logits_all.append(logits[valid])
-                labels_all.append(labels[valid])
-                losses.append(per_example[valid])
-        except tf.errors.DataLossError as e:
-            raise self._corrupt(split, e) from e
+        batches = iter(ds)
+        while (batch := self._next_batch(batches, split)) is not None:
+            logits, labels, per_example, valid = self._eval_step(batch)
+            logits_all.append(logits[valid])
+            labels_all.append(labels[valid])
+            losses.append(per_example[valid])
         logits = np.concatenate(logits_all) if logits_all else np.zeros((0, self.num_classes))
         labels = np.concatenate(labels_all) if labels_all else np.zeros((0,), np.int64)
         n = max(len(labels), 1)
@@ -342,10 +340,8 @@ class Trainer:
             lr = self._lr(epoch + i / self.steps_per_epoch)
             optim.set_lr(self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer")
                          else self.optimizer, lr)
-            try:
-                loss_sum, top1, top5, n = (float(x) for x in self._train_step(next(iterator)))
-            except tf.errors.DataLossError as e:
-                raise self._corrupt(c.train_split, e) from e
+            batch = self._next_batch(iterator, c.train_split)
+            loss_sum, top1, top5, n = (float(x) for x in self._train_step(batch))
             if not math.isfinite(loss_sum):
                 self._handle_nan(loss_sum, step + 1, epoch)
                 raise _RolledBack()
@@ -402,7 +398,7 @@ class Trainer:
         c = self.config
         ds = data_lib.make_train_dataset(self.info, c.train_split, batch_size=count, image_size=self.image_size,
                                          seed=c.seed, flip=c.augment_flip, crop_pad=c.augment_crop_pad)
-        images, labels = next(iter(ds))
+        images, labels = self._next_batch(iter(ds), c.train_split)
         with self.writer.as_default(step=0):
             tf.summary.image("train/inputs", tf.cast(images, tf.uint8), max_outputs=count,
                              description="labels: " + ", ".join(self.info.class_names[int(i)] for i in labels))
@@ -414,10 +410,17 @@ class Trainer:
             base = optim.lr_at(self.config, epoch)
         return base * float(self.lr_scale.numpy())
 
-    def _corrupt(self, split: str, error: Exception) -> "TrainingError":
-        where = data_lib.locate_corruption(self.info, split)
-        return TrainingError(f"corrupt TFRecord in split {split!r}: {where}. Rebuild the dataset "
-                             f"(python -m pipelines.build_tfrecords --overwrite) or restore the file")
+    def _next_batch(self, iterator, split: str):
+        """The next batch of a stream of `split` (None at its end); a record that cannot be read
+        or decoded stops training with its file and record named (exit 3), never a raw TF error.
+        Only the read is guarded: an error of the step itself is no data problem."""
+        try:
+            return next(iterator)
+        except StopIteration:
+            return None
+        except data_lib.READ_ERRORS as e:
+            error = data_lib.corrupt_data_error(self.info, split, self.image_size, e)
+            raise TrainingError(str(error)) from e
 
     def _handle_nan(self, loss: float, step: int, epoch: int) -> None:
         """Stops with a clear error, or rolls back to the last checkpoint with a lower LR.

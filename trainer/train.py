@@ -266,7 +266,11 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
         prep = {**prep, "class_names": list(info.class_names)}  # the same, or the new order with --force
         mean, std = prep["mean"], prep["std"]
     else:
-        mean, std = data_lib.normalization_constants(config.normalization, info, config.train_split, image_size)
+        try:
+            mean, std = data_lib.normalization_constants(config.normalization, info, config.train_split, image_size)
+        except data_lib.CorruptDataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
         prep = export_lib.preprocessing_info(image_size, info.channels, mean, std, info.class_names)
     trainer = loop.Trainer(config, run_dir, strategy, info, mean, std)
     if trainer.chief:

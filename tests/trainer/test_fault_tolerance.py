@@ -157,17 +157,68 @@ def test_recover_from_nan_rolls_back_with_a_lower_learning_rate(tfrecords_dir, o
     assert [h["epoch"] for h in history] == [1, 2] and np.isfinite(history[-1]["loss"])
 
 
+def _flip_a_byte(shard):
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+
+
+def _break_an_image(shard, index: int) -> str:
+    """Cuts the JPEG of record `index` in half and writes the shard again with valid CRCs (what
+    a buggy writer, not a bad disk, leaves); returns the record's key."""
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+    example = tf.train.Example.FromString(records[index])
+    image = example.features.feature["image"].bytes_list.value
+    image[0] = image[0][: len(image[0]) // 2]
+    records[index] = example.SerializeToString()
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in records:
+            writer.write(record)
+    return example.features.feature["key"].bytes_list.value[0].decode()
+
+
+def _one_error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return errors[0]
+
+
 def test_a_corrupt_shard_is_named_with_its_record(tfrecords_dir, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tfrecords_dir, data)
     shard = next(data.glob("small-validation.tfrecord-*"))
-    raw = bytearray(shard.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    shard.write_bytes(bytes(raw))
+    _flip_a_byte(shard)
     run_dir = tmp_path / "run"
     proc = run_cli(*train_argv(data, run_dir, "--epochs=1", "--strategy=one_device")[2:], check=False)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert f"file {shard.name}, record" in proc.stderr and "corrupt TFRecord in split 'validation'" in proc.stderr
+
+
+def test_a_corrupt_shard_met_by_the_statistics_pass_is_named_with_its_record(tfrecords_dir, tmp_path):
+    """A fresh run with --normalization=dataset reads the training split before any training
+    step: that read names the file and record too."""
+    data = tmp_path / "data"
+    shutil.copytree(tfrecords_dir, data)
+    shard = next(data.glob("small-train.tfrecord-*"))
+    _flip_a_byte(shard)
+    proc = run_cli(*train_argv(data, tmp_path / "run", "--epochs=1", "--strategy=one_device",
+                               "--normalization=dataset")[2:], check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    line = _one_error_line(proc.stderr)
+    assert f"file {shard.name}, record" in line and "corrupt TFRecord in split 'train'" in line, line
+
+
+@pytest.mark.parametrize("normalization", ["dataset", "unit"])  # met by the statistics pass / by training
+def test_an_image_that_does_not_decode_is_named_with_its_record(tfrecords_dir, tmp_path, normalization):
+    data = tmp_path / "data"
+    shutil.copytree(tfrecords_dir, data)
+    shard = next(data.glob("small-train.tfrecord-*"))
+    key = _break_an_image(shard, 7)
+    proc = run_cli(*train_argv(data, tmp_path / "run", "--epochs=1", "--strategy=one_device",
+                               f"--normalization={normalization}")[2:], check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    line = _one_error_line(proc.stderr)
+    assert f"file {shard.name}, record 7 (key " in line and key in line and "does not decode" in line, line
 
 
 def _free_ports(n):
