@@ -4,7 +4,9 @@
     python -m trainer.predict --run_dir=workspace/runs/demo --top_k=3 some/folder/
 
 Loads <run_dir>/export/ (the SavedModel with the preprocessing inside: raw image bytes in,
-probabilities out) and prints the top-k classes of each image, or JSON lines with --json.
+probabilities out) once its completion marker says it is whole (an export the trainer did not
+finish is one `error:` line, exit 2), and prints the top-k classes of each image, or JSON
+lines with --json.
 --run_dir may be local or gs:// (TensorFlow loads it); images and folders local, gs:// or s3://.
 """
 
@@ -17,6 +19,7 @@ from absl import app, flags
 
 from pipelines import quick_exit
 from storage import StorageError, fs
+from trainer import export as export_lib
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory written by trainer.train (with export/), "
                                "local or gs://.")
@@ -47,13 +50,15 @@ class Predictor:
     def __init__(self, run_dir: str):
         fs.check(run_dir, "--run_dir", tensorflow=True)
         fs.preflight(run_dir, "--run_dir")
-        export_dir = fs.join(run_dir, "export")
-        if not fs.isdir(export_dir):
-            raise ValueError(f"{export_dir} not found: train first (python -m trainer.train), without --skip_export")
+        export_dir = export_lib.check_complete(run_dir)  # before TensorFlow: a killed export is one line
         import tensorflow as tf
 
         self._tf = tf
-        self._model = tf.saved_model.load(export_dir)
+        try:
+            self._model = tf.saved_model.load(export_dir)
+        except (OSError, ValueError, tf.errors.OpError) as e:  # whole when written, damaged since
+            reason = str(getattr(e, "message", e)).strip().splitlines()[0]
+            raise ValueError(f"{export_dir} cannot be loaded ({type(e).__name__}: {reason}): {export_lib.REDO}") from e
         self.class_names = [line.strip() for line in fs.read_text(fs.join(run_dir, "labels.txt")).splitlines()
                             if line.strip()]
 

@@ -29,8 +29,10 @@ def mirrored_run(tfrecords_dir, tmp_path_factory):
 def test_mirrored_run_writes_every_artifact(mirrored_run):
     run_dir, proc = mirrored_run
     for name in ("config.json", "metrics.jsonl", "report.json", "curves.png", "confusion.png", "labels.txt",
-                 "preprocessing.json", "model.keras", "export/saved_model.pb", "checkpoints/checkpoint"):
+                 "preprocessing.json", "model.keras", "export/saved_model.pb", "export/export_complete.json",
+                 "dataset.json", "checkpoints/checkpoint"):
         assert (run_dir / name).exists(), name
+    assert not (run_dir / ".incomplete-export").exists()
     assert list((run_dir / "logs").glob("events.out.tfevents.*"))
     report = json.loads((run_dir / "report.json").read_text())
     assert report["hardware"]["replicas"] == 2 and report["hardware"]["strategy"] == "MirroredStrategy"

@@ -1,0 +1,90 @@
+"""The export is published whole or not at all: written into a temporary folder next to the run's
+files, moved into place, then marked complete; predict refuses an export without its marker
+(a trainer killed while exporting) with one line saying how to export again."""
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import run_cli
+from trainer import export as export_lib
+
+pytestmark = pytest.mark.slow  # builds and exports a (tiny) model
+
+
+def predict(run_dir, tmp_path):
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8 not looked at: the export is checked first")
+    return run_cli("trainer.predict", f"--run_dir={run_dir}", str(image), check=False)
+
+
+def assert_refused_as_incomplete(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert "incomplete" in lines[0] and "python -m trainer.train" in lines[0], lines[0]
+
+
+def test_predict_refuses_an_export_folder_without_its_completion_marker(tmp_path):
+    """What a kill -9 leaves when it lands while the files are moved into export/ (on gs:// a
+    rename is a copy and a delete per file), or an export written before the marker existed."""
+    run_dir = tmp_path / "run"
+    (run_dir / "export" / "variables").mkdir(parents=True)
+    (run_dir / "export" / "saved_model.pb").write_bytes(b"\x08\x01")
+    (run_dir / "labels.txt").write_text("daisy\nrose\ntulip\n")
+    assert_refused_as_incomplete(predict(run_dir, tmp_path))
+
+
+def test_predict_refuses_an_export_left_in_its_temporary_folder(tmp_path):
+    """A kill -9 while the SavedModel is written: only the temporary folder exists."""
+    run_dir = tmp_path / "run"
+    partial = run_dir / export_lib.INCOMPLETE_DIR / "export"
+    partial.mkdir(parents=True)
+    (partial / "saved_model.pb").write_bytes(b"\x08\x01")
+    (run_dir / "labels.txt").write_text("daisy\nrose\ntulip\n")
+    assert_refused_as_incomplete(predict(run_dir, tmp_path))
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from trainer.models import create_model
+
+    return create_model("cifar_resnet20", num_classes=3, input_shape=(32, 32, 3))
+
+
+PREP = export_lib.preprocessing_info(32, 3, [127.0] * 3, [64.0] * 3, ["daisy", "rose", "tulip"])
+
+
+def test_an_export_is_marked_complete_and_leaves_no_temporary_folder(tiny_model, tmp_path):
+    run_dir = tmp_path / "run"
+    keras_path, export_dir = export_lib.export(tiny_model, str(run_dir), PREP)
+    marker = json.loads((run_dir / "export" / export_lib.COMPLETE_MARKER).read_text())
+    assert "saved_model.pb" in marker["files"] and (run_dir / "model.keras").exists()
+    assert not (run_dir / export_lib.INCOMPLETE_DIR).exists()
+    assert export_lib.check_complete(str(run_dir)) == export_dir
+
+
+class Killed(Exception):
+    pass
+
+
+def test_an_export_that_dies_leaves_the_previous_one_complete(tiny_model, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    export_lib.export(tiny_model, str(run_dir), PREP)
+    before = (run_dir / "export" / "saved_model.pb").read_bytes()
+
+    class DiesHalfWay:
+        def write_out(self, filepath, **kwargs):
+            os.makedirs(filepath, exist_ok=True)
+            with open(os.path.join(filepath, "saved_model.pb"), "wb") as f:
+                f.write(b"half")
+            raise Killed("killed while writing the SavedModel")
+
+    monkeypatch.setattr(export_lib, "_saved_model", lambda model, prep: DiesHalfWay())
+    with pytest.raises(Killed):
+        export_lib.export(tiny_model, str(run_dir), PREP)
+    assert (run_dir / "export" / "saved_model.pb").read_bytes() == before
+    assert export_lib.check_complete(str(run_dir)) == str(run_dir / "export")
+    monkeypatch.undo()
+    export_lib.export(tiny_model, str(run_dir), PREP)  # the next export replaces the leftovers
+    assert not (run_dir / export_lib.INCOMPLETE_DIR).exists()
