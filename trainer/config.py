@@ -72,6 +72,7 @@ class TrainConfig:
     recover_from_nan: bool = False  # roll back to the last checkpoint with a lower LR instead of stopping
     nan_lr_factor: float = 0.1  # LR multiplier applied at each NaN roll-back
     max_nan_recoveries: int = 3
+    stop_grace_seconds: float = 20.0  # after SIGTERM, exit by then even if the step in progress has not returned
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,6 +132,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "max_to_keep": (1, None, False, False),
     "nan_lr_factor": (0, 1, True, True),
     "max_nan_recoveries": (0, None, False, False),
+    "stop_grace_seconds": (0, None, True, False),
 }
 # --cpu_replicas above this many times the usable cores is refused: every logical device runs
 # its share of every step on the same cores, and 64 replicas on 2 cores took over 15 minutes for

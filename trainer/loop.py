@@ -23,7 +23,7 @@ from absl import logging
 
 from storage import fs, jsonl
 from trainer import data as data_lib
-from trainer import optim
+from trainer import optim, shutdown
 from trainer.config import TrainConfig
 from trainer.models import create_model, get_spec
 from trainer.strategy import is_chief
@@ -113,6 +113,7 @@ class Trainer:
         self.plateau = optim.PlateauController(config.decay_rate, config.plateau_patience, config.min_learning_rate)
         self._stop_requested = False
         self._preemption = None
+        self._stream = None  # the training iterator, kept until the process ends (see fit)
         self._eval_datasets: dict[str, tf.data.Dataset] = {}
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
@@ -265,32 +266,45 @@ class Trainer:
             return history
         previous = signal.signal(signal.SIGTERM, self.request_stop)
         self._preemption = self._preemption_handler()  # multi-worker: replaces that SIGTERM handler
-        iterator = self._train_stream(start_step)
-        if self.writer and start_step == 0:
-            self._log_sample_images()
         try:
-            epoch = start_step // self.steps_per_epoch
-            while epoch < c.epochs:
-                done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
-                try:
-                    record = self._train_epoch(iterator, epoch, done_in_epoch)
-                except _RolledBack:  # the data stream goes on; the weights and step went back
-                    epoch = int(self.step.numpy()) // self.steps_per_epoch
-                    continue
-                if record is None:  # stopped by SIGTERM: checkpoint saved
-                    raise KeyboardInterrupt("SIGTERM")
-                history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
-                if self.chief:  # written whole each epoch: an object store has no appends
-                    jsonl.write(fs.join(self.run_dir, "metrics.jsonl"), sorted(history, key=lambda h: h["epoch"]))
-                if on_epoch_end:
-                    on_epoch_end(record)
-                if self._stop_point(int(self.step.numpy())):  # the epoch's last step: after its record
-                    raise KeyboardInterrupt("SIGTERM")
-                epoch += 1
+            # After SIGTERM the process ends within the grace period, even if a step never returns.
+            with shutdown.StopWatchdog(c.stop_grace_seconds, lambda: self.manager.latest_checkpoint):
+                return self._train_epochs(start_step, history, on_epoch_end)
         finally:
             self._preemption = None  # its watcher threads stop when it is dropped
             signal.signal(signal.SIGTERM, previous)
+
+    def _train_epochs(self, start_step: int, history: list[dict], on_epoch_end) -> list[dict]:
+        c = self.config
+        # Never destroyed before the process ends (trainer.train exits with shutdown.fast_exit):
+        # destroying it joins tf.data's autotuning thread, which was seen to take up to a minute.
+        iterator = self._stream = self._train_stream(start_step)
+        if self.writer and start_step == 0:
+            self._log_sample_images()
+        epoch = start_step // self.steps_per_epoch
+        while epoch < c.epochs:
+            done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
+            try:
+                record = self._train_epoch(iterator, epoch, done_in_epoch)
+            except _RolledBack:  # the data stream goes on; the weights and step went back
+                epoch = int(self.step.numpy()) // self.steps_per_epoch
+                continue
+            if record is None:  # stopped by SIGTERM: checkpoint saved
+                raise KeyboardInterrupt("SIGTERM")
+            history = [h for h in history if h["epoch"] != record["epoch"]] + [record]
+            if self.chief:  # written whole each epoch: an object store has no appends
+                jsonl.write(fs.join(self.run_dir, "metrics.jsonl"), sorted(history, key=lambda h: h["epoch"]))
+            if on_epoch_end:
+                on_epoch_end(record)
+            if self._stop_point(int(self.step.numpy())):  # the epoch's last step: after its record
+                raise KeyboardInterrupt("SIGTERM")
+            epoch += 1
         return history
+
+    def close(self) -> None:
+        """Flushes and closes the TensorBoard writer (the process may end without destructors)."""
+        if self.writer:
+            self.writer.close()
 
     def _stop_point(self, step: int) -> bool:
         """Where a SIGTERM takes effect, after `step`; True when this process must stop now.
@@ -304,7 +318,9 @@ class Trainer:
             self._preemption.save_checkpoint_if_preempted(checkpoint_number=step)  # exits if preempted
             return False
         if self._stop_requested:
-            self.manager.save(checkpoint_number=step)
+            path = self.manager.save(checkpoint_number=step)
+            if not tf.io.gfile.exists(path + ".index"):  # the process is about to end without destructors
+                raise TrainingError(f"SIGTERM: the checkpoint at step {step} was not written ({path}.index missing)")
             logging.warning("SIGTERM: checkpoint saved at step %d; exiting", step)
             return True
         return False
