@@ -69,7 +69,8 @@ class Predictor:
 
 def main(argv):
     if not _RUN_DIR.value:
-        raise app.UsageError("--run_dir is required")
+        print("error: --run_dir is required", file=sys.stderr)
+        return 2
     try:
         paths = image_paths(argv[1:])
         if not paths:
@@ -111,9 +112,18 @@ def main(argv):
     return 1 if failed else 0
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parse, with a bad flag as one `error:` line and exit 2 (absl prints two lines, exits 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def run():
     quick_exit.skip_final_gc()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,18 @@ def test_an_export_that_dies_leaves_the_previous_one_complete(tiny_model, tmp_pa
     monkeypatch.undo()
     export_lib.export(tiny_model, str(run_dir), PREP)  # the next export replaces the leftovers
     assert not (run_dir / export_lib.INCOMPLETE_DIR).exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--top_k=0", "--run_dir=RUN"], "--top_k=0"),
+    (["--batch_size=-1", "--run_dir=RUN"], "--batch_size=-1"),
+    ([], "--run_dir is required"),
+])
+def test_predict_bad_flags_are_one_line_usage_errors(tmp_path, flags, message):
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8")
+    flags = [f.replace("RUN", str(tmp_path / "run")) for f in flags]
+    proc = run_cli("trainer.predict", *flags, str(image), check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    assert message in lines[0]
