@@ -42,7 +42,7 @@ def export(model, run_dir: str, prep: dict) -> tuple[str, str]:
 
     model = without_aux_heads(model)
     staging = fs.join(run_dir, INCOMPLETE_DIR)
-    fs.rmtree(staging)  # what a killed export left
+    _remove(staging)  # what a killed export left
     fs.makedirs(staging)
     keras_path = fs.join(run_dir, "model.keras")
     model.save(fs.join(staging, "model.keras"))  # Keras and TensorFlow write through TF's file layer
@@ -100,7 +100,17 @@ def publish(staging: str, run_dir: str) -> None:
     fs.rename(fs.join(staging, "model.keras"), fs.join(run_dir, "model.keras"))
     files = {rel: fs.size(fs.join(final, rel)) for rel in fs.list_files(final)}
     fs.write_json(fs.join(final, COMPLETE_MARKER), {"files": files})
-    fs.rmtree(staging)
+    _remove(staging)
+
+
+def _remove(folder: str) -> None:
+    """Deletes a folder TensorFlow wrote into, with the empty "name/" objects its GCS client
+    leaves on a bucket for each folder (they hold no file: the storage layer does not list them)."""
+    import tensorflow as tf
+
+    fs.rmtree(folder)
+    if not fs.is_local(folder) and tf.io.gfile.exists(folder):
+        tf.io.gfile.rmtree(folder)
 
 
 def _move_folder(src: str, dst: str) -> None:

@@ -55,13 +55,39 @@ def tiny_model():
 PREP = export_lib.preprocessing_info(32, 3, [127.0] * 3, [64.0] * 3, ["daisy", "rose", "tulip"])
 
 
-def test_an_export_is_marked_complete_and_leaves_no_temporary_folder(tiny_model, tmp_path):
-    run_dir = tmp_path / "run"
-    keras_path, export_dir = export_lib.export(tiny_model, str(run_dir), PREP)
-    marker = json.loads((run_dir / "export" / export_lib.COMPLETE_MARKER).read_text())
-    assert "saved_model.pb" in marker["files"] and (run_dir / "model.keras").exists()
-    assert not (run_dir / export_lib.INCOMPLETE_DIR).exists()
-    assert export_lib.check_complete(str(run_dir)) == export_dir
+EXPORT_TINY_MODEL = """
+import sys
+from trainer import export as export_lib
+from trainer.models import create_model
+prep = export_lib.preprocessing_info(32, 3, [127.0] * 3, [64.0] * 3, ["daisy", "rose", "tulip"])
+model = create_model("cifar_resnet20", num_classes=3, input_shape=(32, 32, 3))
+export_lib.export(model, sys.argv[1], prep)
+"""
+
+
+@pytest.mark.parametrize("store", ["local", "gs"])
+def test_an_export_is_marked_complete_and_leaves_no_temporary_folder(tmp_path, store, request):
+    """On gs:// the export is moved file by file (copy + delete) and still ends marked complete.
+    There in a process of its own: TensorFlow's GCS client reaches the emulator through a proxy
+    that runs in this process's threads."""
+    import subprocess
+    import sys
+
+    from storage import fs
+
+    if store == "local":
+        run_dir = str(tmp_path / "run")
+        export_lib.export(request.getfixturevalue("tiny_model"), run_dir, PREP)
+    else:
+        run_dir = fs.join(request.getfixturevalue("gcs"), "run")
+        subprocess.run([sys.executable, "-c", EXPORT_TINY_MODEL, run_dir], check=True, capture_output=True,
+                       timeout=300)
+    export_dir = fs.join(run_dir, "export")
+    marker = fs.read_json(fs.join(export_dir, export_lib.COMPLETE_MARKER))
+    assert "saved_model.pb" in marker["files"] and fs.exists(fs.join(run_dir, "model.keras"))
+    assert set(marker["files"]) == set(fs.list_files(export_dir)) - {export_lib.COMPLETE_MARKER}
+    assert not fs.list_files(fs.join(run_dir, export_lib.INCOMPLETE_DIR), folders=True), fs.list_files(run_dir, folders=True)
+    assert export_lib.check_complete(run_dir) == export_dir
 
 
 class Killed(Exception):
