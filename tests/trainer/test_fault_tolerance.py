@@ -132,14 +132,29 @@ def one_epoch_run(tfrecords_dir, tmp_path_factory):
     return run_dir
 
 
-def test_resuming_on_a_dataset_rebuilt_with_another_class_order_is_refused(tfrecords_dir, tmp_path):
+def test_nan_loss_stops_with_the_step_named_and_the_checkpoint_intact(tfrecords_dir, one_epoch_run, tmp_path):
+    run_dir = shutil.copytree(one_epoch_run, tmp_path / "nan")
+    good = weights(run_dir, tmp_path)
+    proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device",
+                               "--learning_rate=1e12")[2:], check=False)
+    assert proc.returncode == 3
+    assert "loss is nan at step" in proc.stderr or "loss is inf at step" in proc.stderr, proc.stderr[-2000:]
+    assert "--recover_from_nan" in proc.stderr
+    after = weights(run_dir, tmp_path)
+    for k in good:
+        np.testing.assert_array_equal(good[k], after[k])
+
+
+def test_resuming_on_a_dataset_rebuilt_with_another_class_order_is_refused(tfrecords_dir, one_epoch_run, tmp_path):
     """The dataset is rebuilt in place with the same classes in another order: label 0 now means
     another class. Resuming must stop (exit 2, one line naming the first difference and the ways
     out); with --force it goes on and labels.txt, preprocessing.json and dataset.json follow the
-    new order."""
+    new order. (The one-epoch run and its data are copied, the run's config pointed at the copy.)"""
     data, run_dir = tmp_path / "data", tmp_path / "run"
     shutil.copytree(tfrecords_dir, data)
-    run_cli(*train_argv(data, run_dir, "--epochs=1", "--strategy=one_device")[2:])
+    shutil.copytree(one_epoch_run, run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "data_dir": str(data)}))
     recorded = json.loads((run_dir / "dataset.json").read_text())
     assert recorded["class_names"] == ["daisy", "rose", "tulip"] and recorded["fingerprint"]
     (data / "label.labels.txt").write_text("rose\ndaisy\ntulip\n")  # what a rebuild with --class_names writes
@@ -157,19 +172,6 @@ def test_resuming_on_a_dataset_rebuilt_with_another_class_order_is_refused(tfrec
     assert json.loads((run_dir / "preprocessing.json").read_text())["class_names"] == ["rose", "daisy", "tulip"]
     assert json.loads((run_dir / "dataset.json").read_text())["class_names"] == ["rose", "daisy", "tulip"]
     assert [h["epoch"] for h in jsonl.read_all(str(run_dir / "metrics.jsonl"))] == [1, 2]
-
-
-def test_nan_loss_stops_with_the_step_named_and_the_checkpoint_intact(tfrecords_dir, one_epoch_run, tmp_path):
-    run_dir = shutil.copytree(one_epoch_run, tmp_path / "nan")
-    good = weights(run_dir, tmp_path)
-    proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device",
-                               "--learning_rate=1e12")[2:], check=False)
-    assert proc.returncode == 3
-    assert "loss is nan at step" in proc.stderr or "loss is inf at step" in proc.stderr, proc.stderr[-2000:]
-    assert "--recover_from_nan" in proc.stderr
-    after = weights(run_dir, tmp_path)
-    for k in good:
-        np.testing.assert_array_equal(good[k], after[k])
 
 
 def test_recover_from_nan_rolls_back_with_a_lower_learning_rate(tfrecords_dir, one_epoch_run, tmp_path):
