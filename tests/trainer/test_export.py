@@ -86,7 +86,8 @@ def test_an_export_is_marked_complete_and_leaves_no_temporary_folder(tmp_path, s
     marker = fs.read_json(fs.join(export_dir, export_lib.COMPLETE_MARKER))
     assert "saved_model.pb" in marker["files"] and fs.exists(fs.join(run_dir, "model.keras"))
     assert set(marker["files"]) == set(fs.list_files(export_dir)) - {export_lib.COMPLETE_MARKER}
-    assert not fs.list_files(fs.join(run_dir, export_lib.INCOMPLETE_DIR), folders=True), fs.list_files(run_dir, folders=True)
+    leftovers = fs.list_files(fs.join(run_dir, export_lib.INCOMPLETE_DIR), folders=True)  # "folder/" objects too
+    assert not leftovers, leftovers
     assert export_lib.check_complete(run_dir) == export_dir
 
 
