@@ -36,15 +36,15 @@ import tensorflow_datasets as tfds
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import image_ops, quick_exit, schema, shards, splits
+from pipelines import dedup, image_ops, publish, quick_exit, schema, shards, splits
 from pipelines.readers import Record
-from storage import fs, jsonl
+from storage import fs, jsonl, lock
 
 DEAD_LETTER = "dead_letter.jsonl"
 STATS = schema.STATS_FILE
-TFDS_INFO = "dataset_info.json"
 HISTOGRAM = "class_histogram.png"
 _PARTS = "_parts"  # per-bundle part files of a run, removed before publishing
+DUPLICATE_REASONS = ("duplicate", "near_duplicate")  # dead letters of --dedup=drop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +68,8 @@ class BuildOptions:
     min_side: int = 16
     max_pixels: int = 40_000_000
     max_bad_fraction: float = 0.2
+    dedup: str = "group"  # a mode of pipelines.dedup.MODES
+    dedup_distance: int = 6  # perceptual-hash bits (of 64) at or below which two images are near duplicates
     overwrite: bool = False
     layout: str = "tfds"  # a key of schema.LAYOUTS
     compression: str = ""  # "" or "gzip" (TFDS cannot read gzip: then no TFDS metadata is written)
@@ -87,19 +89,59 @@ class BuildError(RuntimeError):
 
 
 # -- steps wrapped for Beam (module level so they pickle) --------------------------------
-def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: int):
+def read_file(record: Record) -> bytes:
+    if not record.path.lower().endswith(image_ops.IMAGE_EXTENSIONS):  # not read: it may be anything
+        raise image_ops.BadImage("unsupported_extension", f"not one of {' '.join(image_ops.IMAGE_EXTENSIONS)}")
+    return fs.read_bytes(record.path)
+
+
+def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: int, plan: dedup.Plan | None = None):
+    """(record, pixels); with a de-duplication `plan`, the record gets its split from it, or is a dead
+    letter if it is a dropped copy."""
+    if plan is not None:
+        if record.key in plan.drop:
+            raise image_ops.BadImage(*plan.drop[record.key])
+        record = dataclasses.replace(record, split=plan.split[record.key])
     if record.data is not None:
         data, record = record.data, dataclasses.replace(record, data=None)  # don't carry the bytes on
     else:
-        data = fs.read_bytes(record.path)
+        data = read_file(record)
     return record, image_ops.decode_image(data, limits, channels)
 
 
-def dead_letter_line(failure, stage: str) -> str:
-    record, (exc_type, exc_value, _tb) = failure[0], failure[1]
-    reason = str(exc_value) if exc_type is image_ops.BadImage else f"{exc_type.__name__}: {exc_value}"
+def make_plan(fingerprints: list, opts: "BuildOptions", stats_path: str) -> dedup.Plan:
+    """The de-duplication plan (one worker sees every fingerprint); its findings go to `stats_path`."""
+    plan = dedup.plan(fingerprints, opts.dedup, opts.dedup_distance, opts.splits, opts.split_salt,
+                      opts.keep_input_splits)
+    fs.write_json(stats_path, plan.stats)
+    return plan
+
+
+def reason_and_detail(exc: Exception) -> tuple[str, str]:
+    """A stable snake_case reason code and a human detail for a failed input."""
+    if isinstance(exc, image_ops.BadImage):
+        return exc.reason, exc.detail
+    detail = image_ops.without_addresses(f"{type(exc).__name__}: {exc}")
+    return ("read_error" if isinstance(exc, OSError) else "error"), detail
+
+
+def dead_letter_line(record: Record, exc: Exception, stage: str) -> str:
+    reason, detail = reason_and_detail(exc)
     return json.dumps({"key": record.key, "source": record.source or record.path, "path": record.path,
-                       "label": record.label, "stage": stage, "reason": reason}, ensure_ascii=False, sort_keys=True)
+                       "label": record.label, "stage": stage, "reason": reason, "detail": detail},
+                      ensure_ascii=False, sort_keys=True)
+
+
+def decode_or_dead_letter(record: Record, limits: image_ops.DecodeLimits, channels: int, plan=None):
+    """load_and_decode, or a dead letter line (tag `dead`) with the reason code and detail.
+
+    Beam's `with_exception_handling` hands on only the exception's repr; the code and the
+    detail are kept apart here, so dead_letter.jsonl and stats.json read the same every run.
+    """
+    try:
+        yield load_and_decode(record, limits, channels, plan)
+    except Exception as e:  # noqa: BLE001 - every failure of one input is that input's dead letter
+        yield beam.pvalue.TaggedOutput("dead", dead_letter_line(record, e, "decode"))
 
 
 def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
@@ -255,6 +297,10 @@ def parts_dirs(tmp_dir: str) -> dict[str, str]:
     return {kind: fs.join(tmp_dir, _PARTS, kind) for kind in ("examples", "dead_letter", "shards")}
 
 
+def dedup_stats_path(tmp_dir: str) -> str:
+    return fs.join(tmp_dir, _PARTS, "dedup.json")
+
+
 def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
                    tmp_dir: str, loader=None) -> None:
     """Wires the steps. One fused stage does all per-image work and writes examples to part
@@ -264,11 +310,19 @@ def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[st
     limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
     parts = parts_dirs(tmp_dir)
 
+    inputs = read_records(p, records, tmp_dir, loader)
+    plan = None
+    if opts.dedup != "off":  # every split waits for every fingerprint: one small list on one worker
+        plan = beam.pvalue.AsSingleton(
+            inputs
+            | "Fingerprint" >> beam.Map(dedup.fingerprint, read_file)
+            | "AllFingerprints" >> beam.combiners.ToList()
+            | "PlanSplits" >> beam.Map(make_plan, opts, dedup_stats_path(tmp_dir)))
     decoded, failed = (
-        read_records(p, records, tmp_dir, loader)
-        | "DecodeValidate" >> beam.Map(load_and_decode, limits, opts.channels).with_exception_handling())
+        inputs
+        | "DecodeValidate" >> beam.FlatMap(decode_or_dead_letter, limits, opts.channels, plan).with_outputs(
+            "dead", main="decoded"))
     _ = (failed
-         | "DeadLetterJson" >> beam.Map(dead_letter_line, "decode")
          | "WriteDeadLetter" >> beam.ParDo(WriteLineParts(parts["dead_letter"])))
 
     entries = (decoded
@@ -327,8 +381,12 @@ def with_splits(records: list[Record], opts: BuildOptions) -> list[Record]:
 
 
 def run_build(records: list[Record], class_names: list[str], opts: BuildOptions, pipeline_args: list[str],
-              input_desc: str, loader=None) -> dict:
+              input_desc: str, loader=None, rejected: list[dict] = ()) -> dict:
     """Runs the pipeline and publishes <output_dir>/<dataset>/<version>/; returns the stats.
+
+    The version's lock is held from before any work to the end of publishing (another build of
+    that version is refused, naming it); what a killed build left is finished or deleted first
+    (pipelines.publish).
 
     Args:
       records: every input, with its label (and its split with `keep_input_splits`).
@@ -337,22 +395,40 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
       pipeline_args: Beam pipeline options.
       input_desc: a few words naming the input, for messages and metadata.
       loader: optional worker-side reader (`tasks(records)`, `read(task)`), e.g. readers.TfdsSource.
+      rejected: dead letters the reader found before the job (e.g. a bad manifest line).
     """
+    fs.configure(pipeline_args)  # the driver reaches the stores with the workers' options (--s3_endpoint_url, ...)
+    dataset_dir = fs.join(opts.output_dir, opts.dataset_name)
+    with lock.hold(dataset_dir, f"build of {opts.dataset_name} {opts.version}", publish.lock_name(opts.version)):
+        publish.recover(dataset_dir, opts.version)
+        return _build_locked(records, class_names, opts, pipeline_args, input_desc, loader, list(rejected))
+
+
+def _build_locked(records, class_names, opts: BuildOptions, pipeline_args, input_desc, loader, rejected) -> dict:
     start = time.time()
-    records = with_splits(records, opts)
+    if opts.dedup == "off":
+        records = with_splits(records, opts)
     final = opts.final_dir
-    tmp_dir = fs.join(opts.output_dir, opts.dataset_name, f".incomplete-{opts.version}-{uuid.uuid4().hex[:8]}")
+    dataset_dir = fs.dirname(final)
+    tmp_dir = publish.incomplete_dir(dataset_dir, opts.version)
     for folder in parts_dirs(tmp_dir).values():
         fs.makedirs(folder)
-    fs.configure(pipeline_args)  # the driver reaches the stores with the workers' options (--s3_endpoint_url, ...)
+    if rejected:  # merged with the workers' dead letters
+        jsonl.write(fs.join(parts_dirs(tmp_dir)["dead_letter"], "reader.jsonl"), rejected)
+    publishing = False
     try:
         options = PipelineOptions(pipeline_args)
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, records, class_names, opts, tmp_dir, loader)
-        stats = _finish(records, class_names, opts, tmp_dir, time.time() - start, input_desc)
-        fs.rmtree(final)
-        publish(tmp_dir, final)
+        stats = _finish(records, class_names, opts, tmp_dir, time.time() - start, input_desc, len(rejected))
+        if fs.exists(fs.join(final, STATS)) and not opts.overwrite:  # checked at the start too; made sure here
+            raise BuildError(f"{final} was published while this build ran: pass --overwrite to replace it")
+        publishing = True
+        publish.publish(tmp_dir, dataset_dir, opts.version)
     except BaseException:
+        if publishing:  # the new folder is complete: the next build of this version finishes the publish
+            logging.error("publishing %s failed midway; the next build of this version finishes it", final)
+            raise
         try:
             fs.rmtree(tmp_dir)
         except (OSError, fs.StorageError) as e:  # the store that failed the job may refuse this too
@@ -362,28 +438,23 @@ def run_build(records: list[Record], class_names: list[str], opts: BuildOptions,
     return stats
 
 
-def publish(tmp_dir: str, final: str) -> None:
-    """Moves the finished files into `final`, dataset_info.json (what makes TFDS see a dataset) last,
-    and removes `tmp_dir`. On an object store each move is a copy and a delete."""
-    names = fs.listdir(tmp_dir)
-    for name in sorted(names, key=lambda n: n == TFDS_INFO):
-        fs.rename(fs.join(tmp_dir, name), fs.join(final, name))
-    fs.rmtree(tmp_dir)
-
-
-def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str) -> dict:
+def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str,
+            rejected_by_reader: int = 0) -> dict:
     parts = parts_dirs(tmp_dir)
     dead = _read_part_lines(parts["dead_letter"], lambda d: d["key"])
     shard_infos = _read_part_lines(parts["shards"], lambda s: (s["split"], s["index"]))
+    duplicates = fs.read_json(dedup_stats_path(tmp_dir)) if opts.dedup != "off" else {"mode": "off"}
     fs.rmtree(fs.join(tmp_dir, _PARTS))
     jsonl.write(fs.join(tmp_dir, DEAD_LETTER), dead)  # sorted by key, empty if none
     counts = [{"split": s["split"], "label": label, "kind": kind, "count": n}
               for s in shard_infos for label, kinds in s["labels"].items() for kind, n in kinds.items() if n]
     _check_no_class_lost(records, counts, dead)
-    bad_fraction = len(dead) / max(1, len(records))
+    inputs = len(records) + rejected_by_reader
+    bad = [d for d in dead if d["reason"] not in DUPLICATE_REASONS]  # a dropped copy is not a bad input
+    bad_fraction = len(bad) / max(1, inputs)
     if bad_fraction > opts.max_bad_fraction:
-        raise BuildError(f"{len(dead)} of {len(records)} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
-                         f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {dead[0]['reason']!r}")
+        raise BuildError(f"{len(bad)} of {inputs} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
+                         f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {_example(bad[0])!r}")
     if not shard_infos:
         raise BuildError(f"no valid image in {input_desc}: nothing to write")
     by_split: dict[str, list[dict]] = collections.defaultdict(list)
@@ -414,8 +485,8 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
         "dataset": opts.dataset_name, "version": opts.version, "input": input_desc,
         "layout": opts.layout, "layout_version": schema.LAYOUT_VERSION, "compression": opts.compression,
         "class_names": class_names, "channels": opts.channels,
-        "inputs": len(records), "rejected": len(dead),
-        "rejected_per_reason": dict(collections.Counter(_reason_label(d["reason"]) for d in dead)),
+        "inputs": inputs, "rejected": len(dead), "duplicates": duplicates,
+        "rejected_per_reason": dict(sorted(collections.Counter(d["reason"] for d in dead).items())),
         "examples_per_split": {s: sum(v.values()) for s, v in sorted(per_split_class.items())},
         "examples_per_split_and_class": {s: dict(sorted(v.items())) for s, v in sorted(per_split_class.items())},
         "augmented_per_split": dict(augmented),
@@ -469,14 +540,14 @@ def _check_no_class_lost(records, counts: list[dict], dead: list[dict]) -> None:
     inputs = collections.Counter(r.label for r in records)
     lost = sorted(label for label in inputs if not produced[label])
     if lost:
-        reasons = {d["label"]: d["reason"] for d in dead}
+        reasons = {d["label"]: _example(d) for d in dead}
         raise BuildError(f"class {lost[0]!r} has no valid image: all {inputs[lost[0]]} of its inputs were rejected "
                          f"(e.g. {reasons.get(lost[0], '?')!r})"
                          + (f"; so have classes {lost[1:]}" if len(lost) > 1 else ""))
 
 
-def _reason_label(reason: str) -> str:
-    return reason.split(":", 1)[0]
+def _example(dead_letter: dict) -> str:
+    return f"{dead_letter['reason']}: {dead_letter.get('detail', '')}".rstrip(": ")
 
 
 def _histogram(stats: dict, path: str) -> None:

@@ -31,13 +31,17 @@ access or does not answer stops the job before any work, exit 2; nothing is publ
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging as std_logging
+import os
 import re
 import sys
+import threading
 
 from absl import app, flags, logging
 
-from pipelines import build, image_ops, quick_exit, schema, splits
+from pipelines import build, dedup, image_ops, quick_exit, schema, splits
 from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder,
                                read_tfds)
 from storage import StorageError, fs
@@ -64,20 +68,35 @@ _GRAYSCALE = flags.DEFINE_bool("grayscale", False, "Store 1-channel images (MNIS
                                "its own channel count and other inputs get 3.")
 _AUGMENT_COPIES = flags.DEFINE_integer("augment_copies", 0, "Extra augmented copies per train image.", lower_bound=0)
 _FLIP = flags.DEFINE_bool("augment_flip", True, "Augmentation: random horizontal flip.")
-_SHIFT = flags.DEFINE_float("augment_shift", 0.125, "Augmentation: max width/height shift fraction (black fill).")
-_ROTATION = flags.DEFINE_float("augment_rotation", 0.0, "Augmentation: max rotation degrees (off by default).")
-_ZOOM = flags.DEFINE_float("augment_zoom", 0.0, "Augmentation: max zoom-in fraction.")
-_BRIGHTNESS = flags.DEFINE_float("augment_brightness", 0.0, "Augmentation: max brightness change.")
-_CONTRAST = flags.DEFINE_float("augment_contrast", 0.0, "Augmentation: max contrast change.")
-_SATURATION = flags.DEFINE_float("augment_saturation", 0.0, "Augmentation: max saturation change.")
+_SHIFT = flags.DEFINE_float("augment_shift", 0.125, "Augmentation: max width/height shift fraction (black fill).",
+                            lower_bound=0, upper_bound=1)
+_ROTATION = flags.DEFINE_float("augment_rotation", 0.0, "Augmentation: max rotation degrees (off by default).",
+                               lower_bound=0, upper_bound=180)
+_ZOOM = flags.DEFINE_float("augment_zoom", 0.0, "Augmentation: max zoom-in fraction.", lower_bound=0, upper_bound=0.99)
+_BRIGHTNESS = flags.DEFINE_float("augment_brightness", 0.0, "Augmentation: max brightness change.", lower_bound=0,
+                                 upper_bound=1)
+_CONTRAST = flags.DEFINE_float("augment_contrast", 0.0, "Augmentation: max contrast change.", lower_bound=0,
+                               upper_bound=1)
+_SATURATION = flags.DEFINE_float("augment_saturation", 0.0, "Augmentation: max saturation change.", lower_bound=0,
+                                 upper_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the augmentation.")
 _ENCODING = flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "png"], "Image encoding in the TFRecords.")
 _JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality.", lower_bound=1, upper_bound=100)
-_SHARD_SIZE_MB = flags.DEFINE_float("shard_size_mb", 128.0, "Target shard size; shard count follows from it.")
-_NUM_SHARDS = flags.DEFINE_integer("num_shards", 0, "Fixed shards per split (0: from --shard_size_mb).")
-_MIN_SIDE = flags.DEFINE_integer("min_side", 16, "Dead-letter images whose shorter side is below this.")
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Dead-letter images with more pixels.")
-_MAX_BAD = flags.DEFINE_float("max_bad_fraction", 0.2, "Fail (publish nothing) if more inputs than this are bad.")
+_SHARD_SIZE_MB = flags.DEFINE_float("shard_size_mb", 128.0, "Target shard size; shard count follows from it.",
+                                    lower_bound=0.001)
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 0, "Fixed shards per split (0: from --shard_size_mb).",
+                                   lower_bound=0, upper_bound=99999)
+_MIN_SIDE = flags.DEFINE_integer("min_side", 16, "Dead-letter images whose shorter side is below this.",
+                                 lower_bound=1)
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Dead-letter images with more pixels.", lower_bound=1)
+_MAX_BAD = flags.DEFINE_float("max_bad_fraction", 0.2, "Fail (publish nothing) if more inputs than this are bad "
+                              "(dropped duplicates do not count).", lower_bound=0, upper_bound=1)
+_DEDUP = flags.DEFINE_enum("dedup", "group", list(dedup.MODES), "Exact and near-duplicate inputs (sha256, perceptual "
+                           "hash): group (keep all, each group in one split), drop (keep the first key of each group, "
+                           "dead-letter the other copies), off (no fingerprints; splits by key).")
+_DEDUP_DISTANCE = flags.DEFINE_integer("dedup_distance", 6, "Perceptual-hash Hamming distance (of 64 bits) at or "
+                                       "below which two images are near duplicates; 0: exact pictures only.",
+                                       lower_bound=0, upper_bound=64)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing <dataset_name>/<version>/.")
 _LAYOUT = flags.DEFINE_enum("layout", "tfds", list(schema.LAYOUTS), "Example layout: tfds (image, label, key, ...; "
                             "TFDS-loadable) or model_garden (image/encoded, image/class/label 0-based, ...).")
@@ -85,7 +104,7 @@ _COMPRESSION = flags.DEFINE_enum("compression", "none", ["none", "gzip"], "TFRec
                                  "--layout=model_garden (TFDS cannot read compressed TFRecords).")
 
 DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0",
-                       "--default_sdk_harness_log_level=WARNING"]
+                       "--default_sdk_harness_log_level=CRITICAL"]  # a worker's failure is reported by the driver
 
 
 def pipeline_args(extra: list[str]) -> list[str]:
@@ -93,7 +112,10 @@ def pipeline_args(extra: list[str]) -> list[str]:
     if any(a.startswith("--runner") for a in extra):
         return extra
     named = {a.split("=")[0] for a in extra}
-    return [a for a in DEFAULT_RUNNER_ARGS if a.split("=")[0] not in named] + extra
+    defaults = [a for a in DEFAULT_RUNNER_ARGS if a.split("=")[0] not in named]
+    if logging.get_verbosity() >= 1:  # -v 1: the workers' warnings too
+        defaults = [a.replace("=CRITICAL", "=WARNING") for a in defaults]
+    return defaults + extra
 
 
 def _channels(tfds_channels: int | None) -> int:
@@ -114,7 +136,8 @@ def options_from_flags(tfds_channels: int | None = None) -> build.BuildOptions:
                                         saturation=_SATURATION.value),
         seed=_SEED.value, encoding=_ENCODING.value, jpeg_quality=_JPEG_QUALITY.value,
         shard_size_mb=_SHARD_SIZE_MB.value, num_shards=_NUM_SHARDS.value, min_side=_MIN_SIDE.value,
-        max_pixels=_MAX_PIXELS.value, max_bad_fraction=_MAX_BAD.value, overwrite=_OVERWRITE.value,
+        max_pixels=_MAX_PIXELS.value, max_bad_fraction=_MAX_BAD.value, dedup=_DEDUP.value,
+        dedup_distance=_DEDUP_DISTANCE.value, overwrite=_OVERWRITE.value,
         layout=_LAYOUT.value, compression="" if _COMPRESSION.value == "none" else _COMPRESSION.value)
 
 
@@ -152,6 +175,7 @@ def class_names_from_flag(value: str | None) -> list[str] | None:
     names = [n for n in names if n]
     if not names:
         raise ValueError(f"--class_names={value!r} names no class")
+    schema.check_class_names(names, "--class_names: name")
     return names
 
 
@@ -170,18 +194,19 @@ def check_options(opts: build.BuildOptions) -> None:
 
 
 def read_input(input_dir: str, opts: build.BuildOptions, class_names: list[str] | None = None):
-    """(records, class names, description) of the input folder; `class_names` (if given) must match."""
+    """(records, class names, description, dead letters) of the input folder; `class_names` (if given)
+    must match. A crawl's manifest lines that name no file inside the folder are dead letters."""
     if not fs.isdir(input_dir):
         raise ValueError(f"--input_dir={input_dir} does not exist or is not a folder")
     if is_crawl_dir(input_dir):
         from crawler.classes import CLASS_NAMES  # the project's class order for crawled data
 
-        records = read_crawl_dir(input_dir)
+        records, rejected = read_crawl_dir(input_dir)
         present = {r.label for r in records}
         names = [c for c in CLASS_NAMES if c in present] + sorted(present - set(CLASS_NAMES))
         desc = f"crawl {input_dir}"
     else:
-        records = read_image_folder(input_dir)
+        records, rejected = read_image_folder(input_dir), []
         names = sorted({r.label for r in records})
         desc = f"image folder {input_dir}"
     if not records:
@@ -189,10 +214,11 @@ def read_input(input_dir: str, opts: build.BuildOptions, class_names: list[str] 
     check_unique_keys(records)
     if opts.keep_input_splits and any(not r.split for r in records):
         raise ValueError(f"--keep_input_splits: {input_dir} is not laid out as <split>/<label>/<image>")
+    schema.check_class_names(names, f"{input_dir}: class folder")
     if class_names is not None:
         check_class_names({r.label for r in records}, class_names)
         names = class_names
-    return records, names, desc
+    return records, names, desc, rejected
 
 
 def read_tfds_input(name: str, data_dir: str, class_names: list[str] | None = None):
@@ -220,10 +246,21 @@ def check_paths(extra: list[str]) -> None:
     fs.preflight(_OUTPUT_DIR.value, "--output_dir", write=True)
 
 
+class _WorkerLogs(std_logging.Filter):
+    """Holds back the log entries Beam's local runner forwards from its SDK workers (a failing
+    element's 300-line traceback, once per retry): the job's failure is reported in one line at
+    its end. `-v 1` shows them."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        forwarded = record.pathname.endswith(("worker_handlers.py", "local_job_service.py"))
+        return not forwarded or logging.get_verbosity() >= 1
+
+
 def main(argv):
     extra = argv[1:]
     std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
-    loader = None
+    logging.get_absl_handler().addFilter(_WorkerLogs())
+    loader, rejected = None, []
     try:
         check_flags()
         check_paths(extra)
@@ -235,26 +272,113 @@ def main(argv):
             opts = options_from_flags(channels)
         else:
             opts = options_from_flags()
-            records, names, desc = read_input(_INPUT_DIR.value, opts, class_names)
+            records, names, desc, rejected = read_input(_INPUT_DIR.value, opts, class_names)
     except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     logging.info("building %s from %s: %d inputs, %d classes", opts.final_dir, desc, len(records), len(names))
     try:
-        stats = build.run_build(records, names, opts, pipeline_args(extra), desc, loader)
+        with _worker_stderr():
+            stats = build.run_build(records, names, opts, pipeline_args(extra), desc, loader, rejected)
     except build.BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except StorageError as e:  # the store failed during the job: nothing was published
+    except StorageError as e:  # the store failed during the job, or the version is locked: nothing was published
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"tfrecords: {stats['examples_per_split']} examples, {stats['rejected']} rejected -> {opts.final_dir} "
-          f"({stats['wall_time_seconds']:.1f}s)", flush=True)
+    except Exception as e:  # noqa: BLE001 - a worker failed (disk full, ...): one line; the tracebacks in a file
+        logging.debug("the job failed", exc_info=True)
+        print(f"error: {job_failure(e, opts.final_dir)}", file=sys.stderr)
+        return 1
+    dups = stats["duplicates"]
+    found = "" if dups["mode"] == "off" else (
+        f", {dups['groups']} duplicate group(s) of {dups['inputs_in_groups']} inputs "
+        f"({dups['cross_class_groups']} across classes; " + (f"{dups['dropped']} copies dropped)" if dups["mode"] == "drop"
+                                                             else f"{dups['groups_across_splits']} across splits)"))
+    print(f"tfrecords: {stats['examples_per_split']} examples, {stats['rejected']} rejected{found} -> "
+          f"{opts.final_dir} ({stats['wall_time_seconds']:.1f}s)", flush=True)
     return 0
 
 
+@contextlib.contextmanager
+def _worker_stderr():
+    """Holds back this process's stderr, which Beam's local workers inherit, while the job runs.
+
+    A failing worker prints its traceback (hundreds of lines, once per retry) straight to that
+    stream. Everything written goes through a pipe into memory (its last 1 MB kept; nothing
+    touches a disk that may be full): played back to stderr when the job succeeds, dropped when
+    it fails (the driver then says what failed in one line). -v 1 holds nothing back.
+    """
+    if logging.get_verbosity() >= 1:
+        yield
+        return
+    held = collections.deque()
+    size = [0]
+    read_end, write_end = os.pipe()
+
+    def drain():
+        while chunk := os.read(read_end, 65536):
+            held.append(chunk)
+            size[0] += len(chunk)
+            while size[0] > 1 << 20 and len(held) > 1:
+                size[0] -= len(held.popleft())
+
+    reader = threading.Thread(target=drain, name="held-stderr", daemon=True)
+    reader.start()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe ends when every worker that inherited it has exited
+        os.close(saved)
+        reader.join(timeout=2)
+        if ok:
+            sys.stderr.write(b"".join(list(held)).decode("utf-8", "replace"))
+
+
+_ERRNO = re.compile(r"\[Errno (\d+)\] ([^\n\[:]+)(?:: '([^'\n]*)')?")
+_STEP = re.compile(r"\[while running '([^']+)'\]")
+
+
+def job_failure(exc: BaseException, final_dir: str) -> str:
+    """One line for a job that failed on a worker: the OS error (disk full, permission) and the step
+    it hit, from the runner's wrapped exception text; nothing was published."""
+    text = "\n".join(str(e) for e in _chain(exc))
+    errors, steps = _ERRNO.findall(text), _STEP.findall(text)
+    where = f" in step {steps[-1]}" if steps else ""
+    if errors:
+        number, message, path = errors[-1]
+        cause = {"28": "no space left on the device", "27": "file too large (a file size limit)",
+                 "122": "disk quota exceeded"}.get(number, message.strip())
+        return (f"{path or final_dir}: {cause} (errno {number}){where}; nothing was published "
+                "(free space and run the same command again)")
+    last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), type(exc).__name__)
+    return (f"the Beam job failed{where}: {_STEP.sub('', last).strip()[:500]}; nothing was published "
+            "(-v 1 shows the workers' tracebacks)")
+
+
+def _chain(exc: BaseException | None):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def _parse(argv):
-    return flags.FLAGS(argv, known_only=True)
+    """absl's parse, keeping flags it does not know (Beam pipeline options); a bad flag is a usage error
+    (one line, exit 2), not a traceback."""
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def run():

@@ -14,11 +14,17 @@ import warnings
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from crawler.validate import Rejected
+
 RESIZE_POLICIES = ("pad", "crop", "stretch", "keep")
 
 
-class BadImage(ValueError):
-    """An input image that goes to the dead letter; the message is the reason."""
+# One exception and one set of reason codes for the crawler and the Beam job (dead letters,
+# stats.json): crawler.validate.Rejected(reason, detail), `reason` a stable snake_case code.
+BadImage = Rejected
+# Files a class folder may hold as images: what Pillow decodes here (the job re-encodes them).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+_DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,35 +33,39 @@ class DecodeLimits:
     max_pixels: int = 40_000_000
 
 
+def without_addresses(message: str) -> str:
+    """Pillow's messages hold reprs with memory addresses ("<_io.BytesIO object at 0x7f...>"):
+    without them a dead letter file reads the same from every run."""
+    return re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", message)
+
+
 def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits(), channels: int = 3) -> np.ndarray:
     """Decodes and validates encoded image bytes into uint8 HxWxC.
 
-    CMYK, palette, alpha (composited on white), 16-bit and grayscale are converted; zero-byte,
-    corrupt, truncated, bomb-sized, unsupported and too-small images raise BadImage.
+    CMYK, palette, alpha (composited on white), 16-bit and grayscale are converted. Raises
+    BadImage with reason `empty`, `unsupported_format`, `too_many_pixels` (decompression
+    bombs, before decoding), `corrupt` (truncated, cannot decode) or `too_small`.
     """
     if not data:
-        raise BadImage("zero-byte file")
+        raise BadImage("empty", "zero bytes")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            if img.format not in ("JPEG", "PNG", "WEBP", "GIF", "BMP"):
-                raise BadImage(f"unsupported format {img.format}")
+            if img.format not in _DECODED_FORMATS:
+                raise BadImage("unsupported_format", f"{img.format} is not decoded here")
             w, h = img.size
             if w * h > limits.max_pixels:
-                raise BadImage(f"too many pixels: {w}x{h} > {limits.max_pixels}")
+                raise BadImage("too_many_pixels", f"{w}x{h} over {limits.max_pixels} pixels")
             img.load()
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"decompression bomb: {e}") from e
+        raise BadImage("too_many_pixels", without_addresses(str(e))) from e
     except Exception as e:  # Pillow raises many types on bad data
-        # without the reprs' memory addresses ("<_io.BytesIO object at 0x7f...>"): a dead letter
-        # file must read the same from every run
-        message = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(e))
-        raise BadImage(f"cannot decode: {type(e).__name__}: {message}") from e
+        raise BadImage("corrupt", f"{type(e).__name__}: {without_addresses(str(e))}") from e
     if min(w, h) < limits.min_side:
-        raise BadImage(f"too small: {w}x{h} < {limits.min_side}px")
+        raise BadImage("too_small", f"{w}x{h} below {limits.min_side}px")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -4,8 +4,9 @@
 
 Prints the layout, splits, example counts, classes and a few decoded examples (optionally
 saved as a contact sheet), then verifies every shard: every record is read with its CRC
-checked, parsed with the layout of pipelines/schema.py, its label range-checked, and the
-counts are compared with stats.json (and dataset_info.json when present). Exits 1 naming the
+checked, parsed with the layout of pipelines/schema.py, its label range-checked, its image
+decoded (--nodeep skips that), and the counts are compared with stats.json (and
+dataset_info.json when present); the TFDS label file must read back as stats.json's class names. Exits 1 naming the
 file and record (0-based index) of every problem found, 0 if all is well; 2 if DIR cannot be
 read. DIR may be local or in a bucket (gs://, s3://): shards are read through the storage
 layer and checked here (pipelines.shards.read_records), TensorFlow only parses them.
@@ -28,6 +29,8 @@ from storage import StorageError, fs
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", None, "Save the decoded examples as a PNG grid here.")
 _EXAMPLES = flags.DEFINE_integer("examples", 6, "How many examples to decode and show.", lower_bound=0)
+_DEEP = flags.DEFINE_bool("deep", True, "Decode every image (what the trainer will do); --nodeep checks CRCs, "
+                          "parsing, labels and counts only.")
 
 _SHARD_RE = re.compile(r"^(?P<dataset>.+)-(?P<split>[^-.]+)\.tfrecord-(?P<index>\d{5})-of-(?P<n>\d{5})$")
 _PARSE_BATCH = 256
@@ -73,8 +76,9 @@ def compression_of(stats: dict, path: str) -> str:
 
 
 def verify_shard(path: str, split: str, index: int, layout: str, compression: str, num_classes: int,
-                 keys: collections.Counter) -> ShardReport:
-    """Reads every record of one shard (CRC-checked), parses it, checks its label; collects problems."""
+                 keys: collections.Counter, deep: bool = True) -> ShardReport:
+    """Reads every record of one shard (CRC-checked), parses it, checks its label and (`deep`)
+    decodes its image; collects problems."""
     report = ShardReport(path, split, index)
     spec = schema.parse_spec(layout)
     lay = schema.get_layout(layout)
@@ -100,6 +104,12 @@ def verify_shard(path: str, split: str, index: int, layout: str, compression: st
             if not 0 <= label < num_classes:
                 report.problems.append(f"file {name}, record {first + j}: label {label} outside 0..{num_classes - 1}")
             keys[key.decode()] += 1
+            if deep:
+                try:  # a JPEG broken inside a record whose CRC is right: only decoding finds it
+                    tf.io.decode_image(parsed[lay.image_key][j], expand_animations=False)
+                except tf.errors.OpError as e:
+                    report.problems.append(f"file {name}, record {first + j} (key {key.decode()}): image does not "
+                                           f"decode ({_clean(e.message)})")
         batch.clear()
 
     try:
@@ -124,9 +134,24 @@ def shard_files(data_dir: str, dataset: str) -> dict[str, list[tuple[int, int, s
     return dict(out)
 
 
-def verify(data_dir: str, stats: dict) -> tuple[list[str], dict[str, list[ShardReport]]]:
+def label_file_problems(data_dir: str, class_names: list[str]) -> list[str]:
+    """The TFDS label files (`<feature>.labels.txt`) read back as TFDS reads them (lines stripped,
+    empty ones dropped), compared with stats.json's class names."""
+    problems = []
+    for path in fs.glob(data_dir, "*.labels.txt"):
+        names = [line.strip() for line in fs.read_text(path).split("\n") if line.strip()]
+        if names != list(class_names):
+            first = next((i for i, (a, b) in enumerate(zip(names, class_names)) if a != b), min(len(names),
+                                                                                               len(class_names)))
+            problems.append(f"file {fs.basename(path)}: TFDS reads {len(names)} class names from it, stats.json has "
+                            f"{len(class_names)}; they differ first at label {first}: tfds.builder_from_directory "
+                            "would name the classes wrongly")
+    return problems
+
+
+def verify(data_dir: str, stats: dict, deep: bool = True) -> tuple[list[str], dict[str, list[ShardReport]]]:
     """Every problem of the folder (one line each), and the per-shard reports."""
-    problems: list[str] = []
+    problems: list[str] = label_file_problems(data_dir, stats["class_names"])
     layout = stats.get("layout", "tfds")
     classes = stats["class_names"]
     expected_counts = stats.get("examples_per_split", {})
@@ -152,7 +177,7 @@ def verify(data_dir: str, stats: dict) -> tuple[list[str], dict[str, list[ShardR
             name = fs.basename(path)
             if n != n_expected or index >= n_expected:
                 problems.append(f"file {name}: not one of the {n_expected} shards the metadata lists")
-            report = verify_shard(path, split, index, layout, compression_of(stats, path), len(classes), keys)
+            report = verify_shard(path, split, index, layout, compression_of(stats, path), len(classes), keys, deep)
             problems.extend(report.problems)
             if lengths is not None and index < len(lengths) and not report.problems and report.count != lengths[index]:
                 problems.append(f"file {name}: {report.count} records, the metadata says {lengths[index]}")
@@ -252,7 +277,7 @@ def main(argv):
         return 2
     for line in summary_lines(data_dir, stats):
         print(line)
-    problems, reports = verify(data_dir, stats)
+    problems, reports = verify(data_dir, stats, _DEEP.value)
     try:
         examples = sample_examples(data_dir, stats, _EXAMPLES.value)
     except (tf.errors.OpError, ValueError) as e:
@@ -272,7 +297,8 @@ def main(argv):
             print(f"BAD {p}")
         print(f"error: {len(problems)} problem(s) in {data_dir}; first: {problems[0]}", file=sys.stderr)
         return 1
-    print(f"OK: {checked} shard(s), {records} records verified (CRC, parse, labels, counts)")
+    checks = "CRC, parse, labels, counts" + (", images decoded" if _DEEP.value else "")
+    print(f"OK: {checked} shard(s), {records} records verified ({checks})")
     return 0
 
 

@@ -209,3 +209,31 @@ def parse(serialized, layout: str = "tfds") -> dict:
 
 def shard_name(dataset: str, split: str, index: int, num_shards: int) -> str:
     return f"{dataset}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}"
+
+
+def class_name_problem(name: str) -> str:
+    """Why `name` cannot be a class name ('' if it can).
+
+    TFDS keeps a ClassLabel's names in a text file, one a line, and reads them back with each
+    line stripped and empty lines dropped (tfds.features.ClassLabel): a name with a line break,
+    with leading or trailing white space, or with nothing but white space comes back as other
+    names, and every label after it points at the wrong class.
+    """
+    if not name.strip():
+        return "it is empty or only white space"
+    if any(c in name for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        return "it holds a line break"
+    if name != name.strip():
+        return "it starts or ends with white space"
+    if not name.isprintable():
+        return "it holds a control character"
+    return ""
+
+
+def check_class_names(names: Sequence[str], what: str = "class") -> None:
+    """ValueError naming the first class name that would not survive TFDS's label file."""
+    for name in names:
+        problem = class_name_problem(name)
+        if problem:
+            raise ValueError(f"{what} {name!r} cannot be a class name ({problem}): TFDS's label file would read it "
+                             "back as other names and shift every label after it; rename it")

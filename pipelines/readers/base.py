@@ -13,9 +13,11 @@ class Record:
     path: str  # where the bytes are (read lazily, inside the pipeline); descriptive only when `data` is set
     label: str  # class name
     source: str = ""  # provenance (URL for crawled images)
-    group: str = ""  # near-duplicate group: records of one group share a split
+    group: str = ""  # duplicate group (set by the job's de-duplication): records of one group share a split
     split: str = ""  # the input's own split, if it has one
     data: bytes | None = None  # the encoded image, for readers that load bytes themselves (TFDS, on workers)
+    sha256: str = ""  # of the file, when the reader knows it (the crawler's manifest)
+    phash: str = ""  # perceptual hash (crawler.dedup.perceptual_hash), when the reader knows it
 
 
 def check_unique_keys(records: Iterable[Record]) -> None:

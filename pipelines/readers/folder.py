@@ -1,11 +1,15 @@
-"""Any image folder: root/<label>/*.{jpg,jpeg,png,webp}, or root/<split>/<label>/... (local or in a bucket)."""
+"""Any image folder: root/<label>/<image>, or root/<split>/<label>/<image> (local or in a bucket).
+
+Every file in a class folder is an input: an image by its extension (image_ops.IMAGE_EXTENSIONS),
+or a dead letter of the job (`unsupported_extension`), never skipped without a word.
+"""
 
 from __future__ import annotations
 
+from pipelines.image_ops import IMAGE_EXTENSIONS
 from pipelines.readers.base import Record
 from storage import fs
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 KNOWN_SPLITS = ("train", "validation", "val", "test")
 
 
@@ -13,7 +17,8 @@ def read_image_folder(root: str) -> list[Record]:
     """Records keyed by their path relative to `root` (deterministic and unique).
 
     One listing of everything under `root` (on a bucket: one paged listing, not one per folder).
-    Raises ValueError if `root` holds nothing or a class folder holds no image file.
+    Raises ValueError if `root` holds nothing or a class folder holds no image file (other
+    files of a class folder are records too: the job dead-letters them).
     """
     if not fs.isdir(root):
         raise ValueError(f"input folder {root} does not exist")
@@ -25,12 +30,12 @@ def read_image_folder(root: str) -> list[Record]:
     images: dict[tuple[str, ...], list[str]] = {f: [] for f in folders if len(f) == depth}
     for e in entries:
         parts = e.split("/")
-        if tuple(parts[:-1]) in images and parts[-1].lower().endswith(IMAGE_EXTENSIONS):
+        if tuple(parts[:-1]) in images and parts[-1]:
             images[tuple(parts[:-1])].append(parts[-1])
     records, empty = [], []
     for d, names in sorted(images.items()):
         split, label = (d[0], d[1]) if presplit else ("", d[0])
-        if not names:
+        if not any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
             empty.append("/".join(d))
         for name in sorted(names):
             path = fs.join(root, *d, name)

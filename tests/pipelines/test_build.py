@@ -24,11 +24,11 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.slow
 
 GOOD_PER_CLASS = 10
-BAD_FILES = {  # name -> (bytes, expected reason fragment)
-    "zero.jpg": (b"", "zero-byte"),
-    "text.jpg": (b"this is not a jpeg", "cannot decode"),
-    "tiny.png": (None, "too small"),
-    "truncated.jpg": (None, "cannot decode"),
+BAD_FILES = {  # name -> (bytes, reason code)
+    "zero.jpg": (b"", "empty"),
+    "text.jpg": (b"this is not a jpeg", "corrupt"),
+    "tiny.png": (None, "too_small"),
+    "truncated.jpg": (None, "corrupt"),
 }
 
 
@@ -93,7 +93,8 @@ def test_good_images_kept_bad_ones_in_the_dead_letter(built, image_folder):
     assert not (built / "_parts").exists()
     assert set(by_name) == set(BAD_FILES)
     for name, (_, reason) in BAD_FILES.items():
-        assert reason in by_name[name]["reason"] and by_name[name]["stage"] == "decode"
+        assert by_name[name]["reason"] == reason and by_name[name]["stage"] == "decode" and by_name[name]["detail"]
+    assert stats["rejected_per_reason"] == dict(collections.Counter(r for _, r in BAD_FILES.values()))
     assert (built / "class_histogram.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -202,8 +203,9 @@ def test_part_lines_merge_dedupes_retries_and_skips_only_a_torn_last_line(tmp_pa
 
 
 def test_a_build_killed_on_gs_and_run_again_publishes_the_uninterrupted_bytes(image_folder, gcs):
-    """kill -9 while the workers write into gs://: nothing is published; the same command again
-    publishes what an uninterrupted run does (its leftover .incomplete-* folder stays: see WORKSPACE.md)."""
+    """kill -9 while the workers write into gs://: nothing is published; the same command again takes
+    over the dead build's lock, deletes its .incomplete-* folder and publishes what an uninterrupted
+    run does."""
     for p in image_folder.rglob("*"):
         if p.is_file():
             fs.write_bytes(fs.join(gcs, "in", str(p.relative_to(image_folder))), p.read_bytes())
@@ -219,7 +221,9 @@ def test_a_build_killed_on_gs_and_run_again_publishes_the_uninterrupted_bytes(im
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not fs.exists(fs.join(killed, "pets", "1.0.0", "dataset_info.json"))  # nothing published
+    assert {n.split("-")[0] for n in fs.listdir(fs.join(killed, "pets"))} == {".incomplete", ".lock"}
     run_cli(*argv, f"--output_dir={killed}")
+    assert fs.listdir(fs.join(killed, "pets")) == ["1.0.0"]
     straight, again = (fs.join(gcs, name, "pets", "1.0.0") for name in ("straight", "killed"))
     names = fs.listdir(straight)
     assert names == fs.listdir(again) and len([n for n in names if ".tfrecord-" in n]) == 3

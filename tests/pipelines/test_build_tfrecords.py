@@ -32,7 +32,7 @@ def test_class_names_from_a_file_set_the_label_order(folder, tmp_path):
     (tmp_path / "names.txt").write_text("# label order\nowls\ncats\n\ndogs\n")
     opts = build_tfrecords.build.BuildOptions(output_dir=str(tmp_path), dataset_name="x")
     names = build_tfrecords.class_names_from_flag(f"@{tmp_path / 'names.txt'}")
-    _, got, _ = build_tfrecords.read_input(str(folder), opts, names)
+    _, got, _, _ = build_tfrecords.read_input(str(folder), opts, names)
     assert got == ["owls", "cats", "dogs"]
 
 
