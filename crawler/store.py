@@ -156,10 +156,10 @@ class Store:
         """Reads earlier results, repairing the manifest first if it needs it.
 
         Repairs, each logged with a warning, after which the manifest is rewritten whole once:
-        a key on several lines keeps its first line; an interrupted retraction is finished; with
-        `max_per_class`, a class holding more images keeps its first `max_per_class` (manifest
-        order) and the rest are dropped, files included (a run with a larger cap fetches them
-        again, as it does candidates that found their class full).
+        a key on several lines keeps its first line; an interrupted retraction is finished. With
+        `max_per_class`, a class already holding more images (an earlier run with a larger cap)
+        keeps them all, with a warning: the download adds none to it. Accepted images are never
+        deleted for a smaller cap.
 
         Retryable rejections stay in rejected.jsonl (and in the stats) until `forget_retryable`
         is called for the candidates about to be tried again.
@@ -179,8 +179,7 @@ class Store:
         gone = [r for r in accepted if r.get("key") in taken_back]  # a kill interrupted a retraction
         kept = [r for r in accepted if r.get("key") not in taken_back]
         if max_per_class is not None:
-            kept, over = _within_cap(kept, max_per_class, self.path(MANIFEST))
-            gone += over
+            _warn_over_cap(kept, max_per_class, self.path(MANIFEST))
         if len(kept) != len(manifest):
             with writing(self.path(MANIFEST)):
                 jsonl.write(self.path(MANIFEST), kept)
@@ -301,18 +300,13 @@ def _first_of_each_key(manifest: list[dict]) -> list[dict]:
     return [r for r in manifest if r.get("key") is None or not (r["key"] in seen or seen.add(r["key"]))]
 
 
-def _within_cap(records: list[dict], max_per_class: int, where: str) -> tuple[list[dict], list[dict]]:
-    """(the first `max_per_class` records of each class, the rest), warning about each class over the cap."""
-    count: collections.Counter = collections.Counter()
-    kept, over = [], []
-    for r in records:
-        count[r["class"]] += 1
-        (kept if count[r["class"]] <= max_per_class else over).append(r)
+def _warn_over_cap(records: list[dict], max_per_class: int, where: str) -> None:
+    """Warns about each class holding more than `max_per_class` images (kept: nothing is deleted)."""
+    count = collections.Counter(r["class"] for r in records)
     for klass, n in sorted(count.items()):
         if n > max_per_class:
-            logging.warning("%s: class %s holds %d images, over --max_per_class=%d: dropped its last %d (a run "
-                            "with a larger cap fetches them again)", where, klass, n, max_per_class, n - max_per_class)
-    return kept, over
+            logging.warning("%s: class %s holds %d images, over --max_per_class=%d: all kept, none added",
+                            where, klass, n, max_per_class)
 
 
 def _drop(appender: jsonl.Appender) -> None:

@@ -562,9 +562,10 @@ def test_closing_the_store_deletes_images_no_manifest_line_names(tmp_path):
         "daisy/" + "a" * 64 + ".jpg", "manifest.jsonl", "rejected.jsonl", "rose/notes.txt"]
 
 
-def test_load_repairs_duplicate_keys_and_keeps_each_class_within_its_cap(tmp_path, caplog):
-    """Two crawls that once wrote into one folder at the same time left a key on several lines and a
-    class over its cap: `load` keeps the first line of each key and the first `max_per_class` of a class."""
+def test_load_repairs_duplicate_keys_and_never_deletes_for_a_smaller_cap(tmp_path, caplog):
+    """Two crawls that once wrote into one folder at the same time left a key on several lines (and so
+    a class over its cap): `load` keeps the first line of each key; a class over a smaller cap keeps
+    its images (nothing accepted is deleted), with a warning."""
     def record(klass: str, ch: str) -> dict:
         return {"key": f"{klass}/{ch * 64}", "class": klass, "url": f"http://h/{ch}.jpg", "sha256": ch * 64,
                 "phash": "0" * 16, "format": "jpeg", "bytes": 3, "page_url": "", "source": "t", "time": ch}
@@ -582,6 +583,6 @@ def test_load_repairs_duplicate_keys_and_keeps_each_class_within_its_cap(tmp_pat
     assert [r["time"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["a", "b", "c", "d", "e"]
     assert "2 duplicate" in caplog.text
     state = Store(str(tmp_path)).load(max_per_class=3)
-    assert state.per_class() == {"daisy": 3, "rose": 1}
-    assert [r["time"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["a", "b", "c", "d"]
-    assert sorted(p.name[0] for p in (tmp_path / "daisy").iterdir()) == ["a", "b", "d"]
+    assert state.per_class() == {"daisy": 4, "rose": 1} and "over --max_per_class=3: all kept" in caplog.text
+    assert [r["time"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["a", "b", "c", "d", "e"]
+    assert sorted(p.name[0] for p in (tmp_path / "daisy").iterdir()) == ["a", "b", "d", "e"]
