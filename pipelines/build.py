@@ -1,6 +1,8 @@
-"""The Beam pipeline: read -> decode/validate (dead letter) -> resize -> augment -> encode ->
-deterministic shards; then metadata, stats and publication on the driver. Splits are
-assigned on the driver from keys and labels before the pipeline starts.
+"""The Beam pipeline: read -> fingerprint -> split plan -> decode/validate (dead letter) ->
+resize -> augment -> encode -> deterministic shards; then metadata, stats and publication on
+the driver. Splits are cut per class from keys, labels and duplicate groups: by one worker
+that sees every input's fingerprint (pipelines.dedup, a side input of the decode step), or
+with `--dedup=off` on the driver before the pipeline starts.
 
 Reading: file records are read by the decode step itself (one element per file); a reader
 that loads bytes itself (TFDS) passes a `loader` whose read tasks run on the workers. Either
