@@ -47,7 +47,7 @@ setup(
     description="Crawler -> Apache Beam TFRecords -> distributed Keras training for image classification",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["crawler", "crawler.*", "pipelines", "pipelines.*", "trainer", "trainer.*",
-                                     "storage", "storage.*"]),
+                                     "storage", "storage.*", "cli"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

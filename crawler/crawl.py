@@ -44,6 +44,7 @@ from crawler.classes import parse_classes
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source, source_names
 from crawler.store import CANDIDATES, Store, writing
+import cli
 from storage import StorageError, fs, lock
 
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
@@ -227,12 +228,7 @@ def print_summary(stats: dict) -> None:
 
 
 def _parse(argv):
-    """Parses the flags this program knows (the rest are Beam pipeline options); a bad value is one
-    `error:` line naming the flag, exit 2 (absl's own handling of it is bypassed by a custom parser)."""
-    try:
-        return flags.FLAGS(argv, known_only=True)
-    except flags.Error as e:
-        sys.exit(fail(e, 2))
+    return cli.parse_flags(argv, known_only=True)  # the rest are Beam pipeline options
 
 
 def run():

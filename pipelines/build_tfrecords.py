@@ -44,6 +44,7 @@ from absl import app, flags, logging
 from pipelines import build, dedup, image_ops, quick_exit, schema, splits
 from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder,
                                read_tfds)
+import cli
 from storage import StorageError, fs
 
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Crawler output folder (with manifest.jsonl) or an image "
@@ -372,13 +373,7 @@ def _chain(exc: BaseException | None):
 
 
 def _parse(argv):
-    """absl's parse, keeping flags it does not know (Beam pipeline options); a bad flag is a usage error
-    (one line, exit 2), not a traceback."""
-    try:
-        return flags.FLAGS(argv, known_only=True)
-    except flags.Error as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
-        sys.exit(2)
+    return cli.parse_flags(argv, known_only=True)  # the rest are Beam pipeline options
 
 
 def run():

@@ -18,6 +18,7 @@ import sys
 from absl import app, flags
 
 from pipelines import quick_exit
+import cli
 from storage import StorageError, fs
 from trainer import export as export_lib
 
@@ -112,18 +113,9 @@ def main(argv):
     return 1 if failed else 0
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parse, with a bad flag as one `error:` line and exit 2 (absl prints two lines, exits 1)."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def run():
     quick_exit.skip_final_gc()
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

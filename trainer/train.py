@@ -30,6 +30,7 @@ import typing
 from absl import app, flags, logging
 
 from pipelines import quick_exit
+import cli
 from storage import StorageError, fs
 from trainer import config as config_lib
 from trainer import shutdown
@@ -214,15 +215,6 @@ def usage_error(message: str) -> int:
     return 2
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parse, with a bad flag as one `error:` line and exit 2 (absl prints two lines, exits 1)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
     """Paths TensorFlow will read or write: a scheme it has, and a store that answers (run dir: takes a write)."""
     for flag, path in (("--run_dir", run_dir), ("--data_dir", config.data_dir),
@@ -364,7 +356,7 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
 
 def run_cli():
     quick_exit.skip_final_gc()
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":
