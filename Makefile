@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . || exit 1; \
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

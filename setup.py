@@ -8,7 +8,7 @@ INSTALL_REQUIRES = [
     "apache-beam[tfrecord]>=2.77,<2.78",
     "tensorflow-datasets>=4.9.10,<4.10",
     "requests>=2.31,<3",
-    "urllib3>=2,<3",  # Retry with backoff and Retry-After for the crawler
+    "urllib3>=2,<3",  # the crawler's connection pools (retries are its own loop: crawler/net.py)
     "beautifulsoup4>=4.12,<5",
     "absl-py>=2.1,<3",
     "pillow>=10.4,<13",
@@ -33,7 +33,9 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest>=8,<10",
         "pytest-timeout>=2.3,<3",
-        *EXTRAS["gcp"], *EXTRAS["aws"],
+        "ruff>=0.8,<1",  # `make test` lints and checks formatting first (ruff.toml)
+        *EXTRAS["gcp"],
+        *EXTRAS["aws"],
         # Object stores on 127.0.0.1 for the tests (tests/objectstore.py).
         "gcp-storage-emulator>=2026.7,<2027",
         "moto[server]>=5.1,<6",
@@ -46,8 +48,19 @@ setup(
     version="0.1.0",
     description="Crawler -> Apache Beam TFRecords -> distributed Keras training for image classification",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["crawler", "crawler.*", "pipelines", "pipelines.*", "trainer", "trainer.*",
-                                     "storage", "storage.*", "cli"]),
+    packages=find_packages(
+        include=[
+            "crawler",
+            "crawler.*",
+            "pipelines",
+            "pipelines.*",
+            "trainer",
+            "trainer.*",
+            "storage",
+            "storage.*",
+            "cli",
+        ]
+    ),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

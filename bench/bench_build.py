@@ -41,22 +41,35 @@ from PIL import Image
 
 from bench import results
 
-_SIZES = flags.DEFINE_list("sizes", ["2000", "10000", "20000"], "Numbers of JPEGs (at least 2,000 for the "
-                           "recorded numbers); the fixed and per-image costs are fitted over them.")
+_SIZES = flags.DEFINE_list(
+    "sizes",
+    ["2000", "10000", "20000"],
+    "Numbers of JPEGs (at least 2,000 for the recorded numbers); the fixed and per-image costs are fitted over them.",
+)
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are reported.")
-_CACHE = flags.DEFINE_string("cache_dir", os.path.join(os.path.dirname(__file__), ".cache"),
-                             "Where the synthetic JPEGs are generated once (git-ignored).")
+_CACHE = flags.DEFINE_string(
+    "cache_dir",
+    os.path.join(os.path.dirname(__file__), ".cache"),
+    "Where the synthetic JPEGs are generated once (git-ignored).",
+)
 _RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
-_CHILD = flags.DEFINE_enum("child", "", ["", "loop", "beam"], "Internal: run one variant (the loop, or the job "
-                           "with --child_runner_args) on --child_input into --child_output and print its "
-                           "(wall, CPU) seconds as JSON.")
+_CHILD = flags.DEFINE_enum(
+    "child",
+    "",
+    ["", "loop", "beam"],
+    "Internal: run one variant (the loop, or the job "
+    "with --child_runner_args) on --child_input into --child_output and print its "
+    "(wall, CPU) seconds as JSON.",
+)
 _CHILD_RUNNER_ARGS = flags.DEFINE_list("child_runner_args", [], "Internal, see --child.")
 _CHILD_INPUT = flags.DEFINE_string("child_input", "", "Internal, see --child.")
 _CHILD_OUTPUT = flags.DEFINE_string("child_output", "", "Internal, see --child.")
 _WORK_DIR = flags.DEFINE_string(
-    "work_dir", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
+    "work_dir",
+    "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
     "RAM-backed folder the inputs are copied to and every variant writes into: these machines page "
-    "out idle page cache (DAMON), so images read from disk would time the disk, first variant first.")
+    "out idle page cache (DAMON), so images read from disk would time the disk, first variant first.",
+)
 _IMAGE_SIZE = 224
 _CLASSES = 10
 
@@ -129,10 +142,12 @@ DEFAULT = "beam-2 (default: multi_processing, all cores)"
 HERE = "beam-1 in_memory (in-process, 1 worker)"
 MP1 = "beam-1 multi_processing (1 worker)"
 # (name, --child, --child_runner_args)
-VARIANTS = [(LOOP, "loop", []),
-            (HERE, "beam", ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]),
-            (DEFAULT, "beam", []),
-            (MP1, "beam", ["--direct_num_workers=1"])]
+VARIANTS = [
+    (LOOP, "loop", []),
+    (HERE, "beam", ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+    (DEFAULT, "beam", []),
+    (MP1, "beam", ["--direct_num_workers=1"]),
+]
 
 
 def fit(sizes: list[int], seconds: list[float]) -> tuple[float, float]:
@@ -146,8 +161,14 @@ def run_child(child: str, runner_args: list[str], input_dir: str, out_dir: str) 
 
     Each variant starts from the same clean process state (nothing left over from the others).
     """
-    cmd = [sys.executable, "-m", "bench.bench_build", f"--child={child}", f"--child_input={input_dir}",
-           f"--child_output={out_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.bench_build",
+        f"--child={child}",
+        f"--child_input={input_dir}",
+        f"--child_output={out_dir}",
+    ]
     if runner_args:
         cmd.append("--child_runner_args=" + ",".join(runner_args))
     start = time.perf_counter()
@@ -176,22 +197,25 @@ def measure(input_dir: str, rotate: int) -> tuple[dict, dict, dict]:
 def report(sizes: list[int], wall: dict, cpu: dict, whole: dict, load_before: float) -> str:
     med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in sizes}
     lines = [
-        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {'/'.join(map(str, sizes))} JPEGs "
+        f"### {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {'/'.join(map(str, sizes))} JPEGs "
         f"~400x300 -> {_IMAGE_SIZE}px, {_REPEATS.value} runs (medians)",
         "",
         f"`{' '.join(['python -m bench.bench_build'] + sys.argv[1:])}` on {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f}; "
         f"inputs and outputs in {_WORK_DIR.value}",
         "",
-        "| images | variant | seconds (median) | images/s | vs loop | all runs (s) | CPU s (median) | whole process (s) |",
+        "| images | variant | seconds (median) | images/s | vs loop | all runs (s) | CPU s (median) "
+        "| whole process (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
         for k, v in wall[n].items():
             c = f"{statistics.median(cpu[n][k]):.2f}"
             tot = f"{statistics.median(whole[n][k]):.2f}"
-            lines.append(f"| {n} | {k} | {med[n][k]:.2f} | {n / med[n][k]:.0f} | {med[n][LOOP] / med[n][k]:.2f}x | "
-                         f"{', '.join(f'{x:.2f}' for x in v)} | {c} | {tot} |")
+            lines.append(
+                f"| {n} | {k} | {med[n][k]:.2f} | {n / med[n][k]:.0f} | {med[n][LOOP] / med[n][k]:.2f}x | "
+                f"{', '.join(f'{x:.2f}' for x in v)} | {c} | {tot} |"
+            )
     lines.append("")
     for n in sizes:
         speedup = med[n][LOOP] / med[n][DEFAULT]
@@ -201,10 +225,12 @@ def report(sizes: list[int], wall: dict, cpu: dict, whole: dict, load_before: fl
         # steadier than ratios of medians when the machine's speed drifts between repeats.
         paired_speedup = statistics.median(lo / d for lo, d in zip(wall[n][LOOP], wall[n][DEFAULT]))
         paired_overhead = statistics.median(h / lo - 1 for lo, h in zip(wall[n][LOOP], wall[n][HERE]))
-        lines.append(f"- {n} images: default runner **{speedup:.2f}x** the loop (paired per repeat: "
-                     f"{paired_speedup:.2f}x; target >= 1.6x: {'met' if speedup >= 1.6 else 'MISSED'}); Beam "
-                     f"overhead on one worker **{overhead:+.1%}** in wall time (paired: {paired_overhead:+.1%}), "
-                     f"{cpu_overhead:+.1%} in CPU time (target < 15%: {'met' if overhead < 0.15 else 'MISSED'})")
+        lines.append(
+            f"- {n} images: default runner **{speedup:.2f}x** the loop (paired per repeat: "
+            f"{paired_speedup:.2f}x; target >= 1.6x: {'met' if speedup >= 1.6 else 'MISSED'}); Beam "
+            f"overhead on one worker **{overhead:+.1%}** in wall time (paired: {paired_overhead:+.1%}), "
+            f"{cpu_overhead:+.1%} in CPU time (target < 15%: {'met' if overhead < 0.15 else 'MISSED'})"
+        )
     if len(sizes) > 1:
         parts = []
         for k in (LOOP, DEFAULT, HERE, MP1):
@@ -212,15 +238,19 @@ def report(sizes: list[int], wall: dict, cpu: dict, whole: dict, load_before: fl
             parts.append(f"{k}: {fixed:+.2f} s + {per * 1e3:.3f} ms/image")
         loop_per = fit(sizes, [med[n][LOOP] for n in sizes])[1]
         d_fixed, d_per = fit(sizes, [med[n][DEFAULT] for n in sizes])
-        line = (f"- fitted over the sizes (seconds = fixed + n x per image): {'; '.join(parts)}. Default runner at "
-                f"steady state: {loop_per / d_per:.2f}x the loop")
+        line = (
+            f"- fitted over the sizes (seconds = fixed + n x per image): {'; '.join(parts)}. Default runner at "
+            f"steady state: {loop_per / d_per:.2f}x the loop"
+        )
         if loop_per / 1.6 > d_per > 0:
             line += f", 1.6x from about {d_fixed / (loop_per / 1.6 - d_per):,.0f} images"
         lines.append(line)
         # The overhead target's own definition: pipeline time per image on one worker vs the loop's.
         per_image = {k: fit(sizes, [med[n][k] for n in sizes])[1] / loop_per - 1 for k in (HERE, MP1)}
-        lines.append("- Beam overhead per image on one worker (fitted, start-up excluded; target < 15%): "
-                     + "; ".join(f"{k} {v:+.1%} ({'met' if v < 0.15 else 'MISSED'})" for k, v in per_image.items()))
+        lines.append(
+            "- Beam overhead per image on one worker (fitted, start-up excluded; target < 15%): "
+            + "; ".join(f"{k} {v:+.1%} ({'met' if v < 0.15 else 'MISSED'})" for k, v in per_image.items())
+        )
     lines.append("")
     return "\n".join(lines)
 

@@ -51,8 +51,13 @@ _CLASSES = flags.DEFINE_string("classes", "all", "Classes of the site to crawl."
 _PER_CLASS = flags.DEFINE_integer("per_class", 110, "Images per class on the site (20 x 110 = 2,200).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs of each variant; medians are reported.")
 _WORKERS = flags.DEFINE_integer("workers", 32, "Download threads of the crawler.")
-_LATENCY = flags.DEFINE_float("latency_ms", 0.0, "The site waits this long before each response's first byte, "
-                              "like a server across a real network (0: bare loopback).", lower_bound=0.0)
+_LATENCY = flags.DEFINE_float(
+    "latency_ms",
+    0.0,
+    "The site waits this long before each response's first byte, "
+    "like a server across a real network (0: bare loopback).",
+    lower_bound=0.0,
+)
 _SITE = flags.DEFINE_enum("site", "process", ["process", "inline"], "Where the flower site runs.")
 _BEAM = flags.DEFINE_bool("beam", True, "Also time the Beam DirectRunner path.")
 _RESULTS = flags.DEFINE_string("results", results.PATH, "Results file.")
@@ -69,8 +74,20 @@ def start_site(per_class: int):
         site.prerender()
         site.start()
         return site.url, site.stop
-    proc = subprocess.Popen([sys.executable, "-m", "crawler.flowersite", "--port=0", f"--per_class={per_class}",
-                             f"--latency_ms={_LATENCY.value}", "--prerender"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crawler.flowersite",
+            "--port=0",
+            f"--per_class={per_class}",
+            f"--latency_ms={_LATENCY.value}",
+            "--prerender",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     line = proc.stdout.readline()
     if not line.startswith("Flower site at "):
         proc.kill()
@@ -90,8 +107,12 @@ def discover(url: str, classes: str) -> list[Candidate]:
 
 
 def fetch_config() -> net.FetchConfig:
-    return net.FetchConfig(allow_private_hosts=True, per_host_delay=0.0, per_host_concurrency=max(_WORKERS.value, 4),
-                           pool_size=max(_WORKERS.value, 4))
+    return net.FetchConfig(
+        allow_private_hosts=True,
+        per_host_delay=0.0,
+        per_host_concurrency=max(_WORKERS.value, 4),
+        pool_size=max(_WORKERS.value, 4),
+    )
 
 
 def run_local(candidates: list[Candidate], out: str) -> tuple[float, int]:
@@ -104,10 +125,15 @@ def run_beam(candidates: list[Candidate], out: str) -> tuple[float, int]:
     from crawler import distributed
 
     start = time.perf_counter()
-    stats = distributed.download_beam(candidates, Store(out), net.Fetcher(fetch_config()),
-                                      DownloadConfig(workers=_WORKERS.value // 2),
-                                      distributed.pipeline_args("DirectRunner", []), partitions=8,
-                                      partition_by="url")
+    stats = distributed.download_beam(
+        candidates,
+        Store(out),
+        net.Fetcher(fetch_config()),
+        DownloadConfig(workers=_WORKERS.value // 2),
+        distributed.pipeline_args("DirectRunner", []),
+        partitions=8,
+        partition_by="url",
+    )
     return time.perf_counter() - start, stats["this_run"]["accepted"]
 
 
@@ -171,33 +197,48 @@ def report(candidates, times, accepted, load_before) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: n[k] / med[k] for k in med}
     ratio = rate["local"] / rate["sequential"]
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "python -m bench.bench_crawl " + " ".join(
-        f"--{f}={flags.FLAGS[f].value}" if not isinstance(flags.FLAGS[f].value, bool)
+        f"--{f}={flags.FLAGS[f].value}"
+        if not isinstance(flags.FLAGS[f].value, bool)
         else (f"--{f}" if flags.FLAGS[f].value else f"--no{f}")
-        for f in ("classes", "per_class", "repeats", "workers", "site", "latency_ms", "beam"))
-    names = {"local": f"local thread pool (--workers={_WORKERS.value})",
-             "sequential": "sequential requests loop",
-             "beam": f"Beam DirectRunner, multi_processing on all cores, 8 partitions by URL, "
-                     f"{_WORKERS.value // 2} threads each (start-up included)"}
-    lines = [f"### {when}, {len(candidates)} candidates, {_REPEATS.value} runs (medians)", "",
-             f"`{command}` on {os.cpu_count()} cores, Python {platform.python_version()}, site in "
-             f"{'its own process' if _SITE.value == 'process' else 'the benchmark process (threads)'}, "
-             f"prerendered, {f'{_LATENCY.value:g} ms before each response' if _LATENCY.value else 'no added latency'}; "
-             f"load average before: {load_before:.1f}", "",
-             "| variant | accepted | seconds (median) | accepted images/s | all runs (s) |", "|---|---|---|---|---|"]
+        for f in ("classes", "per_class", "repeats", "workers", "site", "latency_ms", "beam")
+    )
+    names = {
+        "local": f"local thread pool (--workers={_WORKERS.value})",
+        "sequential": "sequential requests loop",
+        "beam": f"Beam DirectRunner, multi_processing on all cores, 8 partitions by URL, "
+        f"{_WORKERS.value // 2} threads each (start-up included)",
+    }
+    lines = [
+        f"### {when}, {len(candidates)} candidates, {_REPEATS.value} runs (medians)",
+        "",
+        f"`{command}` on {os.cpu_count()} cores, Python {platform.python_version()}, site in "
+        f"{'its own process' if _SITE.value == 'process' else 'the benchmark process (threads)'}, "
+        f"prerendered, {f'{_LATENCY.value:g} ms before each response' if _LATENCY.value else 'no added latency'}; "
+        f"load average before: {load_before:.1f}",
+        "",
+        "| variant | accepted | seconds (median) | accepted images/s | all runs (s) |",
+        "|---|---|---|---|---|",
+    ]
     for k in med:
-        lines.append(f"| {names[k]} | {n[k]} | {med[k]:.2f} | {rate[k]:.0f} | "
-                     f"{', '.join(f'{x:.2f}' for x in times[k])} |")
-    lines += ["", f"- local vs sequential: **{ratio:.1f}x** (target >= {_TARGET_RATIO}x: "
-                  f"{'met' if ratio >= _TARGET_RATIO else 'MISSED'}); local rate **{rate['local']:.0f} img/s** "
-                  f"(target >= {_TARGET_RATE}: {'met' if rate['local'] >= _TARGET_RATE else 'MISSED'})"]
+        lines.append(
+            f"| {names[k]} | {n[k]} | {med[k]:.2f} | {rate[k]:.0f} | {', '.join(f'{x:.2f}' for x in times[k])} |"
+        )
+    lines += [
+        "",
+        f"- local vs sequential: **{ratio:.1f}x** (target >= {_TARGET_RATIO}x: "
+        f"{'met' if ratio >= _TARGET_RATIO else 'MISSED'}); local rate **{rate['local']:.0f} img/s** "
+        f"(target >= {_TARGET_RATE}: {'met' if rate['local'] >= _TARGET_RATE else 'MISSED'})",
+    ]
     if "beam" in rate:
         lines.append(f"- beam vs local: {rate['beam'] / rate['local']:.2f}x")
     if len({x for v in accepted.values() for x in v}) > 1:
         counts = json.dumps({k: sorted(v) for k, v in accepted.items()})
-        lines.append(f"- accepted counts differ between variants: {counts} (the sequential loop has no robots.txt "
-                     "and no cross-class retraction)")
+        lines.append(
+            f"- accepted counts differ between variants: {counts} (the sequential loop has no robots.txt "
+            "and no cross-class retraction)"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     results.record(_SECTION, text, _RESULTS.value)

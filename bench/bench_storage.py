@@ -39,13 +39,29 @@ def run_chain(workspace: str) -> dict[str, float]:
     from pipelines.demo import DemoConfig, run_demo
     from storage import fs
 
-    cfg = DemoConfig(workspace=workspace, classes=_CLASSES.value, per_class=_PER_CLASS.value, image_size=32,
-                     epochs=1, model="cifar_resnet20", extra_train_flags=("--batch_size=8",))
+    cfg = DemoConfig(
+        workspace=workspace,
+        classes=_CLASSES.value,
+        per_class=_PER_CLASS.value,
+        image_size=32,
+        epochs=1,
+        model="cifar_resnet20",
+        extra_train_flags=("--batch_size=8",),
+    )
     start = time.perf_counter()
     summary = run_demo(cfg)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "trainer.predict", f"--run_dir={cfg.run_dir}",
-                    fs.join(cfg.raw_dir, _CLASSES.value.split(",")[0])], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.predict",
+            f"--run_dir={cfg.run_dir}",
+            fs.join(cfg.raw_dir, _CLASSES.value.split(",")[0]),
+        ],
+        check=True,
+        capture_output=True,
+    )
     seconds = {k: summary["seconds"][k] for k in ("crawl", "tfrecords", "train")}
     seconds["predict"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
@@ -73,16 +89,28 @@ def main(argv):
 
 def report(times, load_before) -> None:
     med = {name: {s: statistics.median(v) for s, v in stages.items()} for name, stages in times.items()}
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = (f"python -m bench.bench_storage --repeats={_REPEATS.value} --per_class={_PER_CLASS.value} "
-               f"--classes={_CLASSES.value}")
-    rows = [f"| {s} | {med['local'][s]:.1f} | {med['gs'][s]:.1f} | {med['gs'][s] / med['local'][s]:.2f}x |"
-            for s in STAGES]
-    text = "\n".join([
-        f"### {when}", "", f"`{command}`", "",
-        f"{platform.node()}, {os.cpu_count()} cores, load {load_before:.1f} before; medians of {_REPEATS.value} "
-        "alternating runs, seconds (each stage a fresh process, imports included).", "",
-        "| stage | local disk | gs:// (emulator) | gs / local |", "|---|---|---|---|", *rows])
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = (
+        f"python -m bench.bench_storage --repeats={_REPEATS.value} --per_class={_PER_CLASS.value} "
+        f"--classes={_CLASSES.value}"
+    )
+    rows = [
+        f"| {s} | {med['local'][s]:.1f} | {med['gs'][s]:.1f} | {med['gs'][s] / med['local'][s]:.2f}x |" for s in STAGES
+    ]
+    text = "\n".join(
+        [
+            f"### {when}",
+            "",
+            f"`{command}`",
+            "",
+            f"{platform.node()}, {os.cpu_count()} cores, load {load_before:.1f} before; medians of {_REPEATS.value} "
+            "alternating runs, seconds (each stage a fresh process, imports included).",
+            "",
+            "| stage | local disk | gs:// (emulator) | gs / local |",
+            "|---|---|---|---|",
+            *rows,
+        ]
+    )
     print(text)
     results.record("## Storage: the demo chain on a local disk vs on gs://", text)
 

@@ -16,7 +16,6 @@ Appends the numbers and this command to the Trainer section of bench/RESULTS.md.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import statistics
@@ -54,20 +53,47 @@ def make_folder(root: str, n: int, size: int) -> str:
 def make_tfrecords(folder: str, out: str, size: int) -> str:
     data_dir = os.path.join(out, "bench", "1.0.0")
     if not os.path.exists(os.path.join(data_dir, "dataset_info.json")):
-        subprocess.run([sys.executable, "-m", "pipelines.build_tfrecords", f"--input_dir={folder}",
-                        f"--output_dir={out}", "--dataset_name=bench", f"--image_size={size}", "--resize=stretch",
-                        "--splits=train:0.9,validation:0.05,test:0.05", "--num_shards=4", "--overwrite"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.build_tfrecords",
+                f"--input_dir={folder}",
+                f"--output_dir={out}",
+                "--dataset_name=bench",
+                f"--image_size={size}",
+                "--resize=stretch",
+                "--splits=train:0.9,validation:0.05,test:0.05",
+                "--num_shards=4",
+                "--overwrite",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return data_dir
 
 
 def _config(data_dir: str, strategy: str, replicas: int = 0):
     from trainer.config import build_config
 
-    return build_config(overrides=dict(model="cifar_resnet20", image_size=32, data_dir=data_dir, batch_size=64,
-                                       optimizer="sgd", learning_rate=0.05, momentum=0.9, epochs=1,
-                                       strategy=strategy, cpu_replicas=replicas, log_every=0,
-                                       normalization="unit", augment_flip=True, augment_crop_pad=4))
+    return build_config(
+        overrides=dict(
+            model="cifar_resnet20",
+            image_size=32,
+            data_dir=data_dir,
+            batch_size=64,
+            optimizer="sgd",
+            learning_rate=0.05,
+            momentum=0.9,
+            epochs=1,
+            strategy=strategy,
+            cpu_replicas=replicas,
+            log_every=0,
+            normalization="unit",
+            augment_flip=True,
+            augment_crop_pad=4,
+        )
+    )
 
 
 def our_loop_rate(data_dir: str, strategy: str, replicas: int, steps: int, run_dir: str) -> float:
@@ -102,8 +128,11 @@ def keras_fit_rate(data_dir: str, steps: int) -> float:
     # Our loop normalises inside its step; Keras gets the same arithmetic in a map.
     ds = ds.map(lambda x, y: (data_lib.normalize(x, [0.0] * 3, [255.0] * 3), y), num_parallel_calls=tf.data.AUTOTUNE)
     model = create_model("cifar_resnet20", num_classes=len(info.class_names), input_shape=(32, 32, 3))
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)
     t0 = time.perf_counter()
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
@@ -124,8 +153,9 @@ def input_rates(folder: str, data_dir: str, n: int) -> dict[str, float]:
     info = data_lib.open_dataset(data_dir)
 
     def ours(cache=False):
-        return data_lib.make_train_dataset(info, "train", batch_size=64, image_size=224, deterministic=False,
-                                           cache=cache)
+        return data_lib.make_train_dataset(
+            info, "train", batch_size=64, image_size=224, deterministic=False, cache=cache
+        )
 
     def rate(ds, count, warmup=10):  # tf.data's autotuner needs a few batches to settle
         it = iter(ds)
@@ -138,16 +168,25 @@ def input_rates(folder: str, data_dir: str, n: int) -> dict[str, float]:
             seen += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
         return seen / (time.perf_counter() - t0)
 
-    keras_ds = keras.utils.image_dataset_from_directory(folder, image_size=(224, 224), batch_size=64,
-                                                        shuffle=True, seed=0, verbose=False).repeat()
+    keras_ds = keras.utils.image_dataset_from_directory(
+        folder, image_size=(224, 224), batch_size=64, shuffle=True, seed=0, verbose=False
+    ).repeat()
     blobs = [b.numpy() for b, _ in data_lib.raw_split(info, "train", shuffle_seed=None)]
-    ceiling = (tf.data.Dataset.from_tensor_slices(blobs).repeat()
-               .map(lambda b: tf.io.decode_jpeg(b, channels=3), num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(64).prefetch(tf.data.AUTOTUNE))
+    ceiling = (
+        tf.data.Dataset.from_tensor_slices(blobs)
+        .repeat()
+        .map(lambda b: tf.io.decode_jpeg(b, channels=3), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(64)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     count = min(n, len(blobs)) * 6  # several seconds per measurement: these machines are noisy
     one_pass = info.split_sizes["train"] // 64 + 10
-    return {"ours": rate(ours(), count), "keras": rate(keras_ds, count), "ceiling": rate(ceiling, count),
-            "cached": rate(ours(cache=True), count, warmup=one_pass)}
+    return {
+        "ours": rate(ours(), count),
+        "keras": rate(keras_ds, count),
+        "ceiling": rate(ceiling, count),
+        "cached": rate(ours(cache=True), count, warmup=one_pass),
+    }
 
 
 def _median_str(values):
@@ -176,9 +215,17 @@ def main(argv):
     one, mirrored = [], []
     for r in range(_REPEATS.value if "strategy" in parts else 0):
         for name, replicas, out in (("one_device", 0, one), ("mirrored", 2, mirrored)):
-            proc = subprocess.run([sys.executable, "-m", "bench.bench_train",
-                                   f"--only={name},{replicas},{data32},{os.path.join(cache, f's{name}{r}')}"],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bench_train",
+                    f"--only={name},{replicas},{data32},{os.path.join(cache, f's{name}{r}')}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             out.append(json.loads(proc.stdout.strip().splitlines()[-1])["rate"])
     inputs = [input_rates(big, data224, _IMAGES.value) for _ in range(_REPEATS.value if "input" in parts else 0)]
 
@@ -194,11 +241,15 @@ def main(argv):
         "|---|---|---|---|---|",
     ]
     if loop_rates:
-        lines.append(f"| 1. train loop, cifar_resnet20 32 px, batch 64, one device | {_median_str(loop_rates)} | "
-                     f"Keras fit {_median_str(fit_rates)} | {med(loop_rates) / med(fit_rates):.2f}x | >= 1.0x |")
+        lines.append(
+            f"| 1. train loop, cifar_resnet20 32 px, batch 64, one device | {_median_str(loop_rates)} | "
+            f"Keras fit {_median_str(fit_rates)} | {med(loop_rates) / med(fit_rates):.2f}x | >= 1.0x |"
+        )
     if one:
-        lines.append(f"| 2. mirrored over 2 logical CPUs vs one_device, global batch 64 | {_median_str(mirrored)} | "
-                     f"one_device {_median_str(one)} | overhead {med(one) / med(mirrored) - 1:+.1%} | <= 15% |")
+        lines.append(
+            f"| 2. mirrored over 2 logical CPUs vs one_device, global batch 64 | {_median_str(mirrored)} | "
+            f"one_device {_median_str(one)} | overhead {med(one) / med(mirrored) - 1:+.1%} | <= 15% |"
+        )
     if inputs:
         ours, keras_r, ceil, cached = ([i[k] for i in inputs] for k in ("ours", "keras", "ceiling", "cached"))
         lines += [
@@ -207,7 +258,8 @@ def main(argv):
             f"| 3b. same vs decode-only ceiling (the records' JPEG bytes in memory, tf.data) | {med(ours):.0f} | "
             f"ceiling {_median_str(ceil)} | {med(ours) / med(ceil):.0%} | >= 80% |",
             f"| 3c. ours with --cache (decoded images in memory, after the first pass) | {_median_str(cached)} | "
-            f"image_dataset_from_directory {med(keras_r):.0f} | {med(cached) / med(keras_r):.2f}x | - |"]
+            f"image_dataset_from_directory {med(keras_r):.0f} | {med(cached) / med(keras_r):.2f}x | - |",
+        ]
     lines.append("")
     print("\n".join(lines))
     results.record("## Trainer (bench/bench_train.py)", "\n".join(lines))

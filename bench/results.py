@@ -21,6 +21,9 @@ def insert_in_section(doc: str, section: str, text: str) -> str:
 
 def record(section: str, text: str, path: str = PATH) -> None:
     """Appends one run's `text` to `section` of the results file."""
-    doc = open(path, encoding="utf-8").read() if os.path.exists(path) else _HEADER
+    doc = _HEADER
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            doc = f.read()
     with open(path, "w", encoding="utf-8") as f:
         f.write(insert_in_section(doc, section, text))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import urllib.parse
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from crawler import safety
 from storage import jsonl
@@ -49,7 +49,7 @@ class Candidate:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Candidate":
+    def from_json(cls, d: dict) -> Candidate:
         d = dict(d)
         d["klass"] = d.pop("class")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -92,13 +92,24 @@ def screen(c: Candidate, where: str = "") -> Candidate:
     page_url, thumbnail_url = safety.strip_userinfo(c.page_url), safety.strip_userinfo(c.thumbnail_url)
     problem = url_problem(c.url)
     if problem:
-        return dataclasses.replace(c, url=_shown(c.url), page_url=page_url, thumbnail_url=thumbnail_url,
-                                   refused=BAD_URL, refused_detail=f"{prefix}{problem}: {_shown(c.url)}")
+        return dataclasses.replace(
+            c,
+            url=_shown(c.url),
+            page_url=page_url,
+            thumbnail_url=thumbnail_url,
+            refused=BAD_URL,
+            refused_detail=f"{prefix}{problem}: {_shown(c.url)}",
+        )
     if safety.has_userinfo(c.url):
         url = safety.strip_userinfo(c.url)
-        return dataclasses.replace(c, url=url, page_url=page_url, thumbnail_url=thumbnail_url, refused=USERINFO,
-                                   refused_detail=f"{prefix}a URL with a user name or password is not fetched, "
-                                                  "stored or shown")
+        return dataclasses.replace(
+            c,
+            url=url,
+            page_url=page_url,
+            thumbnail_url=thumbnail_url,
+            refused=USERINFO,
+            refused_detail=f"{prefix}a URL with a user name or password is not fetched, stored or shown",
+        )
     if (page_url, thumbnail_url) != (c.page_url, c.thumbnail_url):
         return dataclasses.replace(c, page_url=page_url, thumbnail_url=thumbnail_url)
     return c

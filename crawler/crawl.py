@@ -37,71 +37,120 @@ import uuid
 
 from absl import app, flags, logging
 
+import cli
 from crawler import net, validate
-from crawler.discovery import discover
-from crawler.candidates import Candidate, read_candidates, write_candidates
+from crawler.candidates import read_candidates, write_candidates
 from crawler.classes import parse_classes
+from crawler.discovery import discover
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source, source_names
 from crawler.store import CANDIDATES, Store, writing
-import cli
 from storage import StorageError, fs, lock
 
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
 _SOURCE = flags.DEFINE_string("source", "html", f"Image source: one of {', '.join(source_names())}.")
 _CLASSES = flags.DEFINE_string("classes", "all", "Comma list of class names (e.g. daisy,rose), or 'all'.")
-_OUT_DIR = flags.DEFINE_string("out_dir", "workspace/raw", "Output folder (images, manifest.jsonl, ...): a local "
-                               "path, gs://bucket/... or s3://bucket/....")
-_URL_TEMPLATE = flags.DEFINE_string("url_template", "", "html source: result page URL with {query} "
-                                    "(and optionally {page}); bing/baidu/commons: an endpoint to use instead of "
-                                    "the real site (e.g. a local test server).")
+_OUT_DIR = flags.DEFINE_string(
+    "out_dir",
+    "workspace/raw",
+    "Output folder (images, manifest.jsonl, ...): a local path, gs://bucket/... or s3://bucket/....",
+)
+_URL_TEMPLATE = flags.DEFINE_string(
+    "url_template",
+    "",
+    "html source: result page URL with {query} "
+    "(and optionally {page}); bing/baidu/commons: an endpoint to use instead of "
+    "the real site (e.g. a local test server).",
+)
 _START_URL = flags.DEFINE_string("start_url", "", "html source: a single start page (needs exactly one class).")
 _URLS_FILE = flags.DEFINE_string("urls_file", "", "urls source: a file of url,class lines.")
 _ALLOWED_HOSTS = flags.DEFINE_list("allowed_hosts", [], "Extra hosts the html source may follow pages to.")
 _MAX_PAGES = flags.DEFINE_integer("max_pages", 10, "Result pages per query at most.", lower_bound=1)
-_WORKERS = flags.DEFINE_integer("workers", 16, "Download threads (global pool; with a Beam runner: per "
-                                "partition).", lower_bound=1)
-_RUNNER = flags.DEFINE_string("runner", "local", "Download runner: 'local' (a thread pool in this process) or a Beam "
-                              "runner (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...); unknown flags are "
-                              "then Beam pipeline options.")
-_PARTITIONS = flags.DEFINE_integer("partitions", 16, "Beam runner: groups the URLs are split into (one worker "
-                                   "call each).", lower_bound=1)
-_PARTITION_BY = flags.DEFINE_enum("partition_by", "host", ["host", "url"], "Beam runner: partition URLs by a hash "
-                                  "of their host (a host's politeness lives in one worker) or of the URL (spreads one "
-                                  "big host over all workers; per-host limits then hold per worker process).")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 16, "Download threads (global pool; with a Beam runner: per partition).", lower_bound=1
+)
+_RUNNER = flags.DEFINE_string(
+    "runner",
+    "local",
+    "Download runner: 'local' (a thread pool in this process) or a Beam "
+    "runner (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...); unknown flags are "
+    "then Beam pipeline options.",
+)
+_PARTITIONS = flags.DEFINE_integer(
+    "partitions", 16, "Beam runner: groups the URLs are split into (one worker call each).", lower_bound=1
+)
+_PARTITION_BY = flags.DEFINE_enum(
+    "partition_by",
+    "host",
+    ["host", "url"],
+    "Beam runner: partition URLs by a hash "
+    "of their host (a host's politeness lives in one worker) or of the URL (spreads one "
+    "big host over all workers; per-host limits then hold per worker process).",
+)
 _MAX_PER_CLASS = flags.DEFINE_integer("max_per_class", 1000, "Accepted images per class at most.", lower_bound=1)
-_MAX_TOTAL_BYTES = flags.DEFINE_integer("max_total_bytes", 10 * 1024**3, "Stop after accepting this many bytes.",
-                                        lower_bound=1)
-_MAX_IMAGE_BYTES = flags.DEFINE_integer("max_image_bytes", 20 * 1024**2, "Byte cap per download (streamed; "
-                                        "Content-Length is not trusted).", lower_bound=1)
+_MAX_TOTAL_BYTES = flags.DEFINE_integer(
+    "max_total_bytes", 10 * 1024**3, "Stop after accepting this many bytes.", lower_bound=1
+)
+_MAX_IMAGE_BYTES = flags.DEFINE_integer(
+    "max_image_bytes", 20 * 1024**2, "Byte cap per download (streamed; Content-Length is not trusted).", lower_bound=1
+)
 _MIN_SIDE = flags.DEFINE_integer("min_side", 64, "Reject images whose shorter side is below this.", lower_bound=1)
-_MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Reject images with more pixels (decompression bombs).",
-                                   lower_bound=1)
-_DEDUP_DISTANCE = flags.DEFINE_integer("dedup_distance", 6, "Perceptual-hash Hamming distance (of 64 bits) "
-                                       "at or below which two images are near-duplicates.", lower_bound=0,
-                                       upper_bound=64)
-_ALLOW_PRIVATE = flags.DEFINE_bool("allow_private_hosts", False, "Allow loopback/private addresses "
-                                   "(needed for the local flower site); link-local and cloud metadata "
-                                   "addresses stay refused.")
+_MAX_PIXELS = flags.DEFINE_integer(
+    "max_pixels", 40_000_000, "Reject images with more pixels (decompression bombs).", lower_bound=1
+)
+_DEDUP_DISTANCE = flags.DEFINE_integer(
+    "dedup_distance",
+    6,
+    "Perceptual-hash Hamming distance (of 64 bits) at or below which two images are near-duplicates.",
+    lower_bound=0,
+    upper_bound=64,
+)
+_ALLOW_PRIVATE = flags.DEFINE_bool(
+    "allow_private_hosts",
+    False,
+    "Allow loopback/private addresses "
+    "(needed for the local flower site); link-local and cloud metadata "
+    "addresses stay refused.",
+)
 _CONTACT_URL = flags.DEFINE_string("contact_url", net.FetchConfig.contact_url, "Contact URL sent in the User-Agent.")
-_PER_HOST_CONCURRENCY = flags.DEFINE_integer("per_host_concurrency", 4, "Requests in flight per host.",
-                                             lower_bound=1)
-_PER_HOST_DELAY = flags.DEFINE_float("per_host_delay", 0.1, "Seconds between request starts on one host "
-                                     "(robots.txt Crawl-delay wins if larger).", lower_bound=0)
-_TIMEOUT = flags.DEFINE_float("timeout", 10.0, "Connect timeout, and read timeout (longest wait for the headers "
-                              "or for any byte of the body), seconds.", lower_bound=0.1)
-_DEADLINE = flags.DEFINE_float("deadline", 30.0, "Total seconds for one download: retries, backoff, redirects "
-                               "and body included.", lower_bound=0.1)
-_RETRIES = flags.DEFINE_integer("retries", 3, "Retries on 429/500/502/503/504, connection errors and timeouts "
-                                "(exponential backoff with jitter; Retry-After honoured up to --deadline). "
-                                "404 and other 4xx are never retried.", lower_bound=0)
+_PER_HOST_CONCURRENCY = flags.DEFINE_integer("per_host_concurrency", 4, "Requests in flight per host.", lower_bound=1)
+_PER_HOST_DELAY = flags.DEFINE_float(
+    "per_host_delay",
+    0.1,
+    "Seconds between request starts on one host (robots.txt Crawl-delay wins if larger).",
+    lower_bound=0,
+)
+_TIMEOUT = flags.DEFINE_float(
+    "timeout",
+    10.0,
+    "Connect timeout, and read timeout (longest wait for the headers or for any byte of the body), seconds.",
+    lower_bound=0.1,
+)
+_DEADLINE = flags.DEFINE_float(
+    "deadline", 30.0, "Total seconds for one download: retries, backoff, redirects and body included.", lower_bound=0.1
+)
+_RETRIES = flags.DEFINE_integer(
+    "retries",
+    3,
+    "Retries on 429/500/502/503/504, connection errors and timeouts "
+    "(exponential backoff with jitter; Retry-After honoured up to --deadline). "
+    "404 and other 4xx are never retried.",
+    lower_bound=0,
+)
 
 
 def fetch_config() -> net.FetchConfig:
-    return net.FetchConfig(contact_url=_CONTACT_URL.value, allow_private_hosts=_ALLOW_PRIVATE.value,
-                           connect_timeout=_TIMEOUT.value, read_timeout=_TIMEOUT.value, deadline=_DEADLINE.value,
-                           retries=_RETRIES.value, per_host_concurrency=_PER_HOST_CONCURRENCY.value,
-                           per_host_delay=_PER_HOST_DELAY.value, pool_size=max(_WORKERS.value, 4))
+    return net.FetchConfig(
+        contact_url=_CONTACT_URL.value,
+        allow_private_hosts=_ALLOW_PRIVATE.value,
+        connect_timeout=_TIMEOUT.value,
+        read_timeout=_TIMEOUT.value,
+        deadline=_DEADLINE.value,
+        retries=_RETRIES.value,
+        per_host_concurrency=_PER_HOST_CONCURRENCY.value,
+        per_host_delay=_PER_HOST_DELAY.value,
+        pool_size=max(_WORKERS.value, 4),
+    )
 
 
 def main(argv):
@@ -159,9 +208,16 @@ def inputs() -> tuple:
     """The classes and the source the flags name, checked before any work (UsageError otherwise)."""
     try:
         classes = parse_classes(_CLASSES.value)
-        source = get_source(_SOURCE.value, SourceOptions(
-            url_template=_URL_TEMPLATE.value, start_url=_START_URL.value, urls_file=_URLS_FILE.value,
-            max_pages=_MAX_PAGES.value, allowed_hosts=tuple(h.lower() for h in _ALLOWED_HOSTS.value)))
+        source = get_source(
+            _SOURCE.value,
+            SourceOptions(
+                url_template=_URL_TEMPLATE.value,
+                start_url=_START_URL.value,
+                urls_file=_URLS_FILE.value,
+                max_pages=_MAX_PAGES.value,
+                allowed_hosts=tuple(h.lower() for h in _ALLOWED_HOSTS.value),
+            ),
+        )
     except ValueError as e:
         raise app.UsageError(str(e)) from e
     if _SOURCE.value == "html" and _PHASE.value != "download":
@@ -200,30 +256,42 @@ def crawl(extra: list[str], classes, source) -> int:
             candidates = [c for c in read_candidates(cand_path) if c.klass in wanted]
         except ValueError as e:
             raise app.UsageError(str(e)) from e
-        config = DownloadConfig(workers=_WORKERS.value, max_per_class=_MAX_PER_CLASS.value,
-                                max_total_bytes=_MAX_TOTAL_BYTES.value, max_image_bytes=_MAX_IMAGE_BYTES.value,
-                                dedup_distance=_DEDUP_DISTANCE.value,
-                                limits=validate.Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value))
+        config = DownloadConfig(
+            workers=_WORKERS.value,
+            max_per_class=_MAX_PER_CLASS.value,
+            max_total_bytes=_MAX_TOTAL_BYTES.value,
+            max_image_bytes=_MAX_IMAGE_BYTES.value,
+            dedup_distance=_DEDUP_DISTANCE.value,
+            limits=validate.Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
+        )
         if _RUNNER.value == "local":
             stats = download(candidates, store, fetcher, config)
         else:
             from crawler import distributed  # Beam is imported only when asked for
 
-            stats = distributed.download_beam(candidates, store, fetcher, config,
-                                              distributed.pipeline_args(_RUNNER.value, extra),
-                                              _PARTITIONS.value, _PARTITION_BY.value)
+            stats = distributed.download_beam(
+                candidates,
+                store,
+                fetcher,
+                config,
+                distributed.pipeline_args(_RUNNER.value, extra),
+                _PARTITIONS.value,
+                _PARTITION_BY.value,
+            )
         print_summary(stats)
     return 0
 
 
 def print_summary(stats: dict) -> None:
     run = stats["this_run"]
-    lines = [f"crawl: {stats['accepted']} accepted, {stats['rejected']} rejected, {stats['bytes'] / 1e6:.1f} MB; "
-             f"this run ({run.get('runner', 'local')}) {run['accepted']} accepted in {run['seconds']:.1f}s "
-             f"({run['accepted_per_second']:.1f} img/s)",
-             "  rejected per reason: " + json.dumps(stats["rejected_per_reason"]),
-             "  accepted per class: " + json.dumps(stats["accepted_per_class"]),
-             "  top hosts: " + json.dumps(stats["top_hosts"])]
+    lines = [
+        f"crawl: {stats['accepted']} accepted, {stats['rejected']} rejected, {stats['bytes'] / 1e6:.1f} MB; "
+        f"this run ({run.get('runner', 'local')}) {run['accepted']} accepted in {run['seconds']:.1f}s "
+        f"({run['accepted_per_second']:.1f} img/s)",
+        "  rejected per reason: " + json.dumps(stats["rejected_per_reason"]),
+        "  accepted per class: " + json.dumps(stats["accepted_per_class"]),
+        "  top hosts: " + json.dumps(stats["top_hosts"]),
+    ]
     print("\n".join(lines), flush=True)
 
 

@@ -30,8 +30,12 @@ class _RefusalLog:
             host = net.host_key(c.url)
             if host not in self.userinfo_hosts:
                 self.userinfo_hosts.add(host)
-                logging.warning("discover: URLs with a user name or password on host %s are refused (%s): "
-                                "the crawler neither sends nor keeps them", host, USERINFO)
+                logging.warning(
+                    "discover: URLs with a user name or password on host %s are refused (%s): "
+                    "the crawler neither sends nor keeps them",
+                    host,
+                    USERINFO,
+                )
         elif c.refused == BAD_URL:
             self.bad_urls += 1
             if self.bad_urls <= MAX_LOGGED_BAD_URLS:
@@ -39,8 +43,11 @@ class _RefusalLog:
 
     def summary(self) -> None:
         if self.bad_urls > MAX_LOGGED_BAD_URLS:
-            logging.warning("discover: %d more %s candidates not shown (see rejected.jsonl after the download)",
-                            self.bad_urls - MAX_LOGGED_BAD_URLS, BAD_URL)
+            logging.warning(
+                "discover: %d more %s candidates not shown (see rejected.jsonl after the download)",
+                self.bad_urls - MAX_LOGGED_BAD_URLS,
+                BAD_URL,
+            )
 
 
 def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:

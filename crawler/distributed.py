@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 import apache_beam as beam
 from absl import logging
@@ -57,8 +57,11 @@ from crawler.store import Store
 from storage import fs, jsonl
 
 PARTITION_BY = ("host", "url")
-DIRECT_RUNNER_DEFAULTS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0",
-                          "--default_sdk_harness_log_level=WARNING"]
+DIRECT_RUNNER_DEFAULTS = [
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=0",
+    "--default_sdk_harness_log_level=WARNING",
+]
 
 
 def pipeline_args(runner: str, extra: list[str]) -> list[str]:
@@ -126,27 +129,39 @@ class FetchPartition(beam.DoFn):
         jsonl.write(path, (o.to_json() for o in outcomes))
         worker = f"{socket.gethostname()}-{os.getpid()}"
         with _FETCHERS_LOCK:  # the process's running totals: the last partition it finishes writes them all
-            fs.write_json(fs.join(self._store.parts_dir, f"worker-{self._run_id}-{worker}.json"), {
-                "worker": worker, "requests_per_host": dict(self._fetcher.requests_per_host)})
-        logging.info("partition %d of %d: %d URLs in %.1fs on %s", index, count, len(urls),
-                     time.monotonic() - start, worker)
+            fs.write_json(
+                fs.join(self._store.parts_dir, f"worker-{self._run_id}-{worker}.json"),
+                {"worker": worker, "requests_per_host": dict(self._fetcher.requests_per_host)},
+            )
+        logging.info(
+            "partition %d of %d: %d URLs in %.1fs on %s", index, count, len(urls), time.monotonic() - start, worker
+        )
         yield path
 
 
-def run_pipeline(tasks: list[tuple[int, int, list[str]]], out_dir: str, run_id: str, config: DownloadConfig,
-                 fetch_config: net.FetchConfig, args: list[str]) -> None:
+def run_pipeline(
+    tasks: list[tuple[int, int, list[str]]],
+    out_dir: str,
+    run_id: str,
+    config: DownloadConfig,
+    fetch_config: net.FetchConfig,
+    args: list[str],
+) -> None:
     std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
     with beam.Pipeline(options=PipelineOptions(args)) as p:
-        _ = (p
-             | "Partitions" >> beam.Create(tasks, reshuffle=True)
-             | "FetchValidateStage" >> beam.ParDo(FetchPartition(out_dir, run_id, config, fetch_config)))
+        _ = (
+            p
+            | "Partitions" >> beam.Create(tasks, reshuffle=True)
+            | "FetchValidateStage" >> beam.ParDo(FetchPartition(out_dir, run_id, config, fetch_config))
+        )
 
 
-def read_parts(store: Store, tasks: list[tuple[int, int, list[str]]], run_id: str) -> tuple[dict[str, Outcome],
-                                                                                           dict[str, int], int]:
+def read_parts(
+    store: Store, tasks: list[tuple[int, int, list[str]]], run_id: str
+) -> tuple[dict[str, Outcome], dict[str, int], int]:
     """(outcome per URL, requests per host summed over workers, worker count) from the parts."""
     outcomes: dict[str, Outcome] = {}
-    for index, count, urls in tasks:
+    for index, count, _urls in tasks:
         path = part_path(store.parts_dir, index, count)
         if not fs.exists(path):
             raise RuntimeError(f"the Beam job finished without writing {path}")
@@ -159,8 +174,15 @@ def read_parts(store: Store, tasks: list[tuple[int, int, list[str]]], run_id: st
     return outcomes, requests, len(worker_files)
 
 
-def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher, config: DownloadConfig,
-                  args: list[str], partitions: int = 16, partition_by: str = "host") -> dict:
+def download_beam(
+    candidates: Iterable[Candidate],
+    store: Store,
+    fetcher: net.Fetcher,
+    config: DownloadConfig,
+    args: list[str],
+    partitions: int = 16,
+    partition_by: str = "host",
+) -> dict:
     """Runs the download phase as a Beam job; returns (and writes) crawl statistics.
 
     Args:
@@ -185,8 +207,13 @@ def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fe
     start = time.monotonic()
     try:
         if tasks:
-            logging.info("download: %d URLs in %d partitions (by %s) on %s", len(wanted), len(tasks), partition_by,
-                         " ".join(args))
+            logging.info(
+                "download: %d URLs in %d partitions (by %s) on %s",
+                len(wanted),
+                len(tasks),
+                partition_by,
+                " ".join(args),
+            )
             run_pipeline(tasks, store.out_dir, run_id, config, fetcher.config, args)
         fetched_at = time.monotonic()
         outcomes, requests, workers = read_parts(store, tasks, run_id)
@@ -207,7 +234,17 @@ def download_beam(candidates: Iterable[Candidate], store: Store, fetcher: net.Fe
     end = time.monotonic()
     for host, n in fetcher.requests_per_host.items():
         requests[host] = requests.get(host, 0) + n
-    return finish_stats(store, committer.run, end - start, requests, {
-        "runner": next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "beam"),
-        "partitions": len(tasks), "partition_by": partition_by, "worker_processes": workers,
-        "fetch_seconds": round(fetched_at - start, 3), "merge_seconds": round(end - fetched_at, 3)})
+    return finish_stats(
+        store,
+        committer.run,
+        end - start,
+        requests,
+        {
+            "runner": next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "beam"),
+            "partitions": len(tasks),
+            "partition_by": partition_by,
+            "worker_processes": workers,
+            "fetch_seconds": round(fetched_at - start, 3),
+            "merge_seconds": round(end - fetched_at, 3),
+        },
+    )

@@ -26,7 +26,7 @@ import functools
 import sys
 import time
 import urllib.parse
-from typing import Iterable
+from collections.abc import Iterable
 
 from absl import logging
 from tqdm import tqdm
@@ -73,7 +73,7 @@ class Outcome:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "Outcome":
+    def from_json(cls, d: dict) -> Outcome:
         return cls(**d)
 
 
@@ -122,11 +122,18 @@ class Committer:
     def plan(self, candidates: Iterable[Candidate]) -> list[Candidate]:
         """The candidates left to decide, each (url, class) once; forgets their retryable rejections."""
         seen: set[tuple[str, str]] = set()
-        todo = [c for c in candidates if (c.url, c.klass) not in self.done
-                and not ((c.url, c.klass) in seen or seen.add((c.url, c.klass)))]
+        todo = [
+            c
+            for c in candidates
+            if (c.url, c.klass) not in self.done and not ((c.url, c.klass) in seen or seen.add((c.url, c.klass)))
+        ]
         self.store.forget_retryable({(c.url, c.klass) for c in todo})
-        logging.info("download: %d candidates to try (%d already decided, %d accepted so far)",
-                     len(todo), len(self.done), self.accepted_before)
+        logging.info(
+            "download: %d candidates to try (%d already decided, %d accepted so far)",
+            len(todo),
+            len(self.done),
+            self.accepted_before,
+        )
         return todo
 
     def has_room(self, klass: str) -> bool:
@@ -164,9 +171,20 @@ class Committer:
             self.run["rejected"] += 1
             return
         key = f"{c.klass}/{out.sha256}"
-        record = {**base, "key": key, "sha256": out.sha256, "width": out.width, "height": out.height,
-                  "bytes": out.bytes, "format": out.format, "source_format": out.source_format,
-                  "phash": out.phash, "query": c.query, "thumbnail_url": c.thumbnail_url, **c.extra}
+        record = {
+            **base,
+            "key": key,
+            "sha256": out.sha256,
+            "width": out.width,
+            "height": out.height,
+            "bytes": out.bytes,
+            "format": out.format,
+            "source_format": out.source_format,
+            "phash": out.phash,
+            "query": c.query,
+            "thumbnail_url": c.thumbnail_url,
+            **c.extra,
+        }
         self.store.accept_staged(record, out.ext)
         self.index.add(out.sha256, out.phash, key, c.klass, c.url)
         self.per_class[c.klass] += 1
@@ -175,20 +193,33 @@ class Committer:
 
     def _retract(self, match: dedup.Match, c: Candidate) -> None:
         """Takes back the accepted image `match` names, now that a copy turned up in class `c.klass`."""
-        line = self.store.retract(match.key, {
-            "detail": f"{match.kind} of {c.url} in class {c.klass} (hamming {match.distance})",
-            "other_url": c.url, "other_class": c.klass, "time": _now()})
+        line = self.store.retract(
+            match.key,
+            {
+                "detail": f"{match.kind} of {c.url} in class {c.klass} (hamming {match.distance})",
+                "other_url": c.url,
+                "other_class": c.klass,
+                "time": _now(),
+            },
+        )
         if line is None:
             return  # taken back already, by an earlier copy
-        logging.warning("%s is in classes %s and %s: rejected from both (%s, %s)", match.kind, match.klass, c.klass,
-                        match.url, c.url)
+        logging.warning(
+            "%s is in classes %s and %s: rejected from both (%s, %s)",
+            match.kind,
+            match.klass,
+            c.klass,
+            match.url,
+            c.url,
+        )
         self.per_class[match.klass] -= 1
         self.run["retracted"] += 1
         self.run["bytes"] -= line["bytes"]
 
 
-def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher,
-             config: DownloadConfig = DownloadConfig()) -> dict:
+def download(
+    candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher, config: DownloadConfig = DownloadConfig()
+) -> dict:
     """Runs the download phase on a local thread pool; returns (and writes) crawl statistics."""
     committer = Committer(store, config)
     todo = committer.plan(candidates)
@@ -247,8 +278,11 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
                     break
                 if time.monotonic() - last_log > 10:
                     last_log = time.monotonic()
-                    logging.info("download: %d accepted, %d rejected so far", committer.run["accepted"],
-                                 committer.run["rejected"])
+                    logging.info(
+                        "download: %d accepted, %d rejected so far",
+                        committer.run["accepted"],
+                        committer.run["rejected"],
+                    )
     finally:
         bar.close()
         try:
@@ -259,8 +293,13 @@ def download(candidates: Iterable[Candidate], store: Store, fetcher: net.Fetcher
     return finish_stats(store, committer.run, elapsed, fetcher.requests_per_host)
 
 
-def finish_stats(store: Store, run: collections.Counter, elapsed: float, requests_per_host: dict[str, int],
-                 runner: dict | None = None) -> dict:
+def finish_stats(
+    store: Store,
+    run: collections.Counter,
+    elapsed: float,
+    requests_per_host: dict[str, int],
+    runner: dict | None = None,
+) -> dict:
     """Statistics over the whole output folder (earlier runs included) plus this run's speed.
 
     Args:
@@ -282,13 +321,25 @@ def finish_stats(store: Store, run: collections.Counter, elapsed: float, request
         "bytes": sum(r["bytes"] for r in state.accepted),
         "top_hosts": dict(hosts.most_common(10)),
         "requests_per_host": dict(sorted(requests_per_host.items())),
-        "cross_class_duplicates": [{"key": r["key"], "url": r["url"], "class": r["class"],
-                                    "other_url": r.get("other_url", ""), "other_class": r.get("other_class", "")}
-                                   for r in state.retracted],
-        "this_run": {"accepted": run["accepted"], "rejected": run["rejected"], "retracted": run["retracted"],
-                     "skipped_class_full": run["skipped_class_full"], "seconds": round(elapsed, 3),
-                     "accepted_per_second": round(run["accepted"] / elapsed, 2) if elapsed > 0 else 0.0,
-                     **(runner or {"runner": "local"})},
+        "cross_class_duplicates": [
+            {
+                "key": r["key"],
+                "url": r["url"],
+                "class": r["class"],
+                "other_url": r.get("other_url", ""),
+                "other_class": r.get("other_class", ""),
+            }
+            for r in state.retracted
+        ],
+        "this_run": {
+            "accepted": run["accepted"],
+            "rejected": run["rejected"],
+            "retracted": run["retracted"],
+            "skipped_class_full": run["skipped_class_full"],
+            "seconds": round(elapsed, 3),
+            "accepted_per_second": round(run["accepted"] / elapsed, 2) if elapsed > 0 else 0.0,
+            **(runner or {"runner": "local"}),
+        },
     }
     store.write_stats(stats)
     return stats

@@ -63,8 +63,15 @@ class FetchError(Exception):
     `transient`: this download tries again now (after a backoff); `retry_after` the server's wish.
     """
 
-    def __init__(self, reason: str, detail: str = "", retryable: bool = False, *, transient: bool = False,
-                 retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        detail: str = "",
+        retryable: bool = False,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason, self.detail, self.retryable = reason, detail, retryable
         self.transient, self.retry_after = transient, retry_after
@@ -122,7 +129,7 @@ def origin(url: str) -> str:
 
 def backoff_delay(attempt: int, base: float, cap: float, rand=random.random) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rand() * min(cap, base * 2.0 ** attempt)
+    return rand() * min(cap, base * 2.0**attempt)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -137,8 +144,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def ai_opt_out(x_robots_tag: str) -> list[str]:
@@ -218,8 +225,10 @@ def _checked_pool(pool_cls: type, allow_private: bool) -> type:
     return type(f"Checked{pool_cls.__name__}", (pool_cls,), {"ConnectionCls": CheckedConnection})
 
 
-_POOLS = {allow: {"http": _checked_pool(HTTPConnectionPool, allow), "https": _checked_pool(HTTPSConnectionPool, allow)}
-          for allow in (False, True)}
+_POOLS = {
+    allow: {"http": _checked_pool(HTTPConnectionPool, allow), "https": _checked_pool(HTTPSConnectionPool, allow)}
+    for allow in (False, True)
+}
 
 
 class _CheckedAdapter(HTTPAdapter):
@@ -258,8 +267,9 @@ class Fetcher:
         s = getattr(self._local, "session", None)
         if s is None:
             c = self.config
-            adapter = _CheckedAdapter(c.allow_private_hosts, max_retries=0, pool_connections=c.pool_size,
-                                      pool_maxsize=c.pool_size)
+            adapter = _CheckedAdapter(
+                c.allow_private_hosts, max_retries=0, pool_connections=c.pool_size, pool_maxsize=c.pool_size
+            )
             s = requests.Session()
             s.trust_env = False  # no proxy or .netrc from the environment: we connect where we checked
             s.mount("http://", adapter)
@@ -290,8 +300,9 @@ class Fetcher:
                 return self._robots[key]
             rules: Protego | bool | _Deny
             try:
-                page = self._get(base + "/robots.txt", ROBOTS_MAX_BYTES, _Deadline(self.config.deadline),
-                                 retries=0, robots_txt=True)
+                page = self._get(
+                    base + "/robots.txt", ROBOTS_MAX_BYTES, _Deadline(self.config.deadline), retries=0, robots_txt=True
+                )
                 rules = Protego.parse(page.body.decode("utf-8", errors="replace"))
                 delay = rules.crawl_delay(self.config.user_agent)
                 if delay:
@@ -299,13 +310,17 @@ class Fetcher:
             except FetchError as e:
                 status = int(e.reason[5:]) if re.fullmatch(r"http_\d+", e.reason) else 0
                 if status in (401, 403):
-                    rules = _Deny("robots_disallowed", f"robots.txt of {base} answered {status}: host disallowed",
-                                  retryable=False)
+                    rules = _Deny(
+                        "robots_disallowed", f"robots.txt of {base} answered {status}: host disallowed", retryable=False
+                    )
                 elif 400 <= status < 500:
                     rules = True
                 elif status >= 500:
-                    rules = _Deny("robots_unavailable", f"robots.txt of {base} answered {status}: host "
-                                  "disallowed for this run", retryable=True)
+                    rules = _Deny(
+                        "robots_unavailable",
+                        f"robots.txt of {base} answered {status}: host disallowed for this run",
+                        retryable=True,
+                    )
                 elif e.reason in ("timeout", "deadline", "connection_error"):
                     rules = _Deny("host_unreachable", f"{base}: robots.txt {e}", retryable=True)
                 elif e.reason == "dns_error":
@@ -349,8 +364,10 @@ class Fetcher:
     def _get(self, url: str, max_bytes: int, deadline: _Deadline, retries: int, robots_txt: bool = False) -> Fetched:
         for _ in range(MAX_REDIRECTS + 1):
             if safety.has_userinfo(url):  # never sent: requests would pass it on as Basic auth
-                raise FetchError("userinfo_in_url", f"{safety.strip_userinfo(url)}: a URL with a user name or "
-                                 "password is not fetched")
+                raise FetchError(
+                    "userinfo_in_url",
+                    f"{safety.strip_userinfo(url)}: a URL with a user name or password is not fetched",
+                )
             try:
                 safety.check_url(url, self.config.allow_private_hosts)
             except safety.UnsafeURL as e:
@@ -367,8 +384,9 @@ class Fetcher:
             url = result  # the next hop
         raise FetchError("too_many_redirects", url)
 
-    def _with_retries(self, url: str, max_bytes: int, deadline: _Deadline, retries: int,
-                      robots_txt: bool) -> Fetched | str:
+    def _with_retries(
+        self, url: str, max_bytes: int, deadline: _Deadline, retries: int, robots_txt: bool
+    ) -> Fetched | str:
         c = self.config
         gate = self._gate(host_key(url))
         for attempt in itertools.count():
@@ -380,19 +398,22 @@ class Fetcher:
                 if attempt >= retries:
                     tries = f"{attempt + 1} attempts" if attempt else "1 attempt"
                     raise FetchError(e.reason, f"{e.detail} (after {tries})", e.retryable) from e
-                wait = e.retry_after if e.retry_after is not None else backoff_delay(attempt, c.backoff,
-                                                                                    c.max_backoff)
+                wait = e.retry_after if e.retry_after is not None else backoff_delay(attempt, c.backoff, c.max_backoff)
                 if wait >= deadline.remaining():
-                    raise FetchError(e.reason, f"{e.detail}; retry in {wait:.3g}s would pass the {c.deadline:g}s "
-                                     "deadline", retryable=True) from e
+                    raise FetchError(
+                        e.reason,
+                        f"{e.detail}; retry in {wait:.3g}s would pass the {c.deadline:g}s deadline",
+                        retryable=True,
+                    ) from e
                 if e.retry_after is not None:
                     gate.hold(wait)
                 logging.debug("retrying %s in %.2fs after %s", url, wait, e)
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _attempt(self, url: str, gate: _HostGate, max_bytes: int, deadline: _Deadline,
-                 robots_txt: bool) -> Fetched | str:
+    def _attempt(
+        self, url: str, gate: _HostGate, max_bytes: int, deadline: _Deadline, robots_txt: bool
+    ) -> Fetched | str:
         """One request; returns the response, or the next hop's URL on a redirect."""
         c = self.config
         where = origin(url)
@@ -404,8 +425,12 @@ class Fetcher:
             with self._lock:
                 self.requests_per_host[where] = self.requests_per_host.get(where, 0) + 1
             try:
-                resp = self._session().get(url, stream=True, allow_redirects=False,
-                                           timeout=(min(c.connect_timeout, remaining), min(c.read_timeout, remaining)))
+                resp = self._session().get(
+                    url,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(min(c.connect_timeout, remaining), min(c.read_timeout, remaining)),
+                )
             except safety.UnsafeURL as e:  # raised on the connected socket
                 raise FetchError("unsafe_url", f"{url}: {e}") from e
             except requests.Timeout as e:
@@ -425,22 +450,32 @@ class Fetcher:
                         raise FetchError("bad_url", f"{url}: redirect to an invalid URL ({e})") from e
                 if status >= 400:
                     again = status in RETRY_STATUSES
-                    raise FetchError(f"http_{status}", url, retryable=again, transient=again,
-                                     retry_after=parse_retry_after(resp.headers.get("Retry-After")) if again else None)
+                    raise FetchError(
+                        f"http_{status}",
+                        url,
+                        retryable=again,
+                        transient=again,
+                        retry_after=parse_retry_after(resp.headers.get("Retry-After")) if again else None,
+                    )
                 if not robots_txt:
                     opt_out = ai_opt_out(resp.headers.get("X-Robots-Tag", ""))
                     if opt_out:
                         raise FetchError("x_robots_tag", f"{url}: X-Robots-Tag {', '.join(opt_out)}")
                 declared = resp.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > max_bytes and not robots_txt \
-                        and "chunked" not in resp.headers.get("Transfer-Encoding", "").lower() \
-                        and not resp.headers.get("Content-Encoding"):
+                if (
+                    declared.isdigit()
+                    and int(declared) > max_bytes
+                    and not robots_txt
+                    and "chunked" not in resp.headers.get("Transfer-Encoding", "").lower()
+                    and not resp.headers.get("Content-Encoding")
+                ):
                     raise FetchError("too_large", f"Content-Length {declared} over {max_bytes} bytes")
                 body = self._read_capped(resp, max_bytes, deadline, truncate=robots_txt)
                 return Fetched(url, status, dict(resp.headers), body)
 
-    def _read_capped(self, resp: requests.Response, max_bytes: int, deadline: _Deadline,
-                     truncate: bool = False) -> bytes:
+    def _read_capped(
+        self, resp: requests.Response, max_bytes: int, deadline: _Deadline, truncate: bool = False
+    ) -> bytes:
         """Streams the decompressed body; Content-Length is not trusted (nor needed).
 
         `read1` returns whatever one socket read brings (a dripping server cannot hold a
@@ -463,15 +498,16 @@ class Fetcher:
                 total += len(chunk)
                 if total > max_bytes:
                     if truncate:
-                        chunks.append(chunk[:max_bytes - (total - len(chunk))])
+                        chunks.append(chunk[: max_bytes - (total - len(chunk))])
                         break
                     raise FetchError("too_large", f"body over {max_bytes} bytes (decompressed)")
                 chunks.append(chunk)
         except (u3exc.ReadTimeoutError, TimeoutError) as e:
             if deadline.remaining() <= 0:
                 raise deadline.error() from e
-            raise FetchError("timeout", f"no body byte for {self.config.read_timeout:g}s", retryable=True,
-                             transient=True) from e
+            raise FetchError(
+                "timeout", f"no body byte for {self.config.read_timeout:g}s", retryable=True, transient=True
+            ) from e
         except u3exc.DecodeError as e:
             raise FetchError("bad_encoding", str(e)) from e
         except (u3exc.ProtocolError, u3exc.HTTPError, OSError) as e:

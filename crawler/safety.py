@@ -31,8 +31,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Refused even with allow_private: link-local (169.254.169.254 is the AWS/GCP/Azure metadata
 # service) and the metadata endpoints of other clouds that sit outside link-local.
-_FORBIDDEN_NETS = tuple(ipaddress.ip_network(n) for n in (
-    "169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128"))
+_FORBIDDEN_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128")
+)
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -93,8 +94,13 @@ def classify(addr: Address) -> str:
             return classify(inner)  # the IPv4 address the packets really go to decides
     if addr.is_loopback or addr in _NAT64_LOCAL:
         return PRIVATE
-    if any(addr in net for net in _FORBIDDEN_NETS) or addr.is_link_local or addr.is_multicast \
-            or addr.is_unspecified or addr.is_reserved:
+    if (
+        any(addr in net for net in _FORBIDDEN_NETS)
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_unspecified
+        or addr.is_reserved
+    ):
         return FORBIDDEN
     if addr.is_private or not addr.is_global or addr in _CGNAT:
         return PRIVATE

@@ -40,7 +40,7 @@ import dataclasses
 import errno
 import os
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 
@@ -53,8 +53,7 @@ CANDIDATES = "candidates.jsonl"
 STATS = "crawl_stats.json"
 WORK_DIR = ".download"
 RETRACTED = "cross_class_duplicate"  # reason of an accepted image taken back
-MANIFEST_FIELDS = ("key", "class", "url", "page_url", "sha256", "width", "height", "bytes", "format",
-                   "source", "time")
+MANIFEST_FIELDS = ("key", "class", "url", "page_url", "sha256", "width", "height", "bytes", "format", "source", "time")
 _IMAGE_FILE = re.compile(r"^([a-z_]+)/([0-9a-f]{64})\.(jpg|png)$")
 WORK_SUBDIRS = ("staging", "parts")  # all the crawler makes in WORK_DIR
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -71,8 +70,9 @@ def writing(path: str) -> Iterator[None]:
     except OSError as e:
         cause = e.strerror or str(e)
         if e.errno in _NO_SPACE:
-            cause = (f"no space left ({os.strerror(e.errno)}): free some space, then run the same command again "
-                     "(it resumes)")
+            cause = (
+                f"no space left ({os.strerror(e.errno)}): free some space, then run the same command again (it resumes)"
+            )
         raise StorageError(path, cause, "write") from e
 
 
@@ -138,8 +138,12 @@ class Store:
         foreign = fs.list_files(work)
         if foreign and not self._warned_foreign_work:
             self._warned_foreign_work = True
-            logging.warning("%s holds %d file(s) the crawler did not make, left alone: %s", work, len(foreign),
-                            ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else ""))
+            logging.warning(
+                "%s holds %d file(s) the crawler did not make, left alone: %s",
+                work,
+                len(foreign),
+                ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else ""),
+            )
         if not foreign and fs.is_local(work):
             with contextlib.suppress(OSError):  # a sub-folder of someone else's is left too
                 os.rmdir(work)
@@ -167,13 +171,18 @@ class Store:
         manifest = jsonl.read_all(self.path(MANIFEST))
         unknown = sorted({d.get("class") for d in manifest} - set(CLASS_NAMES), key=str)
         if unknown:
-            raise ValueError(f"{self.path(MANIFEST)} holds classes {unknown} that are not in this project's "
-                             "class list: use another --out_dir")
+            raise ValueError(
+                f"{self.path(MANIFEST)} holds classes {unknown} that are not in this project's "
+                "class list: use another --out_dir"
+            )
         accepted = _first_of_each_key(manifest)
         if len(accepted) != len(manifest):
-            logging.warning("%s: %d duplicate line(s) of a key (two crawls once wrote into this folder at the same "
-                            "time): kept the first line of each key", self.path(MANIFEST),
-                            len(manifest) - len(accepted))
+            logging.warning(
+                "%s: %d duplicate line(s) of a key (two crawls once wrote into this folder at the same "
+                "time): kept the first line of each key",
+                self.path(MANIFEST),
+                len(manifest) - len(accepted),
+            )
         state = StoreState(accepted, jsonl.read_all(self.path(REJECTED)))
         taken_back = {r["key"] for r in state.retracted}
         gone = [r for r in accepted if r.get("key") in taken_back]  # a kill interrupted a retraction
@@ -305,8 +314,13 @@ def _warn_over_cap(records: list[dict], max_per_class: int, where: str) -> None:
     count = collections.Counter(r["class"] for r in records)
     for klass, n in sorted(count.items()):
         if n > max_per_class:
-            logging.warning("%s: class %s holds %d images, over --max_per_class=%d: all kept, none added",
-                            where, klass, n, max_per_class)
+            logging.warning(
+                "%s: class %s holds %d images, over --max_per_class=%d: all kept, none added",
+                where,
+                klass,
+                n,
+                max_per_class,
+            )
 
 
 def _drop(appender: jsonl.Appender) -> None:

@@ -111,10 +111,11 @@ def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: in
     return record, image_ops.decode_image(data, limits, channels)
 
 
-def make_plan(fingerprints: list, opts: "BuildOptions", stats_path: str) -> dedup.Plan:
+def make_plan(fingerprints: list, opts: BuildOptions, stats_path: str) -> dedup.Plan:
     """The de-duplication plan (one worker sees every fingerprint); its findings go to `stats_path`."""
-    plan = dedup.plan(fingerprints, opts.dedup, opts.dedup_distance, opts.splits, opts.split_salt,
-                      opts.keep_input_splits)
+    plan = dedup.plan(
+        fingerprints, opts.dedup, opts.dedup_distance, opts.splits, opts.split_salt, opts.keep_input_splits
+    )
     fs.write_json(stats_path, plan.stats)
     return plan
 
@@ -129,9 +130,19 @@ def reason_and_detail(exc: Exception) -> tuple[str, str]:
 
 def dead_letter_line(record: Record, exc: Exception, stage: str) -> str:
     reason, detail = reason_and_detail(exc)
-    return json.dumps({"key": record.key, "source": record.source or record.path, "path": record.path,
-                       "label": record.label, "stage": stage, "reason": reason, "detail": detail},
-                      ensure_ascii=False, sort_keys=True)
+    return json.dumps(
+        {
+            "key": record.key,
+            "source": record.source or record.path,
+            "path": record.path,
+            "label": record.label,
+            "stage": stage,
+            "reason": reason,
+            "detail": detail,
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 def decode_or_dead_letter(record: Record, limits: image_ops.DecodeLimits, channels: int, plan=None):
@@ -159,9 +170,23 @@ def make_examples(item, opts: BuildOptions, label_index: dict[str, int], feats):
             variants.append((f"{record.key}#aug{k}", record.key, aug))
     for key, parent, img in variants:
         data = image_ops.encode(img, opts.encoding, opts.jpeg_quality)
-        yield split, record.label, key, schema.serialize(
-            feats, image=data, label=label, key=key, parent_key=parent, source=record.source, class_name=record.label,
-            height=img.shape[0], width=img.shape[1], fmt=opts.encoding)
+        yield (
+            split,
+            record.label,
+            key,
+            schema.serialize(
+                feats,
+                image=data,
+                label=label,
+                key=key,
+                parent_key=parent,
+                source=record.source,
+                class_name=record.label,
+                height=img.shape[0],
+                width=img.shape[1],
+                fmt=opts.encoding,
+            ),
+        )
 
 
 class _BundleFile(beam.DoFn):
@@ -244,15 +269,24 @@ def write_one_shard(item, tmp_dir: str, dataset: str, compression: str = "") -> 
     per_label: dict = collections.defaultdict(lambda: {"original": 0, "augmented": 0})
     for _, key, label, *_ in entries:  # counted here, not in a stage of their own: one pass less per example
         per_label[label]["augmented" if "#aug" in key else "original"] += 1
-    return json.dumps({"split": split, "index": index, "num_shards": n, "count": count, "bytes": size,
-                       "labels": dict(sorted(per_label.items()))}, sort_keys=True)
+    return json.dumps(
+        {
+            "split": split,
+            "index": index,
+            "num_shards": n,
+            "count": count,
+            "bytes": size,
+            "labels": dict(sorted(per_label.items())),
+        },
+        sort_keys=True,
+    )
 
 
 # -- the pipeline -------------------------------------------------------------------------
 def record_tasks(records: list[Record]) -> list[list[Record]]:
     """File records cut into read tasks: fine enough to balance the workers, at most ~1,024 tasks."""
     size = max(16, math.ceil(len(records) / 1024))
-    return [records[i:i + size] for i in range(0, len(records), size)]
+    return [records[i : i + size] for i in range(0, len(records), size)]
 
 
 def write_tasks(tasks: list, path: str) -> list[tuple[str, int, int]]:
@@ -289,9 +323,9 @@ def read_records(p: beam.Pipeline, records: list[Record], tmp_dir: str, loader=N
     loaded = p | "ReadTasks" >> beam.Create(refs, reshuffle=True) | "LoadTask" >> beam.Map(load_task)
     if loader is None:
         return loaded | "Records" >> beam.FlatMap(lambda task: task)
-    return (loaded
-            | "ReadBytes" >> beam.FlatMap(loader.read)
-            | "Spread" >> beam.Reshuffle())  # a read task is large: spread its images over the workers
+    return (
+        loaded | "ReadBytes" >> beam.FlatMap(loader.read) | "Spread" >> beam.Reshuffle()
+    )  # a read task is large: spread its images over the workers
 
 
 def parts_dirs(tmp_dir: str) -> dict[str, str]:
@@ -303,8 +337,9 @@ def dedup_stats_path(tmp_dir: str) -> str:
     return fs.join(tmp_dir, _PARTS, "dedup.json")
 
 
-def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions,
-                   tmp_dir: str, loader=None) -> None:
+def build_pipeline(
+    p: beam.Pipeline, records: list[Record], class_names: list[str], opts: BuildOptions, tmp_dir: str, loader=None
+) -> None:
     """Wires the steps. One fused stage does all per-image work and writes examples to part
     files; the shard stage then moves only part-file entries through a GroupByKey."""
     feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
@@ -319,26 +354,31 @@ def build_pipeline(p: beam.Pipeline, records: list[Record], class_names: list[st
             inputs
             | "Fingerprint" >> beam.Map(dedup.fingerprint, read_file)
             | "AllFingerprints" >> beam.combiners.ToList()
-            | "PlanSplits" >> beam.Map(make_plan, opts, dedup_stats_path(tmp_dir)))
-    decoded, failed = (
-        inputs
-        | "DecodeValidate" >> beam.FlatMap(decode_or_dead_letter, limits, opts.channels, plan).with_outputs(
-            "dead", main="decoded"))
-    _ = (failed
-         | "WriteDeadLetter" >> beam.ParDo(WriteLineParts(parts["dead_letter"])))
+            | "PlanSplits" >> beam.Map(make_plan, opts, dedup_stats_path(tmp_dir))
+        )
+    decoded, failed = inputs | "DecodeValidate" >> beam.FlatMap(
+        decode_or_dead_letter, limits, opts.channels, plan
+    ).with_outputs("dead", main="decoded")
+    _ = failed | "WriteDeadLetter" >> beam.ParDo(WriteLineParts(parts["dead_letter"]))
 
-    entries = (decoded
-               | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
-               | "WriteExampleParts" >> beam.ParDo(WriteExampleParts(parts["examples"])))
-    totals = None if opts.num_shards else (  # bytes per split -> shard count
+    entries = (
+        decoded
+        | "ResizeAugmentEncode" >> beam.FlatMap(make_examples, opts, label_index, feats)
+        | "WriteExampleParts" >> beam.ParDo(WriteExampleParts(parts["examples"]))
+    )
+    totals = (
+        None
+        if opts.num_shards
+        # bytes per split -> shard count
+        else (entries | "ExampleBytes" >> beam.Map(lambda e: (e[0], e[5])) | "BytesPerSplit" >> beam.CombinePerKey(sum))
+    )
+    _ = (
         entries
-        | "ExampleBytes" >> beam.Map(lambda e: (e[0], e[5]))
-        | "BytesPerSplit" >> beam.CombinePerKey(sum))
-    _ = (entries
-         | "AssignShard" >> beam.Map(keyed_for_shard, {} if opts.num_shards else beam.pvalue.AsDict(totals), opts)
-         | "GroupByShard" >> beam.GroupByKey()
-         | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name, opts.compression)
-         | "WriteShardInfo" >> beam.ParDo(WriteLineParts(parts["shards"])))
+        | "AssignShard" >> beam.Map(keyed_for_shard, {} if opts.num_shards else beam.pvalue.AsDict(totals), opts)
+        | "GroupByShard" >> beam.GroupByKey()
+        | "WriteShard" >> beam.Map(write_one_shard, tmp_dir, opts.dataset_name, opts.compression)
+        | "WriteShardInfo" >> beam.ParDo(WriteLineParts(parts["shards"]))
+    )
 
 
 def _read_part_lines(folder: str, unique_by) -> list[dict]:
@@ -382,8 +422,15 @@ def with_splits(records: list[Record], opts: BuildOptions) -> list[Record]:
     return [dataclasses.replace(r, split=assigned[r.key]) for r in records]
 
 
-def run_build(records: list[Record], class_names: list[str], opts: BuildOptions, pipeline_args: list[str],
-              input_desc: str, loader=None, rejected: list[dict] = ()) -> dict:
+def run_build(
+    records: list[Record],
+    class_names: list[str],
+    opts: BuildOptions,
+    pipeline_args: list[str],
+    input_desc: str,
+    loader=None,
+    rejected: list[dict] = (),
+) -> dict:
     """Runs the pipeline and publishes <output_dir>/<dataset>/<version>/; returns the stats.
 
     The version's lock is held from before any work to the end of publishing (another build of
@@ -440,23 +487,31 @@ def _build_locked(records, class_names, opts: BuildOptions, pipeline_args, input
     return stats
 
 
-def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str,
-            rejected_by_reader: int = 0) -> dict:
+def _finish(
+    records, class_names, opts: BuildOptions, tmp_dir: str, seconds: float, input_desc: str, rejected_by_reader: int = 0
+) -> dict:
     parts = parts_dirs(tmp_dir)
     dead = _read_part_lines(parts["dead_letter"], lambda d: d["key"])
     shard_infos = _read_part_lines(parts["shards"], lambda s: (s["split"], s["index"]))
     duplicates = fs.read_json(dedup_stats_path(tmp_dir)) if opts.dedup != "off" else {"mode": "off"}
     fs.rmtree(fs.join(tmp_dir, _PARTS))
     jsonl.write(fs.join(tmp_dir, DEAD_LETTER), dead)  # sorted by key, empty if none
-    counts = [{"split": s["split"], "label": label, "kind": kind, "count": n}
-              for s in shard_infos for label, kinds in s["labels"].items() for kind, n in kinds.items() if n]
+    counts = [
+        {"split": s["split"], "label": label, "kind": kind, "count": n}
+        for s in shard_infos
+        for label, kinds in s["labels"].items()
+        for kind, n in kinds.items()
+        if n
+    ]
     _check_no_class_lost(records, counts, dead)
     inputs = len(records) + rejected_by_reader
     bad = [d for d in dead if d["reason"] not in DUPLICATE_REASONS]  # a dropped copy is not a bad input
     bad_fraction = len(bad) / max(1, inputs)
     if bad_fraction > opts.max_bad_fraction:
-        raise BuildError(f"{len(bad)} of {inputs} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
-                         f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {_example(bad[0])!r}")
+        raise BuildError(
+            f"{len(bad)} of {inputs} inputs are bad ({bad_fraction:.1%} > --max_bad_fraction="
+            f"{opts.max_bad_fraction}); see the dead letter reasons, e.g. {_example(bad[0])!r}"
+        )
     if not shard_infos:
         raise BuildError(f"no valid image in {input_desc}: nothing to write")
     by_split: dict[str, list[dict]] = collections.defaultdict(list)
@@ -473,8 +528,9 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
                 empty = fs.join(tmp_dir, schema.shard_name(opts.dataset_name, split, i, n))
                 _, size = shards.write_shard(empty, [], opts.compression.upper())
                 infos.append({"index": i, "count": 0, "bytes": size})
-        split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths,
-                                               num_bytes=sum(s["bytes"] for s in infos)))
+        split_infos.append(
+            tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=sum(s["bytes"] for s in infos))
+        )
     if not opts.compression:  # TFDS reads uncompressed TFRecords only: no metadata that would promise it can
         _write_tfds_metadata(tmp_dir, class_names, opts, split_infos, input_desc)
     per_split_class: dict = collections.defaultdict(lambda: collections.defaultdict(int))
@@ -484,10 +540,17 @@ def _finish(records, class_names, opts: BuildOptions, tmp_dir: str, seconds: flo
         if c["kind"] == "augmented":
             augmented[c["split"]] += c["count"]
     stats = {
-        "dataset": opts.dataset_name, "version": opts.version, "input": input_desc,
-        "layout": opts.layout, "layout_version": schema.LAYOUT_VERSION, "compression": opts.compression,
-        "class_names": class_names, "channels": opts.channels,
-        "inputs": inputs, "rejected": len(dead), "duplicates": duplicates,
+        "dataset": opts.dataset_name,
+        "version": opts.version,
+        "input": input_desc,
+        "layout": opts.layout,
+        "layout_version": schema.LAYOUT_VERSION,
+        "compression": opts.compression,
+        "class_names": class_names,
+        "channels": opts.channels,
+        "inputs": inputs,
+        "rejected": len(dead),
+        "duplicates": duplicates,
         "rejected_per_reason": dict(sorted(collections.Counter(d["reason"] for d in dead).items())),
         "examples_per_split": {s: sum(v.values()) for s, v in sorted(per_split_class.items())},
         "examples_per_split_and_class": {s: dict(sorted(v.items())) for s, v in sorted(per_split_class.items())},
@@ -516,14 +579,21 @@ def _write_tfds_metadata(tmp_dir: str, class_names, opts: BuildOptions, split_in
     with tempfile.TemporaryDirectory(prefix="tfds-metadata-") as local:
         for si in split_infos:
             for i in range(len(si.shard_lengths)):
-                open(os.path.join(local, schema.shard_name(opts.dataset_name, si.name, i, len(si.shard_lengths))),
-                     "wb").close()
+                open(
+                    os.path.join(local, schema.shard_name(opts.dataset_name, si.name, i, len(si.shard_lengths))), "wb"
+                ).close()
         before = set(os.listdir(local))
         tfds.folder_dataset.write_metadata(
-            data_dir=local, features=feats, split_infos=split_infos, version=opts.version,
-            filename_template=schema.SHARD_TEMPLATE, supervised_keys=layout.supervised_keys, check_data=False,
+            data_dir=local,
+            features=feats,
+            split_infos=split_infos,
+            version=opts.version,
+            filename_template=schema.SHARD_TEMPLATE,
+            supervised_keys=layout.supervised_keys,
+            check_data=False,
             description=f"Built by flowerpipe's Beam job from {input_desc} (example layout {opts.layout} "
-                        f"v{schema.LAYOUT_VERSION}).")
+            f"v{schema.LAYOUT_VERSION}).",
+        )
         for name in sorted(set(os.listdir(local)) - before):
             fs.copy(os.path.join(local, name), fs.join(tmp_dir, name))
 
@@ -543,9 +613,10 @@ def _check_no_class_lost(records, counts: list[dict], dead: list[dict]) -> None:
     lost = sorted(label for label in inputs if not produced[label])
     if lost:
         reasons = {d["label"]: _example(d) for d in dead}
-        raise BuildError(f"class {lost[0]!r} has no valid image: all {inputs[lost[0]]} of its inputs were rejected "
-                         f"(e.g. {reasons.get(lost[0], '?')!r})"
-                         + (f"; so have classes {lost[1:]}" if len(lost) > 1 else ""))
+        raise BuildError(
+            f"class {lost[0]!r} has no valid image: all {inputs[lost[0]]} of its inputs were rejected "
+            f"(e.g. {reasons.get(lost[0], '?')!r})" + (f"; so have classes {lost[1:]}" if len(lost) > 1 else "")
+        )
 
 
 def _example(dead_letter: dict) -> str:

@@ -41,71 +41,131 @@ import threading
 
 from absl import app, flags, logging
 
-from pipelines import build, dedup, image_ops, quick_exit, schema, splits
-from pipelines.readers import (check_class_names, check_unique_keys, is_crawl_dir, read_crawl_dir, read_image_folder,
-                               read_tfds)
 import cli
+from pipelines import build, dedup, image_ops, quick_exit, schema, splits
+from pipelines.readers import (
+    check_class_names,
+    check_unique_keys,
+    is_crawl_dir,
+    read_crawl_dir,
+    read_image_folder,
+    read_tfds,
+)
 from storage import StorageError, fs
 
-_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Crawler output folder (with manifest.jsonl) or an image "
-                                 "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg); local, gs:// or s3://.")
-_TFDS_NAME = flags.DEFINE_string("tfds_name", None, "Instead of --input_dir: a TFDS dataset already prepared in "
-                                 "--tfds_data_dir (mnist, cifar10, tf_flowers, name:version, ...); never downloaded.")
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir holding --tfds_name (TFDS's default "
-                                     "~/tensorflow_datasets if unset).")
-_CLASS_NAMES = flags.DEFINE_string("class_names", None, "The input's labels must be exactly these (a,b,c or @file "
-                                   "with one name a line); their order is the label order.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "workspace/tfrecords", "Where <dataset_name>/<version>/ goes (local, "
-                                  "gs:// or s3://).")
+_INPUT_DIR = flags.DEFINE_string(
+    "input_dir",
+    None,
+    "Crawler output folder (with manifest.jsonl) or an image "
+    "folder root/<label>/*.jpg (or root/<split>/<label>/*.jpg); local, gs:// or s3://.",
+)
+_TFDS_NAME = flags.DEFINE_string(
+    "tfds_name",
+    None,
+    "Instead of --input_dir: a TFDS dataset already prepared in "
+    "--tfds_data_dir (mnist, cifar10, tf_flowers, name:version, ...); never downloaded.",
+)
+_TFDS_DATA_DIR = flags.DEFINE_string(
+    "tfds_data_dir", None, "TFDS data dir holding --tfds_name (TFDS's default ~/tensorflow_datasets if unset)."
+)
+_CLASS_NAMES = flags.DEFINE_string(
+    "class_names",
+    None,
+    "The input's labels must be exactly these (a,b,c or @file with one name a line); their order is the label order.",
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", "workspace/tfrecords", "Where <dataset_name>/<version>/ goes (local, gs:// or s3://)."
+)
 _DATASET_NAME = flags.DEFINE_string("dataset_name", "flowers", "Dataset name (file name prefix).")
 _VERSION = flags.DEFINE_string("version", "1.0.0", "Dataset version, X.Y.Z.")
 _SPLITS = flags.DEFINE_string("splits", "train:0.8,validation:0.1,test:0.1", "Split fractions (stratified by class).")
 _KEEP_SPLITS = flags.DEFINE_bool("keep_input_splits", False, "Use the input folder's own train/validation/test.")
 _SPLIT_SALT = flags.DEFINE_string("split_salt", "flowerpipe", "Salt of the split hash.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output images are image_size x image_size.", lower_bound=8)
-_RESIZE = flags.DEFINE_enum("resize", "pad", list(image_ops.RESIZE_POLICIES), "Resize policy: pad (keep aspect, "
-                            "pad), crop (keep aspect, centre crop), stretch, keep (no resize).")
-_GRAYSCALE = flags.DEFINE_bool("grayscale", False, "Store 1-channel images (MNIST-style); unset, a TFDS input keeps "
-                               "its own channel count and other inputs get 3.")
+_RESIZE = flags.DEFINE_enum(
+    "resize",
+    "pad",
+    list(image_ops.RESIZE_POLICIES),
+    "Resize policy: pad (keep aspect, pad), crop (keep aspect, centre crop), stretch, keep (no resize).",
+)
+_GRAYSCALE = flags.DEFINE_bool(
+    "grayscale",
+    False,
+    "Store 1-channel images (MNIST-style); unset, a TFDS input keeps its own channel count and other inputs get 3.",
+)
 _AUGMENT_COPIES = flags.DEFINE_integer("augment_copies", 0, "Extra augmented copies per train image.", lower_bound=0)
 _FLIP = flags.DEFINE_bool("augment_flip", True, "Augmentation: random horizontal flip.")
-_SHIFT = flags.DEFINE_float("augment_shift", 0.125, "Augmentation: max width/height shift fraction (black fill).",
-                            lower_bound=0, upper_bound=1)
-_ROTATION = flags.DEFINE_float("augment_rotation", 0.0, "Augmentation: max rotation degrees (off by default).",
-                               lower_bound=0, upper_bound=180)
+_SHIFT = flags.DEFINE_float(
+    "augment_shift", 0.125, "Augmentation: max width/height shift fraction (black fill).", lower_bound=0, upper_bound=1
+)
+_ROTATION = flags.DEFINE_float(
+    "augment_rotation", 0.0, "Augmentation: max rotation degrees (off by default).", lower_bound=0, upper_bound=180
+)
 _ZOOM = flags.DEFINE_float("augment_zoom", 0.0, "Augmentation: max zoom-in fraction.", lower_bound=0, upper_bound=0.99)
-_BRIGHTNESS = flags.DEFINE_float("augment_brightness", 0.0, "Augmentation: max brightness change.", lower_bound=0,
-                                 upper_bound=1)
-_CONTRAST = flags.DEFINE_float("augment_contrast", 0.0, "Augmentation: max contrast change.", lower_bound=0,
-                               upper_bound=1)
-_SATURATION = flags.DEFINE_float("augment_saturation", 0.0, "Augmentation: max saturation change.", lower_bound=0,
-                                 upper_bound=1)
+_BRIGHTNESS = flags.DEFINE_float(
+    "augment_brightness", 0.0, "Augmentation: max brightness change.", lower_bound=0, upper_bound=1
+)
+_CONTRAST = flags.DEFINE_float(
+    "augment_contrast", 0.0, "Augmentation: max contrast change.", lower_bound=0, upper_bound=1
+)
+_SATURATION = flags.DEFINE_float(
+    "augment_saturation", 0.0, "Augmentation: max saturation change.", lower_bound=0, upper_bound=1
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the augmentation.")
 _ENCODING = flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "png"], "Image encoding in the TFRecords.")
 _JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality.", lower_bound=1, upper_bound=100)
-_SHARD_SIZE_MB = flags.DEFINE_float("shard_size_mb", 128.0, "Target shard size; shard count follows from it.",
-                                    lower_bound=0.001)
-_NUM_SHARDS = flags.DEFINE_integer("num_shards", 0, "Fixed shards per split (0: from --shard_size_mb).",
-                                   lower_bound=0, upper_bound=99999)
-_MIN_SIDE = flags.DEFINE_integer("min_side", 16, "Dead-letter images whose shorter side is below this.",
-                                 lower_bound=1)
+_SHARD_SIZE_MB = flags.DEFINE_float(
+    "shard_size_mb", 128.0, "Target shard size; shard count follows from it.", lower_bound=0.001
+)
+_NUM_SHARDS = flags.DEFINE_integer(
+    "num_shards", 0, "Fixed shards per split (0: from --shard_size_mb).", lower_bound=0, upper_bound=99999
+)
+_MIN_SIDE = flags.DEFINE_integer("min_side", 16, "Dead-letter images whose shorter side is below this.", lower_bound=1)
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", 40_000_000, "Dead-letter images with more pixels.", lower_bound=1)
-_MAX_BAD = flags.DEFINE_float("max_bad_fraction", 0.2, "Fail (publish nothing) if more inputs than this are bad "
-                              "(dropped duplicates do not count).", lower_bound=0, upper_bound=1)
-_DEDUP = flags.DEFINE_enum("dedup", "group", list(dedup.MODES), "Exact and near-duplicate inputs (sha256, perceptual "
-                           "hash): group (keep all, each group in one split), drop (keep the first key of each group, "
-                           "dead-letter the other copies), off (no fingerprints; splits by key).")
-_DEDUP_DISTANCE = flags.DEFINE_integer("dedup_distance", 6, "Perceptual-hash Hamming distance (of 64 bits) at or "
-                                       "below which two images are near duplicates; 0: exact pictures only.",
-                                       lower_bound=0, upper_bound=64)
+_MAX_BAD = flags.DEFINE_float(
+    "max_bad_fraction",
+    0.2,
+    "Fail (publish nothing) if more inputs than this are bad (dropped duplicates do not count).",
+    lower_bound=0,
+    upper_bound=1,
+)
+_DEDUP = flags.DEFINE_enum(
+    "dedup",
+    "group",
+    list(dedup.MODES),
+    "Exact and near-duplicate inputs (sha256, perceptual "
+    "hash): group (keep all, each group in one split), drop (keep the first key of each group, "
+    "dead-letter the other copies), off (no fingerprints; splits by key).",
+)
+_DEDUP_DISTANCE = flags.DEFINE_integer(
+    "dedup_distance",
+    6,
+    "Perceptual-hash Hamming distance (of 64 bits) at or "
+    "below which two images are near duplicates; 0: exact pictures only.",
+    lower_bound=0,
+    upper_bound=64,
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing <dataset_name>/<version>/.")
-_LAYOUT = flags.DEFINE_enum("layout", "tfds", list(schema.LAYOUTS), "Example layout: tfds (image, label, key, ...; "
-                            "TFDS-loadable) or model_garden (image/encoded, image/class/label 0-based, ...).")
-_COMPRESSION = flags.DEFINE_enum("compression", "none", ["none", "gzip"], "TFRecord compression; gzip only with "
-                                 "--layout=model_garden (TFDS cannot read compressed TFRecords).")
+_LAYOUT = flags.DEFINE_enum(
+    "layout",
+    "tfds",
+    list(schema.LAYOUTS),
+    "Example layout: tfds (image, label, key, ...; "
+    "TFDS-loadable) or model_garden (image/encoded, image/class/label 0-based, ...).",
+)
+_COMPRESSION = flags.DEFINE_enum(
+    "compression",
+    "none",
+    ["none", "gzip"],
+    "TFRecord compression; gzip only with --layout=model_garden (TFDS cannot read compressed TFRecords).",
+)
 
-DEFAULT_RUNNER_ARGS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0",
-                       "--default_sdk_harness_log_level=CRITICAL"]  # a worker's failure is reported by the driver
+DEFAULT_RUNNER_ARGS = [
+    "--runner=DirectRunner",
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=0",
+    "--default_sdk_harness_log_level=CRITICAL",
+]  # a worker's failure is reported by the driver
 
 
 def pipeline_args(extra: list[str]) -> list[str]:
@@ -129,17 +189,39 @@ def options_from_flags(tfds_channels: int | None = None) -> build.BuildOptions:
     """The job's options; a TFDS input keeps its splits unless --splits is given, and its channels."""
     keep = _KEEP_SPLITS.value or (bool(_TFDS_NAME.value) and not _SPLITS.present)
     return build.BuildOptions(
-        output_dir=_OUTPUT_DIR.value, dataset_name=_DATASET_NAME.value, version=_VERSION.value, splits=_SPLITS.value,
-        keep_input_splits=keep, split_salt=_SPLIT_SALT.value, image_size=_IMAGE_SIZE.value,
-        resize=_RESIZE.value, channels=_channels(tfds_channels), augment_copies=_AUGMENT_COPIES.value,
-        augment=image_ops.AugmentParams(flip=_FLIP.value, shift=_SHIFT.value, rotation=_ROTATION.value,
-                                        zoom=_ZOOM.value, brightness=_BRIGHTNESS.value, contrast=_CONTRAST.value,
-                                        saturation=_SATURATION.value),
-        seed=_SEED.value, encoding=_ENCODING.value, jpeg_quality=_JPEG_QUALITY.value,
-        shard_size_mb=_SHARD_SIZE_MB.value, num_shards=_NUM_SHARDS.value, min_side=_MIN_SIDE.value,
-        max_pixels=_MAX_PIXELS.value, max_bad_fraction=_MAX_BAD.value, dedup=_DEDUP.value,
-        dedup_distance=_DEDUP_DISTANCE.value, overwrite=_OVERWRITE.value,
-        layout=_LAYOUT.value, compression="" if _COMPRESSION.value == "none" else _COMPRESSION.value)
+        output_dir=_OUTPUT_DIR.value,
+        dataset_name=_DATASET_NAME.value,
+        version=_VERSION.value,
+        splits=_SPLITS.value,
+        keep_input_splits=keep,
+        split_salt=_SPLIT_SALT.value,
+        image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value,
+        channels=_channels(tfds_channels),
+        augment_copies=_AUGMENT_COPIES.value,
+        augment=image_ops.AugmentParams(
+            flip=_FLIP.value,
+            shift=_SHIFT.value,
+            rotation=_ROTATION.value,
+            zoom=_ZOOM.value,
+            brightness=_BRIGHTNESS.value,
+            contrast=_CONTRAST.value,
+            saturation=_SATURATION.value,
+        ),
+        seed=_SEED.value,
+        encoding=_ENCODING.value,
+        jpeg_quality=_JPEG_QUALITY.value,
+        shard_size_mb=_SHARD_SIZE_MB.value,
+        num_shards=_NUM_SHARDS.value,
+        min_side=_MIN_SIDE.value,
+        max_pixels=_MAX_PIXELS.value,
+        max_bad_fraction=_MAX_BAD.value,
+        dedup=_DEDUP.value,
+        dedup_distance=_DEDUP_DISTANCE.value,
+        overwrite=_OVERWRITE.value,
+        layout=_LAYOUT.value,
+        compression="" if _COMPRESSION.value == "none" else _COMPRESSION.value,
+    )
 
 
 def check_flags() -> None:
@@ -155,11 +237,16 @@ def check_flags() -> None:
     if _RESIZE.value == "keep" and _IMAGE_SIZE.present:
         raise ValueError(f"--resize=keep keeps every image's size: --image_size={_IMAGE_SIZE.value} would be ignored")
     if _COMPRESSION.value != "none" and _LAYOUT.value == "tfds":
-        raise ValueError(f"--compression={_COMPRESSION.value} needs --layout=model_garden: TFDS "
-                         "(tfds.builder_from_directory) cannot read compressed TFRecords")
+        raise ValueError(
+            f"--compression={_COMPRESSION.value} needs --layout=model_garden: TFDS "
+            "(tfds.builder_from_directory) cannot read compressed TFRecords"
+        )
     if _LAYOUT.value == "model_garden" and _ENCODING.value != "jpeg":
-        logging.warning("--layout=model_garden with --encoding=%s: Model Garden's classification parser decodes "
-                        "JPEG only unless decode_jpeg_only=False", _ENCODING.value)
+        logging.warning(
+            "--layout=model_garden with --encoding=%s: Model Garden's classification parser decodes "
+            "JPEG only unless decode_jpeg_only=False",
+            _ENCODING.value,
+        )
 
 
 def class_names_from_flag(value: str | None) -> list[str] | None:
@@ -268,8 +355,9 @@ def main(argv):
         class_names = class_names_from_flag(_CLASS_NAMES.value)
         check_options(options_from_flags())
         if _TFDS_NAME.value:
-            records, names, desc, loader, channels = read_tfds_input(_TFDS_NAME.value, _TFDS_DATA_DIR.value or "",
-                                                                     class_names)
+            records, names, desc, loader, channels = read_tfds_input(
+                _TFDS_NAME.value, _TFDS_DATA_DIR.value or "", class_names
+            )
             opts = options_from_flags(channels)
         else:
             opts = options_from_flags()
@@ -292,12 +380,24 @@ def main(argv):
         print(f"error: {job_failure(e, opts.final_dir)}", file=sys.stderr)
         return 1
     dups = stats["duplicates"]
-    found = "" if dups["mode"] == "off" else (
-        f", {dups['groups']} duplicate group(s) of {dups['inputs_in_groups']} inputs "
-        f"({dups['cross_class_groups']} across classes; " + (f"{dups['dropped']} copies dropped)" if dups["mode"] == "drop"
-                                                             else f"{dups['groups_across_splits']} across splits)"))
-    print(f"tfrecords: {stats['examples_per_split']} examples, {stats['rejected']} rejected{found} -> "
-          f"{opts.final_dir} ({stats['wall_time_seconds']:.1f}s)", flush=True)
+    found = (
+        ""
+        if dups["mode"] == "off"
+        else (
+            f", {dups['groups']} duplicate group(s) of {dups['inputs_in_groups']} inputs "
+            f"({dups['cross_class_groups']} across classes; "
+            + (
+                f"{dups['dropped']} copies dropped)"
+                if dups["mode"] == "drop"
+                else f"{dups['groups_across_splits']} across splits)"
+            )
+        )
+    )
+    print(
+        f"tfrecords: {stats['examples_per_split']} examples, {stats['rejected']} rejected{found} -> "
+        f"{opts.final_dir} ({stats['wall_time_seconds']:.1f}s)",
+        flush=True,
+    )
     return 0
 
 
@@ -355,13 +455,20 @@ def job_failure(exc: BaseException, final_dir: str) -> str:
     where = f" in step {steps[-1]}" if steps else ""
     if errors:
         number, message, path = errors[-1]
-        cause = {"28": "no space left on the device", "27": "file too large (a file size limit)",
-                 "122": "disk quota exceeded"}.get(number, message.strip())
-        return (f"{path or final_dir}: {cause} (errno {number}){where}; nothing was published "
-                "(free space and run the same command again)")
+        cause = {
+            "28": "no space left on the device",
+            "27": "file too large (a file size limit)",
+            "122": "disk quota exceeded",
+        }.get(number, message.strip())
+        return (
+            f"{path or final_dir}: {cause} (errno {number}){where}; nothing was published "
+            "(free space and run the same command again)"
+        )
     last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), type(exc).__name__)
-    return (f"the Beam job failed{where}: {_STEP.sub('', last).strip()[:500]}; nothing was published "
-            "(-v 1 shows the workers' tracebacks)")
+    return (
+        f"the Beam job failed{where}: {_STEP.sub('', last).strip()[:500]}; nothing was published "
+        "(-v 1 shows the workers' tracebacks)"
+    )
 
 
 def _chain(exc: BaseException | None):

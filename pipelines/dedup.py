@@ -106,7 +106,7 @@ def groups(fps: list[Fingerprint], max_distance: int) -> list[list[Fingerprint]]
         values = np.array([int(fps[i].phash, 16) for i in hashed], np.uint64)
         as_bytes = values.view(np.uint8).reshape(-1, 8)
         for start in range(0, len(hashed), 128):  # a block of rows against every later hash
-            block = as_bytes[start:start + 128]
+            block = as_bytes[start : start + 128]
             xor = np.bitwise_xor(block[:, None, :], as_bytes[None, start:, :])
             dist = _POPCOUNT[xor].sum(axis=2, dtype=np.int32)
             for r, c in zip(*np.nonzero(dist <= max_distance)):
@@ -118,8 +118,9 @@ def groups(fps: list[Fingerprint], max_distance: int) -> list[list[Fingerprint]]
     return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0].key)
 
 
-def plan(fps: list[Fingerprint], mode: str, max_distance: int, split_spec: str, salt: str,
-         keep_input_splits: bool) -> Plan:
+def plan(
+    fps: list[Fingerprint], mode: str, max_distance: int, split_spec: str, salt: str, keep_input_splits: bool
+) -> Plan:
     """Every input's split, the copies to drop, and what was found (for stats.json)."""
     found = groups(fps, max_distance) if mode != "off" else []
     group_of = {f.key: g[0].key for g in found for f in g}
@@ -129,8 +130,10 @@ def plan(fps: list[Fingerprint], mode: str, max_distance: int, split_spec: str, 
             kept = g[0]
             for f in g[1:]:
                 same = bool(f.sha256) and f.sha256 == kept.sha256
-                drop[f.key] = ("duplicate" if same else "near_duplicate",
-                               f"{'same bytes' if same else 'same picture'} as {kept.key}")
+                drop[f.key] = (
+                    "duplicate" if same else "near_duplicate",
+                    f"{'same bytes' if same else 'same picture'} as {kept.key}",
+                )
     if keep_input_splits:
         split = {f.key: f.split for f in fps}
     else:
@@ -144,10 +147,15 @@ def plan(fps: list[Fingerprint], mode: str, max_distance: int, split_spec: str, 
             for f in g[1:]:
                 split[f.key] = split[g[0].key]
     straddling = sum(1 for g in found if len({split[f.key] for f in g if f.key not in drop}) > 1)
-    stats = {"mode": mode, "max_distance": max_distance, "groups": len(found),
-             "inputs_in_groups": sum(len(g) for g in found),
-             "exact_groups": sum(1 for g in found if len({f.sha256 for f in g}) == 1),
-             "cross_class_groups": sum(1 for g in found if len({f.label for f in g}) > 1),
-             "groups_across_splits": straddling, "dropped": len(drop),
-             "examples": [[f.key for f in g][:5] for g in found[:10]]}
+    stats = {
+        "mode": mode,
+        "max_distance": max_distance,
+        "groups": len(found),
+        "inputs_in_groups": sum(len(g) for g in found),
+        "exact_groups": sum(1 for g in found if len({f.sha256 for f in g}) == 1),
+        "cross_class_groups": sum(1 for g in found if len({f.label for f in g}) > 1),
+        "groups_across_splits": straddling,
+        "dropped": len(drop),
+        "examples": [[f.key for f in g][:5] for g in found[:10]],
+    }
     return Plan(split, drop, stats)

@@ -25,6 +25,7 @@ from absl import app, flags
 
 from storage import StorageError, fs
 
+
 def _define_flags() -> None:
     """Defined only when run as a program: tests import this module next to other programs'
     flags (e.g. --classes, --image_size), and absl flags are global."""
@@ -95,16 +96,48 @@ def run_demo(cfg: DemoConfig) -> dict:
         t0 = time.time()
         n = site.prerender(classes=tuple(c.slug for c in parse_classes(cfg.classes)))
         print(f"=== flower site: {site.url} ({n} images rendered in {time.time() - t0:.0f}s)", flush=True)
-        timings["crawl"] = _stage("crawl", [
-            py, "-m", "crawler.crawl", "--source=html", f"--url_template={site.search_template()}",
-            f"--classes={cfg.classes}", f"--out_dir={cfg.raw_dir}", "--allow_private_hosts",
-            "--per_host_delay=0", "--per_host_concurrency=8", "--workers=8", f"--max_per_class={cfg.per_class}"])
-    timings["tfrecords"] = _stage("Beam TFRecords", [
-        py, "-m", "pipelines.build_tfrecords", f"--input_dir={cfg.raw_dir}", f"--output_dir={cfg.tfrecords_dir}",
-        f"--dataset_name={cfg.dataset}", f"--version={cfg.version}", f"--image_size={cfg.image_size}", "--overwrite"])
-    train = [py, "-m", "trainer.train", f"--data_dir={cfg.data_dir}", f"--run_dir={cfg.run_dir}",
-             "--preset=demo_flowers", "--strategy=mirrored", f"--cpu_replicas={cfg.cpu_replicas}",
-             f"--image_size={cfg.image_size}"]
+        timings["crawl"] = _stage(
+            "crawl",
+            [
+                py,
+                "-m",
+                "crawler.crawl",
+                "--source=html",
+                f"--url_template={site.search_template()}",
+                f"--classes={cfg.classes}",
+                f"--out_dir={cfg.raw_dir}",
+                "--allow_private_hosts",
+                "--per_host_delay=0",
+                "--per_host_concurrency=8",
+                "--workers=8",
+                f"--max_per_class={cfg.per_class}",
+            ],
+        )
+    timings["tfrecords"] = _stage(
+        "Beam TFRecords",
+        [
+            py,
+            "-m",
+            "pipelines.build_tfrecords",
+            f"--input_dir={cfg.raw_dir}",
+            f"--output_dir={cfg.tfrecords_dir}",
+            f"--dataset_name={cfg.dataset}",
+            f"--version={cfg.version}",
+            f"--image_size={cfg.image_size}",
+            "--overwrite",
+        ],
+    )
+    train = [
+        py,
+        "-m",
+        "trainer.train",
+        f"--data_dir={cfg.data_dir}",
+        f"--run_dir={cfg.run_dir}",
+        "--preset=demo_flowers",
+        "--strategy=mirrored",
+        f"--cpu_replicas={cfg.cpu_replicas}",
+        f"--image_size={cfg.image_size}",
+    ]
     if cfg.epochs:
         train.append(f"--epochs={cfg.epochs}")
     if cfg.model:
@@ -112,15 +145,21 @@ def run_demo(cfg: DemoConfig) -> dict:
     timings["train"] = _stage("train (MirroredStrategy, 2 logical CPUs)", train + list(cfg.extra_train_flags))
     report = fs.read_json(fs.join(cfg.run_dir, "report.json"))
     summary = {
-        "test_top1": report["splits"]["test"]["top1"], "test_top5": report["splits"]["test"]["top5"],
+        "test_top1": report["splits"]["test"]["top1"],
+        "test_top5": report["splits"]["test"]["top5"],
         "per_class_accuracy": {k: v["recall"] for k, v in report["per_class"].items()},
         "seconds": {**{k: round(v, 1) for k, v in timings.items()}, "total": round(time.time() - t_start, 1)},
-        "paths": {"raw": cfg.raw_dir, "manifest": fs.join(cfg.raw_dir, "manifest.jsonl"),
-                  "tfrecords": cfg.data_dir, "run": cfg.run_dir,
-                  "report": fs.join(cfg.run_dir, "report.json"),
-                  "curves": fs.join(cfg.run_dir, "curves.png"),
-                  "confusion": fs.join(cfg.run_dir, "confusion.png"),
-                  "model": report.get("model_keras"), "export": report.get("export_dir")},
+        "paths": {
+            "raw": cfg.raw_dir,
+            "manifest": fs.join(cfg.raw_dir, "manifest.jsonl"),
+            "tfrecords": cfg.data_dir,
+            "run": cfg.run_dir,
+            "report": fs.join(cfg.run_dir, "report.json"),
+            "curves": fs.join(cfg.run_dir, "curves.png"),
+            "confusion": fs.join(cfg.run_dir, "confusion.png"),
+            "model": report.get("model_keras"),
+            "export": report.get("export_dir"),
+        },
     }
     fs.write_json(fs.join(cfg.workspace, "demo_summary.json"), summary)
     return summary
@@ -140,8 +179,14 @@ def print_summary(summary: dict) -> None:
 def main(argv):
     del argv
     f = flags.FLAGS
-    cfg = DemoConfig(workspace=f.workspace, classes=f.classes, per_class=f.per_class, image_size=f.image_size,
-                     epochs=f.epochs, model=f.model)
+    cfg = DemoConfig(
+        workspace=f.workspace,
+        classes=f.classes,
+        per_class=f.per_class,
+        image_size=f.image_size,
+        epochs=f.epochs,
+        model=f.model,
+    )
     try:
         print_summary(run_demo(cfg))
     except StorageError as e:

@@ -141,8 +141,11 @@ def augment(image: np.ndarray, key: str, copy: int, seed: int, p: AugmentParams)
         dx = int(round(rng.uniform(-p.shift, p.shift) * w))
         dy = int(round(rng.uniform(-p.shift, p.shift) * h))
         pil = pil.transform((w, h), Image.AFFINE, (1, 0, -dx, 0, 1, -dy), fillcolor=0)
-    for amount, enhancer in ((p.brightness, ImageEnhance.Brightness), (p.contrast, ImageEnhance.Contrast),
-                             (p.saturation, ImageEnhance.Color)):
+    for amount, enhancer in (
+        (p.brightness, ImageEnhance.Brightness),
+        (p.contrast, ImageEnhance.Contrast),
+        (p.saturation, ImageEnhance.Color),
+    ):
         if amount > 0 and not (enhancer is ImageEnhance.Color and c == 1):
             pil = enhancer(pil).enhance(1 + rng.uniform(-amount, amount))
     arr = np.asarray(pil)

@@ -29,8 +29,11 @@ from storage import StorageError, fs
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", None, "Save the decoded examples as a PNG grid here.")
 _EXAMPLES = flags.DEFINE_integer("examples", 6, "How many examples to decode and show.", lower_bound=0)
-_DEEP = flags.DEFINE_bool("deep", True, "Decode every image (what the trainer will do); --nodeep checks CRCs, "
-                          "parsing, labels and counts only.")
+_DEEP = flags.DEFINE_bool(
+    "deep",
+    True,
+    "Decode every image (what the trainer will do); --nodeep checks CRCs, parsing, labels and counts only.",
+)
 
 _SHARD_RE = re.compile(r"^(?P<dataset>.+)-(?P<split>[^-.]+)\.tfrecord-(?P<index>\d{5})-of-(?P<n>\d{5})$")
 _PARSE_BATCH = 256
@@ -75,8 +78,16 @@ def compression_of(stats: dict, path: str) -> str:
         return "GZIP" if f.read(2) == b"\x1f\x8b" else ""
 
 
-def verify_shard(path: str, split: str, index: int, layout: str, compression: str, num_classes: int,
-                 keys: collections.Counter, deep: bool = True) -> ShardReport:
+def verify_shard(
+    path: str,
+    split: str,
+    index: int,
+    layout: str,
+    compression: str,
+    num_classes: int,
+    keys: collections.Counter,
+    deep: bool = True,
+) -> ShardReport:
     """Reads every record of one shard (CRC-checked), parses it, checks its label and (`deep`)
     decodes its image; collects problems."""
     report = ShardReport(path, split, index)
@@ -96,8 +107,9 @@ def verify_shard(path: str, split: str, index: int, layout: str, compression: st
                 try:
                     tf.io.parse_single_example(record, spec)
                 except tf.errors.InvalidArgumentError as e:
-                    report.problems.append(f"file {name}, record {first + j}: does not parse as a {layout} example "
-                                           f"({_clean(e.message)})")
+                    report.problems.append(
+                        f"file {name}, record {first + j}: does not parse as a {layout} example ({_clean(e.message)})"
+                    )
             batch.clear()
             return
         for j, (label, key) in enumerate(zip(parsed[lay.label_key].numpy(), parsed[lay.key_key].numpy())):
@@ -108,8 +120,10 @@ def verify_shard(path: str, split: str, index: int, layout: str, compression: st
                 try:  # a JPEG broken inside a record whose CRC is right: only decoding finds it
                     tf.io.decode_image(parsed[lay.image_key][j], expand_animations=False)
                 except tf.errors.OpError as e:
-                    report.problems.append(f"file {name}, record {first + j} (key {key.decode()}): image does not "
-                                           f"decode ({_clean(e.message)})")
+                    report.problems.append(
+                        f"file {name}, record {first + j} (key {key.decode()}): image does not "
+                        f"decode ({_clean(e.message)})"
+                    )
         batch.clear()
 
     try:
@@ -141,11 +155,14 @@ def label_file_problems(data_dir: str, class_names: list[str]) -> list[str]:
     for path in fs.glob(data_dir, "*.labels.txt"):
         names = [line.strip() for line in fs.read_text(path).split("\n") if line.strip()]
         if names != list(class_names):
-            first = next((i for i, (a, b) in enumerate(zip(names, class_names)) if a != b), min(len(names),
-                                                                                               len(class_names)))
-            problems.append(f"file {fs.basename(path)}: TFDS reads {len(names)} class names from it, stats.json has "
-                            f"{len(class_names)}; they differ first at label {first}: tfds.builder_from_directory "
-                            "would name the classes wrongly")
+            first = next(
+                (i for i, (a, b) in enumerate(zip(names, class_names)) if a != b), min(len(names), len(class_names))
+            )
+            problems.append(
+                f"file {fs.basename(path)}: TFDS reads {len(names)} class names from it, stats.json has "
+                f"{len(class_names)}; they differ first at label {first}: tfds.builder_from_directory "
+                "would name the classes wrongly"
+            )
     return problems
 
 
@@ -160,8 +177,10 @@ def verify(data_dir: str, stats: dict, deep: bool = True) -> tuple[list[str], di
     if expected_lengths is None:
         expected_lengths = tfds_lengths or {}
     elif tfds_lengths is not None and tfds_lengths != expected_lengths:
-        problems.append(f"dataset_info.json shard lengths {tfds_lengths} disagree with stats.json "
-                        f"{expected_lengths}: stale metadata")
+        problems.append(
+            f"dataset_info.json shard lengths {tfds_lengths} disagree with stats.json "
+            f"{expected_lengths}: stale metadata"
+        )
     files = shard_files(data_dir, stats["dataset"])
     keys: collections.Counter = collections.Counter()
     reports: dict[str, list[ShardReport]] = {}
@@ -220,8 +239,15 @@ def sample_examples(data_dir: str, stats: dict, count: int) -> list[dict]:
                 image = tf.io.decode_image(ex[layout.image_key], expand_animations=False).numpy()
                 label = int(ex[layout.label_key])
                 names = stats["class_names"]
-                out.append({"split": split, "key": ex[layout.key_key].numpy().decode(), "label": label,
-                            "class": names[label] if 0 <= label < len(names) else "?", "image": image})
+                out.append(
+                    {
+                        "split": split,
+                        "key": ex[layout.key_key].numpy().decode(),
+                        "label": label,
+                        "class": names[label] if 0 <= label < len(names) else "?",
+                        "image": image,
+                    }
+                )
     return out
 
 
@@ -249,14 +275,17 @@ def contact_sheet(examples: list[dict], path: str) -> None:
 
 def summary_lines(data_dir: str, stats: dict) -> list[str]:
     classes = stats["class_names"]
-    lines = [f"{data_dir}: {stats['dataset']} {stats['version']}, layout {stats.get('layout', 'tfds')}, "
-             f"compression {stats.get('compression') or 'none'}, input {stats.get('input', '?')}",
-             f"{len(classes)} classes: {', '.join(classes)}"]
+    lines = [
+        f"{data_dir}: {stats['dataset']} {stats['version']}, layout {stats.get('layout', 'tfds')}, "
+        f"compression {stats.get('compression') or 'none'}, input {stats.get('input', '?')}",
+        f"{len(classes)} classes: {', '.join(classes)}",
+    ]
     per_class = stats.get("examples_per_split_and_class", {})
     for split, n in stats.get("examples_per_split", {}).items():
         counts = ", ".join(f"{c}={per_class.get(split, {}).get(c, 0)}" for c in classes)
-        lines.append(f"  {split}: {n} examples in {stats.get('shards_per_split', {}).get(split, '?')} shard(s) "
-                     f"({counts})")
+        lines.append(
+            f"  {split}: {n} examples in {stats.get('shards_per_split', {}).get(split, '?')} shard(s) ({counts})"
+        )
     if stats.get("rejected"):
         lines.append(f"rejected inputs: {stats['rejected']} {stats.get('rejected_per_reason', {})}")
     return lines
@@ -285,8 +314,10 @@ def main(argv):
         problems.append(f"cannot decode the sample examples: {_clean(str(e))}")
     for ex in examples:
         img = ex["image"]
-        print(f"  example {ex['split']} {ex['key']}: {ex['class']} (label {ex['label']}), {img.shape[1]}x"
-              f"{img.shape[0]}x{img.shape[2]}, mean {np.mean(img):.1f}")
+        print(
+            f"  example {ex['split']} {ex['key']}: {ex['class']} (label {ex['label']}), {img.shape[1]}x"
+            f"{img.shape[0]}x{img.shape[2]}, mean {np.mean(img):.1f}"
+        )
     if _CONTACT_SHEET.value and examples:
         contact_sheet(examples, _CONTACT_SHEET.value)
         print(f"contact sheet: {_CONTACT_SHEET.value}")

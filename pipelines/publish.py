@@ -85,8 +85,10 @@ def recover(dataset_dir: str, version: str) -> list[str]:
     if fs.exists(path):
         intent = fs.read_json(path)
         _run(dataset_dir, version, intent)
-        done.append(f"finished publishing {fs.join(dataset_dir, version)} (a publish was killed in phase "
-                    f"{intent['phase']!r}; the new version is complete)")
+        done.append(
+            f"finished publishing {fs.join(dataset_dir, version)} (a publish was killed in phase "
+            f"{intent['phase']!r}; the new version is complete)"
+        )
     if fs.isdir(dataset_dir):
         for name in fs.listdir(dataset_dir):
             if name.startswith((f".incomplete-{version}-", f".old-{version}-")):

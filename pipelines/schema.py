@@ -37,7 +37,7 @@ Only the parse side (`parse_spec`, `parse`) and `layout_of` import it, when call
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -79,13 +79,15 @@ def _image_feature(channels, encoding, image_size):
 
 
 def _tfds_features(class_names, channels, encoding, image_size):
-    return tfds.features.FeaturesDict({
-        IMAGE: _image_feature(channels, encoding, image_size),
-        LABEL: tfds.features.ClassLabel(names=list(class_names)),
-        KEY: tfds.features.Text(),
-        PARENT_KEY: tfds.features.Text(),
-        SOURCE: tfds.features.Text(),
-    })
+    return tfds.features.FeaturesDict(
+        {
+            IMAGE: _image_feature(channels, encoding, image_size),
+            LABEL: tfds.features.ClassLabel(names=list(class_names)),
+            KEY: tfds.features.Text(),
+            PARENT_KEY: tfds.features.Text(),
+            SOURCE: tfds.features.Text(),
+        }
+    )
 
 
 def _tfds_example(image, label, key, parent_key, source, **_unused):
@@ -106,18 +108,35 @@ def _tfds_spec():
 
 def _mg_features(class_names, channels, encoding, image_size):
     text, int64 = tfds.features.Text, lambda: tfds.features.Scalar(np.int64)
-    return tfds.features.FeaturesDict({"image": {
-        "encoded": _image_feature(channels, encoding, image_size),
-        "format": text(), "height": int64(), "width": int64(),
-        "class": {"label": tfds.features.ClassLabel(names=list(class_names)), "text": text()},
-        "source_id": text(), "parent_id": text(), "source": text(),
-    }})
+    return tfds.features.FeaturesDict(
+        {
+            "image": {
+                "encoded": _image_feature(channels, encoding, image_size),
+                "format": text(),
+                "height": int64(),
+                "width": int64(),
+                "class": {"label": tfds.features.ClassLabel(names=list(class_names)), "text": text()},
+                "source_id": text(),
+                "parent_id": text(),
+                "source": text(),
+            }
+        }
+    )
 
 
 def _mg_example(image, label, key, parent_key, source, class_name="", height=0, width=0, fmt="jpeg"):
-    return {"image": {"encoded": image, "format": fmt, "height": height, "width": width,
-                      "class": {"label": label, "text": class_name}, "source_id": key, "parent_id": parent_key,
-                      "source": source}}
+    return {
+        "image": {
+            "encoded": image,
+            "format": fmt,
+            "height": height,
+            "width": width,
+            "class": {"label": label, "text": class_name},
+            "source_id": key,
+            "parent_id": parent_key,
+            "source": source,
+        }
+    }
 
 
 def _mg_spec():
@@ -140,8 +159,9 @@ def _mg_spec():
 LAYOUTS: dict[str, Layout] = {
     "tfds": Layout("tfds", IMAGE, LABEL, KEY, _tfds_features, _tfds_example, _tfds_spec, SUPERVISED_KEYS),
     # Nested features: TFDS supervised keys are top-level names, so there are none here.
-    "model_garden": Layout("model_garden", MG_IMAGE, MG_LABEL, "image/source_id", _mg_features, _mg_example,
-                           _mg_spec, None),
+    "model_garden": Layout(
+        "model_garden", MG_IMAGE, MG_LABEL, "image/source_id", _mg_features, _mg_example, _mg_spec, None
+    ),
 }
 
 
@@ -159,8 +179,13 @@ def layout_of(data_dir: str) -> str:
     return fs.read_json(path).get("layout", "tfds")
 
 
-def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpeg",
-             layout: str = "tfds", image_size: int | None = None) -> tfds.features.FeaturesDict:
+def features(
+    class_names: Sequence[str],
+    channels: int = 3,
+    encoding: str = "jpeg",
+    layout: str = "tfds",
+    image_size: int | None = None,
+) -> tfds.features.FeaturesDict:
     """The FeaturesDict of a dataset with these classes.
 
     `image_size`: every image is image_size x image_size (the image feature gets that static
@@ -171,17 +196,38 @@ def features(class_names: Sequence[str], channels: int = 3, encoding: str = "jpe
     return feats
 
 
-def serialize(feats: tfds.features.FeaturesDict, *, image: bytes, label: int, key: str, parent_key: str = "",
-              source: str = "", class_name: str = "", height: int = 0, width: int = 0, fmt: str = "jpeg") -> bytes:
+def serialize(
+    feats: tfds.features.FeaturesDict,
+    *,
+    image: bytes,
+    label: int,
+    key: str,
+    parent_key: str = "",
+    source: str = "",
+    class_name: str = "",
+    height: int = 0,
+    width: int = 0,
+    fmt: str = "jpeg",
+) -> bytes:
     """One serialized tf.train.Example in the layout `feats` was made for; `image` is encoded bytes.
 
     Serialized deterministically: protobuf writes the feature map in hash order otherwise,
     and two runs (or two workers) would write different bytes for the same example.
     """
     layout = get_layout(getattr(feats, "_flowerpipe_layout", "tfds"))
-    encoded = feats.encode_example(layout.example(image=image, label=label, key=key, parent_key=parent_key,
-                                                  source=source, class_name=class_name, height=height, width=width,
-                                                  fmt=fmt))
+    encoded = feats.encode_example(
+        layout.example(
+            image=image,
+            label=label,
+            key=key,
+            parent_key=parent_key,
+            source=source,
+            class_name=class_name,
+            height=height,
+            width=width,
+            fmt=fmt,
+        )
+    )
     return _serializer(feats).get_tf_example(encoded).SerializeToString(deterministic=True)
 
 
@@ -235,5 +281,7 @@ def check_class_names(names: Sequence[str], what: str = "class") -> None:
     for name in names:
         problem = class_name_problem(name)
         if problem:
-            raise ValueError(f"{what} {name!r} cannot be a class name ({problem}): TFDS's label file would read it "
-                             "back as other names and shift every label after it; rename it")
+            raise ValueError(
+                f"{what} {name!r} cannot be a class name ({problem}): TFDS's label file would read it "
+                "back as other names and shift every label after it; rename it"
+            )

@@ -16,7 +16,7 @@ import hashlib
 import math
 import struct
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import google_crc32c
 
@@ -92,9 +92,9 @@ def read_framed(path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
             pos = 0
             for k in order[i:j]:
                 offset, length = ranges[k]
-                record = block[pos:pos + length]
+                record = block[pos : pos + length]
                 if length < 16 or len(record) != length or struct.unpack("<Q", record[:8])[0] != length - 16:
-                    raise IOError(f"{path}: no whole TFRecord of {length} bytes at offset {offset}")
+                    raise OSError(f"{path}: no whole TFRecord of {length} bytes at offset {offset}")
                 out[k] = record
                 pos += length
             i = j

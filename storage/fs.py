@@ -34,7 +34,8 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # The extra that brings Beam's filesystem for a scheme (see setup.py).
@@ -47,9 +48,11 @@ DEFAULT_TIMEOUT = 60.0
 
 def _pathlike(fn):
     """Lets a function take os.PathLike paths (pathlib, epath) as well as strings."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return fn(*(os.fspath(a) if isinstance(a, os.PathLike) else a for a in args), **kwargs)
+
     return wrapper
 
 
@@ -98,10 +101,13 @@ def check(path: str, flag: str = "", *, tensorflow: bool = False) -> None:
         return
     name = f"{flag}={path}" if flag else path
     if tensorflow and s in NOT_IN_TENSORFLOW:
-        raise StorageError(name, f"TensorFlow 2.21 has no {s}:// filesystem ({NOT_IN_TENSORFLOW[s]} support lived in "
-                           "tensorflow-io, whose plugins do not load on 2.21) and this program reads or writes that "
-                           "path through TensorFlow: use gs://, or mount the bucket (e.g. mountpoint-s3, s3fs) and "
-                           "give the mounted path")
+        raise StorageError(
+            name,
+            f"TensorFlow 2.21 has no {s}:// filesystem ({NOT_IN_TENSORFLOW[s]} support lived in "
+            "tensorflow-io, whose plugins do not load on 2.21) and this program reads or writes that "
+            "path through TensorFlow: use gs://, or mount the bucket (e.g. mountpoint-s3, s3fs) and "
+            "give the mounted path",
+        )
     _filesystem(path, name)
 
 
@@ -133,8 +139,7 @@ def _filesystem(path: str, name: str = ""):
         return _beam().get_filesystem(path)
     except ValueError:
         s = scheme(path)
-        hint = (f"install it with pip install '.[{EXTRAS[s]}]'" if s in EXTRAS else
-                "use a local path, gs:// or s3://")
+        hint = f"install it with pip install '.[{EXTRAS[s]}]'" if s in EXTRAS else "use a local path, gs:// or s3://"
         raise StorageError(name or path, f"no filesystem for {s}:// is installed: {hint}") from None
 
 
@@ -159,8 +164,11 @@ def _root_cause(exc: BaseException) -> BaseException:
 def _status(exc: BaseException) -> int | None:
     """The HTTP status a client library's exception carries (google-api-core, google-resumable-media,
     botocore, Beam's S3 client), if any."""
-    for value in (getattr(exc, "code", None), getattr(exc, "status_code", None),
-                  getattr(getattr(exc, "response", None), "status_code", None)):
+    for value in (
+        getattr(exc, "code", None),
+        getattr(exc, "status_code", None),
+        getattr(getattr(exc, "response", None), "status_code", None),
+    ):
         if isinstance(value, int) and 100 <= value < 600:
             return value
     response = getattr(exc, "response", None)
@@ -200,8 +208,9 @@ def _remote(path: str, action: str) -> Iterator[None]:
         raise
     except Exception as e:  # google.api_core, google-resumable-media, botocore, BeamIOError, ...
         root = _root_cause(e)
-        if action not in ("list", "write") and (isinstance(root, FileNotFoundError) or
-                                                (_status(root) == 404 and "NoSuchBucket" not in str(root))):
+        if action not in ("list", "write") and (
+            isinstance(root, FileNotFoundError) or (_status(root) == 404 and "NoSuchBucket" not in str(root))
+        ):
             raise FileNotFoundError(errno.ENOENT, "no such object", path) from e
         cause = describe(e, path, action)
         raise StorageError(path, cause, "" if cause.endswith("does not exist") else action) from e
@@ -250,7 +259,7 @@ def list_files(folder: str, folders: bool = False) -> list[str]:
     with _remote(folder, "list"):
         found = _beam().match([_pattern(folder.rstrip("/"), "**")])[0].metadata_list
     for m in found:
-        rel = m.path[len(prefix):] if m.path.startswith(prefix) else ""
+        rel = m.path[len(prefix) :] if m.path.startswith(prefix) else ""
         if rel and not rel.endswith("/"):
             out.append(rel)
         if folders and rel:
@@ -273,8 +282,9 @@ def glob(folder: str, pattern: str) -> list[str]:
     import fnmatch
 
     if is_local(folder):
-        names = [n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))] \
-            if os.path.isdir(folder) else []
+        names = (
+            [n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))] if os.path.isdir(folder) else []
+        )
     else:
         names = [rel for rel in list_files(folder) if "/" not in rel]
     return [join(folder, n) for n in sorted(names) if fnmatch.fnmatchcase(n, pattern)]
@@ -304,7 +314,7 @@ def open_read(path: str) -> IO[bytes]:
 
 @_pathlike
 def read_bytes(path: str) -> bytes:
-    with open_read(path) as f, (contextlib.nullcontext() if is_local(path) else _remote(path, "read")):
+    with open_read(path) as f, contextlib.nullcontext() if is_local(path) else _remote(path, "read"):
         return f.read()
 
 
@@ -483,7 +493,7 @@ def rmtree(folder: str) -> None:
     files = [join(folder, rel) for rel in list_files(folder)]
     for i in range(0, len(files), 1000):
         with _remote(folder, "delete"):
-            _beam().delete(files[i:i + 1000])
+            _beam().delete(files[i : i + 1000])
 
 
 # -- before any work ------------------------------------------------------------------------
@@ -528,8 +538,11 @@ def preflight(path: str, flag: str = "", *, write: bool = False, timeout: float 
         thread.start()
         thread.join(timeout)
     if thread.is_alive():
-        raise StorageError(name, f"cannot reach the storage service: no answer in {time.monotonic() - start:.0f} s "
-                                 f"({TIMEOUT_ENV}={timeout:g}); last retry: {retries.last or 'none logged'}")
+        raise StorageError(
+            name,
+            f"cannot reach the storage service: no answer in {time.monotonic() - start:.0f} s "
+            f"({TIMEOUT_ENV}={timeout:g}); last retry: {retries.last or 'none logged'}",
+        )
     error = result.get("error")
     if isinstance(error, StorageError):
         raise StorageError(name, error.cause, error.action) from error

@@ -17,7 +17,7 @@ import json
 import os
 import time
 import uuid
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from storage import fs
 
@@ -107,7 +107,7 @@ class Appender:
         if self._local:
             _repair(path)
             fs.makedirs(os.path.dirname(path) or ".")
-            self._file = open(path, "a", encoding="utf-8")
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
         else:
             self._buffer: list[str] = []
             self._flush_lines, self._flush_seconds = flush_lines, flush_seconds
@@ -131,8 +131,9 @@ class Appender:
             os.fsync(self._file.fileno())
             return
         if self._buffer:
-            fs.write_text(fs.join(segments_dir(self.path), f"{self._writer}-{self._seq:06d}.jsonl"),
-                          "".join(self._buffer))
+            fs.write_text(
+                fs.join(segments_dir(self.path), f"{self._writer}-{self._seq:06d}.jsonl"), "".join(self._buffer)
+            )
             self._seq += 1
             self._buffer = []
         self._last_flush = time.monotonic()

@@ -3,8 +3,8 @@
     with lock.hold(out_dir, "crawl"):
         ...   # no other crawl can write into out_dir meanwhile
 
-The lock is the file `<folder>/.lock` (or another name in the folder), a JSON object: `host`, `pid`, `what` (the program),
-`since`, `heartbeat` (renewed every HEARTBEAT_SECONDS by a daemon thread while held) and a
+The lock is the file `<folder>/.lock` (or another name in the folder), a JSON object: `host`, `pid`,
+`what` (the program), `since`, `heartbeat` (renewed every HEARTBEAT_SECONDS by a daemon thread while held) and a
 random `token`. It is released (deleted, if still ours) when the block ends, however it ends.
 
 Taking it:
@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 
@@ -46,9 +46,12 @@ class LockHeld(StorageError):
 
     def __init__(self, folder: str, owner: dict, path: str = ""):
         age = time.time() - float(owner.get("heartbeat", 0))
-        super().__init__(folder, f"in use by another {owner.get('what', 'process')} (pid {owner.get('pid')} on "
-                                 f"{owner.get('host')}, since {_when(owner.get('since'))}, alive {age:.0f} s ago): "
-                                 f"wait for it to end, or delete {path or fs.join(folder, NAME)} if that process is gone")
+        super().__init__(
+            folder,
+            f"in use by another {owner.get('what', 'process')} (pid {owner.get('pid')} on "
+            f"{owner.get('host')}, since {_when(owner.get('since'))}, alive {age:.0f} s ago): "
+            f"wait for it to end, or delete {path or fs.join(folder, NAME)} if that process is gone",
+        )
         self.owner = owner
 
 
@@ -88,8 +91,13 @@ def stale_reason(owner: dict, now: float | None = None) -> str:
 class _Lock:
     def __init__(self, folder: str, what: str, name: str = NAME):
         self.folder, self.path = folder, fs.join(folder, name)
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "what": what, "since": time.time(),
-                      "token": uuid.uuid4().hex}
+        self.owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "what": what,
+            "since": time.time(),
+            "token": uuid.uuid4().hex,
+        }
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -135,8 +143,14 @@ class _Lock:
             reason = stale_reason(owner)
             if not reason:
                 raise LockHeld(self.folder, owner, self.path)
-            logging.warning("%s: taking over the lock of %s pid %s on %s: %s", self.folder, owner.get("what", "?"),
-                            owner.get("pid"), owner.get("host"), reason)
+            logging.warning(
+                "%s: taking over the lock of %s pid %s on %s: %s",
+                self.folder,
+                owner.get("what", "?"),
+                owner.get("pid"),
+                owner.get("host"),
+                reason,
+            )
             fs.delete(self.path)
         else:
             raise LockHeld(self.folder, self._read() or {}, self.path)

@@ -15,13 +15,21 @@ SMALL_CLASSES = "daisy,rose,tulip"
 SMALL_PER_CLASS = 12
 
 
-def run_cli(*argv: str, check: bool = True, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *argv: str, check: bool = True, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Runs `python -m <argv>` in a fresh process, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
-                             f"stderr:\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(argv)} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -37,8 +45,15 @@ def flower_site():
 def crawled_dir(flower_site, tmp_path_factory):
     """A finished crawl of three classes from the local site."""
     out = tmp_path_factory.mktemp("crawl") / "raw"
-    run_cli("crawler.crawl", f"--url_template={flower_site.search_template()}", f"--classes={SMALL_CLASSES}",
-            f"--out_dir={out}", "--allow_private_hosts", "--per_host_delay=0", "--workers=8")
+    run_cli(
+        "crawler.crawl",
+        f"--url_template={flower_site.search_template()}",
+        f"--classes={SMALL_CLASSES}",
+        f"--out_dir={out}",
+        "--allow_private_hosts",
+        "--per_host_delay=0",
+        "--workers=8",
+    )
     return out
 
 
@@ -46,8 +61,15 @@ def crawled_dir(flower_site, tmp_path_factory):
 def tfrecords_dir(crawled_dir, tmp_path_factory):
     """TFRecords built by the Beam job from the crawl (32 px, one augmented copy)."""
     out = tmp_path_factory.mktemp("tfrecords")
-    run_cli("pipelines.build_tfrecords", f"--input_dir={crawled_dir}", f"--output_dir={out}", "--dataset_name=small",
-            "--image_size=32", "--augment_copies=1", "--splits=train:0.6,validation:0.2,test:0.2")
+    run_cli(
+        "pipelines.build_tfrecords",
+        f"--input_dir={crawled_dir}",
+        f"--output_dir={out}",
+        "--dataset_name=small",
+        "--image_size=32",
+        "--augment_copies=1",
+        "--splits=train:0.6,validation:0.2,test:0.2",
+    )
     return out / "small" / "1.0.0"
 
 

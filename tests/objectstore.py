@@ -52,19 +52,28 @@ def _self_signed_certificate(folder: str) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flowerpipe test GCS")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in GOOGLE_HOSTS]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in GOOGLE_HOSTS]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return cert_path, key_path
 
 
@@ -87,7 +96,7 @@ class _EmulatorHandler(http.server.BaseHTTPRequestHandler):
 
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
-    def __init__(self, owner: "GcsServer", *args):
+    def __init__(self, owner: GcsServer, *args):
         self.owner = owner
         self.storage = owner.storage  # what the emulator's Router reads
         super().__init__(*args)
@@ -98,9 +107,17 @@ class _EmulatorHandler(http.server.BaseHTTPRequestHandler):
         bucket = _bucket_of(urllib.parse.urlsplit(self.path).path)
         if bucket in self.owner.denied:
             _read_body(self.rfile, self.headers)
-            return self._json(403, {"error": {"code": 403, "message": f"test@example.com does not have storage "
-                                              f"access to the Google Cloud Storage bucket {bucket}. Permission "
-                                              "'storage.objects.get' denied on resource (or it may not exist)."}})
+            return self._json(
+                403,
+                {
+                    "error": {
+                        "code": 403,
+                        "message": f"test@example.com does not have storage "
+                        f"access to the Google Cloud Storage bucket {bucket}. Permission "
+                        "'storage.objects.get' denied on resource (or it may not exist).",
+                    }
+                },
+            )
         with self.owner.lock:
             emu.Router(self).handle(method)
 
@@ -186,9 +203,12 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             wfile.flush()
         body = _read_body(rfile, headers)
-        forward = {k: v for k, v in headers.items()
-                   if k.lower() not in ("host", "expect", "transfer-encoding", "content-length", "connection",
-                                        "proxy-connection")}
+        forward = {
+            k: v
+            for k, v in headers.items()
+            if k.lower()
+            not in ("host", "expect", "transfer-encoding", "content-length", "connection", "proxy-connection")
+        }
         forward["Content-Length"] = str(len(body))
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
@@ -240,11 +260,20 @@ class GcsServer:
         self.proxy_port = self._proxy.server_address[1]
         self.credentials = os.path.join(self.folder, "credentials.json")
         with open(self.credentials, "w") as f:
-            json.dump({"type": "authorized_user", "client_id": "test", "client_secret": "test",
-                       "refresh_token": "test", "token": "test-token", "expiry": "2099-01-01T00:00:00Z"}, f)
+            json.dump(
+                {
+                    "type": "authorized_user",
+                    "client_id": "test",
+                    "client_secret": "test",
+                    "refresh_token": "test",
+                    "token": "test-token",
+                    "expiry": "2099-01-01T00:00:00Z",
+                },
+                f,
+            )
         self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (self._http, self._proxy)]
 
-    def start(self) -> "GcsServer":
+    def start(self) -> GcsServer:
         for t in self._threads:
             t.start()
         return self
@@ -278,10 +307,15 @@ class GcsServer:
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}",
             "GOOGLE_APPLICATION_CREDENTIALS": self.credentials,
             "GOOGLE_CLOUD_PROJECT": "test-project",
-            "NO_GCE_CHECK": "True", "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9",
+            "NO_GCE_CHECK": "True",
+            "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9",
             # TensorFlow's GCS client (libcurl)
-            "HTTPS_PROXY": f"http://127.0.0.1:{self.proxy_port}", "https_proxy": f"http://127.0.0.1:{self.proxy_port}",
-            "NO_PROXY": no_proxy, "no_proxy": no_proxy, "CURL_CA_BUNDLE": self.cert,
+            "HTTPS_PROXY": f"http://127.0.0.1:{self.proxy_port}",
+            "https_proxy": f"http://127.0.0.1:{self.proxy_port}",
+            "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy,
+            "CURL_CA_BUNDLE": self.cert,
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test-token",
             "GCS_STAT_CACHE_MAX_AGE": "0",  # else TF reads a stale length after another writer replaced an object
             "GCS_RETRY_CONFIG_MAX_RETRIES": "2",
@@ -297,7 +331,7 @@ class S3Server:
         self.port = _free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
-    def start(self) -> "S3Server":
+    def start(self) -> S3Server:
         self._server.start()
         return self
 
@@ -320,12 +354,20 @@ class S3Server:
         boto3.client("s3", **self.client_kwargs()).create_bucket(Bucket=name)
 
     def client_kwargs(self) -> dict:
-        return {"endpoint_url": self.endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
-                "region_name": "us-east-1"}
+        return {
+            "endpoint_url": self.endpoint,
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+            "region_name": "us-east-1",
+        }
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
 
 def _free_port() -> int:

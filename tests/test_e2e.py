@@ -18,9 +18,15 @@ pytestmark = pytest.mark.slow
 def test_demo_chain_on_gs_is_consistent_end_to_end(gcs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a path taken for a local one would land here, as ./gs:/...
     workspace = fs.join(gcs, "ws")
-    cfg = DemoConfig(workspace=workspace, classes="daisy,sunflower,lavender", per_class=14,
-                     image_size=32, epochs=1, model="cifar_resnet20",
-                     extra_train_flags=("--batch_size=8", "--log_every=1"))
+    cfg = DemoConfig(
+        workspace=workspace,
+        classes="daisy,sunflower,lavender",
+        per_class=14,
+        image_size=32,
+        epochs=1,
+        model="cifar_resnet20",
+        extra_train_flags=("--batch_size=8", "--log_every=1"),
+    )
     summary = run_demo(cfg)
     for key, path in summary["paths"].items():
         assert path and (fs.exists(path) or fs.isdir(path)), key
@@ -38,16 +44,27 @@ def test_demo_chain_on_gs_is_consistent_end_to_end(gcs, tmp_path, monkeypatch):
     keys, test_images = [], []
     for path in fs.glob(cfg.data_dir, "flowers-*.tfrecord-*"):
         for raw in shards.read_records(path):
-            ex = tf.io.parse_single_example(raw, {"key": tf.io.FixedLenFeature([], tf.string),
-                                                  "image": tf.io.FixedLenFeature([], tf.string)})
+            ex = tf.io.parse_single_example(
+                raw, {"key": tf.io.FixedLenFeature([], tf.string), "image": tf.io.FixedLenFeature([], tf.string)}
+            )
             keys.append(ex["key"].numpy().decode())
             if "-test." in path:
                 test_images.append(ex["image"].numpy())
     assert sorted(keys) == sorted(m["key"] for m in manifest)
 
     # The run dir holds everything, wherever it is; predict reads the model and the images from there.
-    for name in ("config.json", "labels.txt", "preprocessing.json", "metrics.jsonl", "report.json", "curves.png",
-                 "confusion.png", "model.keras", "export/saved_model.pb", "checkpoints/checkpoint"):
+    for name in (
+        "config.json",
+        "labels.txt",
+        "preprocessing.json",
+        "metrics.jsonl",
+        "report.json",
+        "curves.png",
+        "confusion.png",
+        "model.keras",
+        "export/saved_model.pb",
+        "checkpoints/checkpoint",
+    ):
         assert fs.exists(fs.join(cfg.run_dir, name)), name
     assert fs.glob(fs.join(cfg.run_dir, "logs"), "events.out.tfevents.*")
     fs.write_bytes(fs.join(workspace, "query", "a.jpg"), test_images[0])

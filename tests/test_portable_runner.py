@@ -33,13 +33,24 @@ def portable(gcs_server):
     The pool starts SDK workers with `python` from its PATH: the venv's must come first, else
     they die ("No module named 'apache_beam'") and the job waits for them to its deadline.
     """
-    env = {**os.environ, **gcs_server.env(),
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        **gcs_server.env(),
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    }
     job, pool = _free_port(), _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", module, f"--{flag}={port}"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-             for module, flag, port in (("apache_beam.runners.portability.local_job_service_main", "port", job),
-                                        ("apache_beam.runners.worker.worker_pool_main", "service_port", pool))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, f"--{flag}={port}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for module, flag, port in (
+            ("apache_beam.runners.portability.local_job_service_main", "port", job),
+            ("apache_beam.runners.worker.worker_pool_main", "service_port", pool),
+        )
+    ]
     deadline = time.time() + 60
     for port in (job, pool):
         while True:
@@ -49,8 +60,12 @@ def portable(gcs_server):
             except OSError:
                 assert time.time() < deadline and all(p.poll() is None for p in procs), "job service or pool died"
                 time.sleep(0.2)
-    yield ["--runner=PortableRunner", f"--job_endpoint=localhost:{job}", "--environment_type=EXTERNAL",
-           f"--environment_config=localhost:{pool}"]
+    yield [
+        "--runner=PortableRunner",
+        f"--job_endpoint=localhost:{job}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{pool}",
+    ]
     for p in procs:
         p.terminate()
         p.wait(timeout=30)
@@ -73,9 +88,17 @@ def test_build_on_the_portable_runner_writes_the_direct_runners_bytes(portable, 
     # The reference on the in-process DirectRunner: its bytes are the multi-process mode's (test_build.py).
     for name, runner in (("direct", ["--direct_running_mode=in_memory"]), ("portable", portable)):
         out = fs.join(gcs, name)
-        proc = run_cli("pipelines.build_tfrecords", f"--input_dir={gcs}/raw", f"--output_dir={out}",
-                       "--dataset_name=small", "--image_size=32", "--augment_copies=1", "--num_shards=2",
-                       "--splits=train:0.6,validation:0.2,test:0.2", *runner)
+        proc = run_cli(
+            "pipelines.build_tfrecords",
+            f"--input_dir={gcs}/raw",
+            f"--output_dir={out}",
+            "--dataset_name=small",
+            "--image_size=32",
+            "--augment_copies=1",
+            "--num_shards=2",
+            "--splits=train:0.6,validation:0.2,test:0.2",
+            *runner,
+        )
         assert f"-> {out}/small/1.0.0" in proc.stdout
         outputs[name] = _files(fs.join(out, "small", "1.0.0"))
     direct, ported = outputs["direct"], outputs["portable"]
@@ -91,8 +114,14 @@ def test_build_on_the_portable_runner_writes_the_direct_runners_bytes(portable, 
 
 
 def test_crawl_download_on_the_portable_runner_gives_the_local_pools_manifest(portable, crawled_dir, gcs):
-    common = ["crawler.crawl", "--phase=download", f"--classes={SMALL_CLASSES}", "--allow_private_hosts",
-              "--per_host_delay=0", "--workers=4"]
+    common = [
+        "crawler.crawl",
+        "--phase=download",
+        f"--classes={SMALL_CLASSES}",
+        "--allow_private_hosts",
+        "--per_host_delay=0",
+        "--workers=4",
+    ]
     beam = ["--partitions=4", "--partition_by=url"]
     results = {}
     for name, runner in (("local", []), ("portable", [*portable, *beam])):
@@ -103,8 +132,9 @@ def test_crawl_download_on_the_portable_runner_gives_the_local_pools_manifest(po
         rejected = [(d["url"], d["class"], d["reason"]) for d in jsonl.read_all(fs.join(out, "rejected.jsonl"))]
         files = {rel: data for rel, data in _files(out).items() if rel.count("/") == 1}  # <class>/<sha256>.<ext>
         results[name] = untimed, rejected, files
-        assert fs.read_json(fs.join(out, "crawl_stats.json"))["this_run"]["runner"] == (runner[0].split("=")[1]
-                                                                                      if runner else "local")
+        assert fs.read_json(fs.join(out, "crawl_stats.json"))["this_run"]["runner"] == (
+            runner[0].split("=")[1] if runner else "local"
+        )
         assert not [p for p in fs.list_files(out) if p.startswith(".")]  # work area and segments gone
     assert results["portable"] == results["local"]
     assert len(results["local"][0]) == len(results["local"][2]) >= 30

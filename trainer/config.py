@@ -82,20 +82,61 @@ IDENTITY_FIELDS = ("model", "image_size", "aux_heads", "data_dir", "tfds_name", 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # 004_5c920be0a47925d0.txt: ResNeXt on CIFAR-10, ~95% after 300 epochs.
-    "seed004_resnext_cifar": dict(model="seed004_resnext", image_size=32, optimizer="sgd", momentum=0.9,
-                                  nesterov=True, batch_size=64, epochs=300, schedule="step", boundaries=(100, 200),
-                                  values=(0.01, 0.001, 0.0001), learning_rate=0.01, weight_decay=5e-4,
-                                  augment_flip=True, augment_crop_pad=4, normalization="cifar10_seed004"),
+    "seed004_resnext_cifar": dict(
+        model="seed004_resnext",
+        image_size=32,
+        optimizer="sgd",
+        momentum=0.9,
+        nesterov=True,
+        batch_size=64,
+        epochs=300,
+        schedule="step",
+        boundaries=(100, 200),
+        values=(0.01, 0.001, 0.0001),
+        learning_rate=0.01,
+        weight_decay=5e-4,
+        augment_flip=True,
+        augment_crop_pad=4,
+        normalization="cifar10_seed004",
+    ),
     # 000_2b1ce18881ec2c31.txt: Adam, batch 64, 50 epochs on CIFAR-10.
-    "seed000_adam_cifar": dict(model="seed000_cifar_resnet", image_size=32, optimizer="adam", learning_rate=1e-3,
-                               batch_size=64, epochs=50, schedule="constant", augment_flip=False),
+    "seed000_adam_cifar": dict(
+        model="seed000_cifar_resnet",
+        image_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=64,
+        epochs=50,
+        schedule="constant",
+        augment_flip=False,
+    ),
     # 003_924d51171602d041.txt: SGD lr 0.01 (no momentum), batch 128, MNIST padded to 224.
-    "seed003_sgd_mnist": dict(model="seed003_alexnet", optimizer="sgd", learning_rate=0.01, momentum=0.0,
-                              batch_size=128, epochs=3, schedule="constant", augment_flip=False),
+    "seed003_sgd_mnist": dict(
+        model="seed003_alexnet",
+        optimizer="sgd",
+        learning_rate=0.01,
+        momentum=0.0,
+        batch_size=128,
+        epochs=3,
+        schedule="constant",
+        augment_flip=False,
+    ),
     # The demo: the 20 synthetic flower classes at 64x64 on two logical CPUs.
-    "demo_flowers": dict(model="resnet18", image_size=64, optimizer="adam", learning_rate=2e-3,
-                         batch_size=64, epochs=30, schedule="cosine", warmup_epochs=1, bn_momentum=0.9,
-                         augment_flip=True, augment_crop_pad=6, weight_decay=1e-4, label_smoothing=0.05),
+    "demo_flowers": dict(
+        model="resnet18",
+        image_size=64,
+        optimizer="adam",
+        learning_rate=2e-3,
+        batch_size=64,
+        epochs=30,
+        schedule="cosine",
+        warmup_epochs=1,
+        bn_momentum=0.9,
+        augment_flip=True,
+        augment_crop_pad=6,
+        weight_decay=1e-4,
+        label_smoothing=0.05,
+    ),
 }
 
 
@@ -175,10 +216,12 @@ def check_values(config: TrainConfig, cores: int | None = None) -> None:
             raise ValueError(f"--{name}={shown}: must be {_bound_text(*bounds)}")
     cores = cores or usable_cores()
     if config.cpu_replicas > MAX_REPLICAS_PER_CORE * cores:
-        raise ValueError(f"--cpu_replicas={config.cpu_replicas}: more than {MAX_REPLICAS_PER_CORE}x the {cores} CPU "
-                         f"cores this process may use; every logical device computes its share of each step on "
-                         f"those cores: use at most {MAX_REPLICAS_PER_CORE * cores} (--cpu_replicas={cores} to "
-                         "use each core once)")
+        raise ValueError(
+            f"--cpu_replicas={config.cpu_replicas}: more than {MAX_REPLICAS_PER_CORE}x the {cores} CPU "
+            f"cores this process may use; every logical device computes its share of each step on "
+            f"those cores: use at most {MAX_REPLICAS_PER_CORE * cores} (--cpu_replicas={cores} to "
+            "use each core once)"
+        )
 
 
 def field_names() -> set[str]:
@@ -228,5 +271,8 @@ def load(path: str) -> TrainConfig:
 
 
 def identity_changes(saved: TrainConfig, new: TrainConfig) -> list[str]:
-    return [f"{k}: {getattr(saved, k)!r} -> {getattr(new, k)!r}" for k in IDENTITY_FIELDS
-            if getattr(saved, k) != getattr(new, k)]
+    return [
+        f"{k}: {getattr(saved, k)!r} -> {getattr(new, k)!r}"
+        for k in IDENTITY_FIELDS
+        if getattr(saved, k) != getattr(new, k)
+    ]

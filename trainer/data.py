@@ -51,11 +51,15 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
     if data_dir:
         layout = schema.layout_of(data_dir)
         if layout != "tfds":
-            raise ValueError(f"--data_dir={data_dir} has the {layout!r} example layout; the trainer reads the 'tfds' "
-                             "layout: rebuild it with pipelines.build_tfrecords without --layout")
+            raise ValueError(
+                f"--data_dir={data_dir} has the {layout!r} example layout; the trainer reads the 'tfds' "
+                "layout: rebuild it with pipelines.build_tfrecords without --layout"
+            )
         if not fs.exists(fs.join(data_dir, "dataset_info.json")):
-            raise ValueError(f"--data_dir={data_dir} has no dataset_info.json: point it at the <dataset>/<version> "
-                             "folder written by `python -m pipelines.build_tfrecords`")
+            raise ValueError(
+                f"--data_dir={data_dir} has no dataset_info.json: point it at the <dataset>/<version> "
+                "folder written by `python -m pipelines.build_tfrecords`"
+            )
         builder = tfds.builder_from_directory(data_dir)
     else:
         try:
@@ -63,17 +67,26 @@ def open_dataset(data_dir: str = "", tfds_name: str = "", tfds_data_dir: str = "
         except Exception as e:  # TFDS raises DatasetNotFoundError and friends
             raise ValueError(f"--tfds_name={tfds_name}: {e}") from e
         if not builder.is_prepared():
-            raise ValueError(f"--tfds_name={tfds_name} is not prepared in {builder.data_dir}; this trainer never "
-                             "downloads: prepare it first (tfds build) or pass --tfds_data_dir")
+            raise ValueError(
+                f"--tfds_name={tfds_name} is not prepared in {builder.data_dir}; this trainer never "
+                "downloads: prepare it first (tfds build) or pass --tfds_data_dir"
+            )
     info = builder.info
     sup = info.supervised_keys or schema.SUPERVISED_KEYS
     image_key, label_key = sup[0], sup[1]
     image_feature, label_feature = info.features[image_key], info.features[label_key]
     if not isinstance(image_feature, tfds.features.Image) or not isinstance(label_feature, tfds.features.ClassLabel):
         raise ValueError(f"{builder.name}: needs an Image feature and a ClassLabel (supervised keys {sup})")
-    return DatasetInfo(builder, list(label_feature.names), image_feature.shape[-1] or 3, image_key, label_key,
-                       {name: split.num_examples for name, split in info.splits.items()},
-                       tuple(image_feature.shape), image_feature.encoding_format)
+    return DatasetInfo(
+        builder,
+        list(label_feature.names),
+        image_feature.shape[-1] or 3,
+        image_key,
+        label_key,
+        {name: split.num_examples for name, split in info.splits.items()},
+        tuple(image_feature.shape),
+        image_feature.encoding_format,
+    )
 
 
 def dataset_identity(info: DatasetInfo) -> dict:
@@ -86,13 +99,25 @@ def dataset_identity(info: DatasetInfo) -> dict:
     or other splits has another.
     """
     meta = info.builder.info
-    defining = {"name": meta.name, "version": str(meta.version), "class_names": list(info.class_names),
-                "features": meta.features.to_json(), "supervised_keys": meta.supervised_keys,
-                "splits": {name: {"shard_lengths": list(split.shard_lengths), "num_bytes": int(split.num_bytes)}
-                           for name, split in sorted(meta.splits.items())}}
+    defining = {
+        "name": meta.name,
+        "version": str(meta.version),
+        "class_names": list(info.class_names),
+        "features": meta.features.to_json(),
+        "supervised_keys": meta.supervised_keys,
+        "splits": {
+            name: {"shard_lengths": list(split.shard_lengths), "num_bytes": int(split.num_bytes)}
+            for name, split in sorted(meta.splits.items())
+        },
+    }
     digest = hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
-    return {"name": meta.name, "version": str(meta.version), "class_names": list(info.class_names),
-            "split_sizes": dict(sorted(info.split_sizes.items())), "fingerprint": digest}
+    return {
+        "name": meta.name,
+        "version": str(meta.version),
+        "class_names": list(info.class_names),
+        "split_sizes": dict(sorted(info.split_sizes.items())),
+        "fingerprint": digest,
+    }
 
 
 def dataset_change(recorded: dict, current: dict) -> str | None:
@@ -105,21 +130,26 @@ def dataset_change(recorded: dict, current: dict) -> str | None:
             return f"the run has {len(old)} classes, the data has {len(new)}"
         diffs = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
         i = diffs[0]
-        return (f"class {i} is {old[i]!r} in the run and {new[i]!r} in the data ({len(diffs)} of {len(old)} "
-                "label positions differ)")
+        return (
+            f"class {i} is {old[i]!r} in the run and {new[i]!r} in the data ({len(diffs)} of {len(old)} "
+            "label positions differ)"
+        )
     for key in ("name", "version"):
         if key in recorded and recorded[key] != current[key]:
             return f"the run's dataset {key} is {recorded[key]!r}, the data's is {current[key]!r}"
     if recorded.get("split_sizes", current["split_sizes"]) != current["split_sizes"]:
         return f"the run's split sizes were {recorded['split_sizes']}, the data's are {current['split_sizes']}"
     if recorded.get("fingerprint", current["fingerprint"]) != current["fingerprint"]:
-        return (f"the dataset's metadata changed since the run started (fingerprint {recorded['fingerprint'][:12]} "
-                f"-> {current['fingerprint'][:12]}: its features or shards differ)")
+        return (
+            f"the dataset's metadata changed since the run started (fingerprint {recorded['fingerprint'][:12]} "
+            f"-> {current['fingerprint'][:12]}: its features or shards differ)"
+        )
     return None
 
 
-def normalization_constants(name: str, info: DatasetInfo, split: str, image_size: int,
-                            sample: int = 1000) -> tuple[list[float], list[float]]:
+def normalization_constants(
+    name: str, info: DatasetInfo, split: str, image_size: int, sample: int = 1000
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (0-255 scale): named constants, or computed from `sample` train images."""
     c = info.channels
     if name in NORMALIZATIONS:
@@ -144,16 +174,30 @@ def normalization_constants(name: str, info: DatasetInfo, split: str, image_size
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def raw_split(info: DatasetInfo, split: str, shuffle_seed: int | None,
-              input_context: tf.distribute.InputContext | None = None, deterministic: bool = True) -> tf.data.Dataset:
+def raw_split(
+    info: DatasetInfo,
+    split: str,
+    shuffle_seed: int | None,
+    input_context: tf.distribute.InputContext | None = None,
+    deterministic: bool = True,
+) -> tf.data.Dataset:
     """(encoded image bytes, label) pairs of a split, files interleaved (and shuffled if a seed is given)."""
     if split not in info.split_sizes:
         raise ValueError(f"split {split!r} not in the dataset (has {sorted(info.split_sizes)})")
-    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, input_context=input_context,
-                                  interleave_cycle_length=AUTOTUNE, interleave_block_length=1,
-                                  num_parallel_calls_for_interleave_files=AUTOTUNE, enable_ordering_guard=False)
-    ds = info.builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,
-                                 decoders={info.image_key: tfds.decode.SkipDecoding()})
+    read_config = tfds.ReadConfig(
+        shuffle_seed=shuffle_seed,
+        input_context=input_context,
+        interleave_cycle_length=AUTOTUNE,
+        interleave_block_length=1,
+        num_parallel_calls_for_interleave_files=AUTOTUNE,
+        enable_ordering_guard=False,
+    )
+    ds = info.builder.as_dataset(
+        split=split,
+        shuffle_files=shuffle_seed is not None,
+        read_config=read_config,
+        decoders={info.image_key: tfds.decode.SkipDecoding()},
+    )
     options = tf.data.Options()
     options.deterministic = deterministic
     ds = ds.with_options(options)
@@ -164,8 +208,9 @@ def resize_uint8(img: tf.Tensor, image_size: int) -> tf.Tensor:
     """uint8 HxWxC -> image_size x image_size, aspect kept and padded (a no-op at that size)."""
     shape = tf.shape(img)
     same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
-    return tf.cond(same, lambda: img,
-                   lambda: tf.cast(tf.round(tf.image.resize_with_pad(img, image_size, image_size)), tf.uint8))
+    return tf.cond(
+        same, lambda: img, lambda: tf.cast(tf.round(tf.image.resize_with_pad(img, image_size, image_size)), tf.uint8)
+    )
 
 
 def decode_resize(encoded: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
@@ -233,8 +278,9 @@ def _beta(alpha: float, seed: tf.Tensor) -> tf.Tensor:
     return a / (a + b)
 
 
-def mix_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int, mixup_alpha: float, cutmix_alpha: float,
-              seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def mix_batch(
+    images: tf.Tensor, labels: tf.Tensor, num_classes: int, mixup_alpha: float, cutmix_alpha: float, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Mixup or CutMix of a batch with itself reversed; labels become mixed one-hot rows.
 
     With both alphas set, each batch picks one of the two at random. Stateless in `seed`.
@@ -265,10 +311,23 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, num_classes: int, mixup_alph
     return mixup() if mixup_alpha > 0 else cutmix()
 
 
-def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int, seed: int = 0,
-                       start_batch: int = 0, flip: bool = False, crop_pad: int = 0, shuffle_buffer: int = 2048,
-                       mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, deterministic: bool = True,
-                       cache: bool = False, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+def make_train_dataset(
+    info: DatasetInfo,
+    split: str,
+    *,
+    batch_size: int,
+    image_size: int,
+    seed: int = 0,
+    start_batch: int = 0,
+    flip: bool = False,
+    crop_pad: int = 0,
+    shuffle_buffer: int = 2048,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    deterministic: bool = True,
+    cache: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """The endless, batched training stream of one input pipeline: (pixel images, labels).
 
     Images stay pixels (uint8, 0-255; float32 in the same range with mixup/cutmix): the model
@@ -284,26 +343,39 @@ def make_train_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_
     decode = dataset_decoder(info, image_size)
     ds = raw_split(info, split, shuffle_seed=None, input_context=input_context, deterministic=deterministic)
     if cache:
-        ds = ds.map(lambda img, label: (decode(img), label), num_parallel_calls=AUTOTUNE,
-                    deterministic=deterministic).cache()
+        ds = ds.map(
+            lambda img, label: (decode(img), label), num_parallel_calls=AUTOTUNE, deterministic=deterministic
+        ).cache()
         decode = tf.identity
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
     if start_batch:
         ds = ds.skip(start_batch * batch_size)
-    ds = ds.map(lambda i, xy: (augment(decode(xy[0]), flip, crop_pad, tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
-                num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(
+        lambda i, xy: (augment(decode(xy[0]), flip, crop_pad, tf.stack([tf.cast(seed, tf.int64), i])), xy[1]),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     if mixup_alpha > 0 or cutmix_alpha > 0:  # mixing commutes with the per-channel affine normalisation
         n = len(info.class_names)
         ds = ds.enumerate(start=start_batch).map(
-            lambda b, xy: mix_batch(tf.cast(xy[0], tf.float32), xy[1], n, mixup_alpha, cutmix_alpha,
-                                    tf.stack([tf.cast(seed, tf.int64) + 1_000_003, b])),
-            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+            lambda b, xy: mix_batch(
+                tf.cast(xy[0], tf.float32),
+                xy[1],
+                n,
+                mixup_alpha,
+                cutmix_alpha,
+                tf.stack([tf.cast(seed, tf.int64) + 1_000_003, b]),
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
     return ds.prefetch(AUTOTUNE)
 
 
-def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_size: int,
-                      cache: bool = False) -> tf.data.Dataset:
+def make_eval_dataset(
+    info: DatasetInfo, split: str, *, batch_size: int, image_size: int, cache: bool = False
+) -> tf.data.Dataset:
     """One ordered pass over `split`: (uint8 pixel images, labels, valid), every batch full.
 
     The last batch is padded to `batch_size` with zero images and `valid` False, so a batch
@@ -322,8 +394,11 @@ def make_eval_dataset(info: DatasetInfo, split: str, *, batch_size: int, image_s
         images = tf.pad(images, [[0, batch_size - n], [0, 0], [0, 0], [0, 0]])
         labels = tf.pad(labels, [[0, batch_size - n]])
         valid = tf.range(batch_size) < n
-        return (tf.ensure_shape(images, [batch_size, image_size, image_size, info.channels]),
-                tf.ensure_shape(labels, [batch_size]), valid)
+        return (
+            tf.ensure_shape(images, [batch_size, image_size, image_size, info.channels]),
+            tf.ensure_shape(labels, [batch_size]),
+            valid,
+        )
 
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE).map(pad, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
@@ -348,10 +423,14 @@ def corrupt_data_error(info: DatasetInfo, split: str, image_size: int, error: Ex
     (file, record, key) and the way out."""
     where = locate_corruption(info, split, image_size)
     if where is None:
-        where = (f"no bad record found on a second read (transient read error?): {type(error).__name__}: "
-                 f"{_tf_message(error)}")
-    return CorruptDataError(f"corrupt TFRecord in split {split!r}: {where}. Rebuild the dataset "
-                            "(python -m pipelines.build_tfrecords --overwrite) or restore the file")
+        where = (
+            f"no bad record found on a second read (transient read error?): {type(error).__name__}: "
+            f"{_tf_message(error)}"
+        )
+    return CorruptDataError(
+        f"corrupt TFRecord in split {split!r}: {where}. Rebuild the dataset "
+        "(python -m pipelines.build_tfrecords --overwrite) or restore the file"
+    )
 
 
 def locate_corruption(info: DatasetInfo, split: str, image_size: int | None = None) -> str | None:
@@ -368,8 +447,7 @@ def locate_corruption(info: DatasetInfo, split: str, image_size: int | None = No
 
     files = split_files(info, split)
     for index, path in enumerate(files):
-        report = inspect_lib.verify_shard(path, split, index, "tfds", "", len(info.class_names),
-                                          collections.Counter())
+        report = inspect_lib.verify_shard(path, split, index, "tfds", "", len(info.class_names), collections.Counter())
         if report.problems:
             return f"{path}: {report.problems[0]}"
     if image_size is None:

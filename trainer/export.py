@@ -27,13 +27,21 @@ PREPROCESSING_FILE = "preprocessing.json"
 EXPORT_DIR = "export"
 COMPLETE_MARKER = "export_complete.json"  # written last into export/: the export is whole
 INCOMPLETE_DIR = ".incomplete-export"  # next to export/: where an export is written before it is moved
-REDO = ("run the same `python -m trainer.train` command again: it resumes at the last checkpoint and exports "
-        "again (without --skip_export)")
+REDO = (
+    "run the same `python -m trainer.train` command again: it resumes at the last checkpoint and exports "
+    "again (without --skip_export)"
+)
 
 
 def preprocessing_info(image_size: int, channels: int, mean, std, class_names) -> dict:
-    return {"image_size": image_size, "channels": channels, "mean": list(mean), "std": list(std),
-            "class_names": list(class_names), "resize": "pad"}
+    return {
+        "image_size": image_size,
+        "channels": channels,
+        "mean": list(mean),
+        "std": list(std),
+        "class_names": list(class_names),
+        "resize": "pad",
+    }
 
 
 def export(model, run_dir: str, prep: dict) -> tuple[str, str]:
@@ -69,18 +77,23 @@ def _saved_model(model, prep: dict):
         images = tf.map_fn(lambda img: data_lib.resize_uint8(img, size), images, fn_output_signature=tf.uint8)
         x = data_lib.normalize(images, mean, std)
         probs = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32), axis=-1)
-        return {"probabilities": probs,
-                "class_names": tf.broadcast_to(names, [tf.shape(probs)[0], len(prep["class_names"])])}
+        return {
+            "probabilities": probs,
+            "class_names": tf.broadcast_to(names, [tf.shape(probs)[0], len(prep["class_names"])]),
+        }
 
     def decode_one(b):
         return data_lib.decode_resize(b, size, channels)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    serve_bytes = tf.function(lambda images: from_uint8(tf.map_fn(decode_one, images, fn_output_signature=tf.uint8)),
-                              input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    serve_uint8 = tf.function(from_uint8, input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8,
-                                                                         name="images")])
+    serve_bytes = tf.function(
+        lambda images: from_uint8(tf.map_fn(decode_one, images, fn_output_signature=tf.uint8)),
+        input_signature=[tf.TensorSpec([None], tf.string, name="images")],
+    )
+    serve_uint8 = tf.function(
+        from_uint8, input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")]
+    )
     archive.add_endpoint("serve_bytes", serve_bytes)
     archive.add_endpoint("serve_uint8", serve_uint8)
     archive.add_endpoint("serving_default", serve_bytes)
@@ -129,12 +142,16 @@ def check_complete(run_dir: str) -> str:
     marker = fs.join(export_dir, COMPLETE_MARKER)
     if not fs.exists(marker):
         if fs.isdir(export_dir) or fs.isdir(fs.join(run_dir, INCOMPLETE_DIR)):
-            raise ValueError(f"the export in {run_dir} is incomplete (no {EXPORT_DIR}/{COMPLETE_MARKER}: the trainer "
-                             f"was stopped while exporting, or exported before the marker existed): {REDO}")
+            raise ValueError(
+                f"the export in {run_dir} is incomplete (no {EXPORT_DIR}/{COMPLETE_MARKER}: the trainer "
+                f"was stopped while exporting, or exported before the marker existed): {REDO}"
+            )
         raise ValueError(f"{export_dir} not found: train first (python -m trainer.train), without --skip_export")
     present = set(fs.list_files(export_dir))
     missing = sorted(set(fs.read_json(marker)["files"]) - present)
     if missing:
-        raise ValueError(f"the export in {run_dir} is incomplete ({len(missing)} of its files are missing, e.g. "
-                         f"{missing[0]}): {REDO}")
+        raise ValueError(
+            f"the export in {run_dir} is incomplete ({len(missing)} of its files are missing, e.g. "
+            f"{missing[0]}): {REDO}"
+        )
     return export_dir

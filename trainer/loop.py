@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import signal
 import sys
 import tempfile
@@ -60,16 +59,25 @@ def _sums(logits, labels, per_example_loss):
 class Trainer:
     """Builds model, optimizer and checkpoints under a strategy, then trains and evaluates."""
 
-    def __init__(self, config: TrainConfig, run_dir: str, strategy: tf.distribute.Strategy,
-                 info: data_lib.DatasetInfo, mean: list[float], std: list[float]):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str,
+        strategy: tf.distribute.Strategy,
+        info: data_lib.DatasetInfo,
+        mean: list[float],
+        std: list[float],
+    ):
         self.config, self.run_dir, self.strategy, self.info = config, run_dir, strategy, info
         self.mean, self.std = mean, std
         self.chief = is_chief(strategy)
         self.replicas = strategy.num_replicas_in_sync
         self.replicas_per_worker = len(strategy.extended.worker_devices)
         if config.batch_size % self.replicas:
-            raise ValueError(f"--batch_size={config.batch_size} is not divisible by the {self.replicas} replicas: "
-                             f"use a multiple of {self.replicas}")
+            raise ValueError(
+                f"--batch_size={config.batch_size} is not divisible by the {self.replicas} replicas: "
+                f"use a multiple of {self.replicas}"
+            )
         spec = get_spec(config.model)
         self.image_size = config.image_size or spec.default_input_shape[0]
         self.num_classes = len(info.class_names)
@@ -77,16 +85,22 @@ class Trainer:
         self.train_examples = info.split_sizes[config.train_split]
         self.steps_per_epoch = self.train_examples // config.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"the {config.train_split} split has {self.train_examples} examples, fewer than one "
-                             f"batch of {config.batch_size}: lower --batch_size")
+            raise ValueError(
+                f"the {config.train_split} split has {self.train_examples} examples, fewer than one "
+                f"batch of {config.batch_size}: lower --batch_size"
+            )
         if config.precision != "float32":
             keras.mixed_precision.set_global_policy(config.precision)
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            self.model = create_model(config.model, num_classes=self.num_classes,
-                                      input_shape=(self.image_size, self.image_size, info.channels),
-                                      dropout=config.dropout, weight_decay=config.weight_decay,
-                                      aux_heads=config.aux_heads)
+            self.model = create_model(
+                config.model,
+                num_classes=self.num_classes,
+                input_shape=(self.image_size, self.image_size, info.channels),
+                dropout=config.dropout,
+                weight_decay=config.weight_decay,
+                aux_heads=config.aux_heads,
+            )
             for layer in self.model._flatten_layers():
                 if isinstance(layer, keras.layers.BatchNormalization):
                     if config.bn_momentum is not None:
@@ -101,10 +115,16 @@ class Trainer:
             # Lowered at each NaN roll-back; checkpointed so a resumed run keeps the lower rate.
             self.lr_scale = tf.Variable(1.0, dtype=tf.float64, trainable=False, name="lr_scale")
             # Reduce-on-plateau's (best val loss, epochs without improvement, LR scale).
-            self.plateau_state = tf.Variable([math.inf, 0.0, 1.0], dtype=tf.float64, trainable=False,
-                                             name="plateau_state")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                              lr_scale=self.lr_scale, plateau_state=self.plateau_state)
+            self.plateau_state = tf.Variable(
+                [math.inf, 0.0, 1.0], dtype=tf.float64, trainable=False, name="plateau_state"
+            )
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            lr_scale=self.lr_scale,
+            plateau_state=self.plateau_state,
+        )
         self.nan_recoveries = 0
         ckpt_dir = fs.join(run_dir, "checkpoints")
         if not self.chief:  # other workers write to throwaway dirs, as TF recommends
@@ -127,8 +147,9 @@ class Trainer:
             onehot = tf.cast(labels, tf.float32)
         else:
             onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
-        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=c.label_smoothing,
-                                                       reduction=None)
+        loss_fn = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=c.label_smoothing, reduction=None
+        )
         heads = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         weights = (1.0, *self.aux_weights)[: len(heads)]
         per_example = sum(w * loss_fn(onehot, tf.cast(h, tf.float32)) for w, h in zip(weights, heads))
@@ -182,6 +203,7 @@ class Trainer:
             def eval_step(batch):
                 images, labels, valid = batch
                 return [x.numpy() for x in (*local(images, labels), valid)]
+
             return eval_step
 
         @tf.function(reduce_retracing=True)
@@ -205,10 +227,21 @@ class Trainer:
             per_replica = ctx.get_per_replica_batch_size(c.batch_size)
             batches_per_step = self.replicas // ctx.num_input_pipelines
             return data_lib.make_train_dataset(
-                self.info, c.train_split, batch_size=per_replica, image_size=self.image_size, seed=c.seed,
-                start_batch=start_step * batches_per_step, flip=c.augment_flip, crop_pad=c.augment_crop_pad,
-                shuffle_buffer=c.shuffle_buffer, mixup_alpha=c.mixup_alpha, cutmix_alpha=c.cutmix_alpha,
-                deterministic=c.deterministic, cache=c.cache, input_context=ctx)
+                self.info,
+                c.train_split,
+                batch_size=per_replica,
+                image_size=self.image_size,
+                seed=c.seed,
+                start_batch=start_step * batches_per_step,
+                flip=c.augment_flip,
+                crop_pad=c.augment_crop_pad,
+                shuffle_buffer=c.shuffle_buffer,
+                mixup_alpha=c.mixup_alpha,
+                cutmix_alpha=c.cutmix_alpha,
+                deterministic=c.deterministic,
+                cache=c.cache,
+                input_context=ctx,
+            )
 
         return iter(self.strategy.distribute_datasets_from_function(input_fn))
 
@@ -235,7 +268,8 @@ class Trainer:
         c = self.config
         if split not in self._eval_datasets:  # kept: with --cache, later passes read memory
             self._eval_datasets[split] = data_lib.make_eval_dataset(
-                self.info, split, batch_size=c.batch_size, image_size=self.image_size, cache=c.cache)
+                self.info, split, batch_size=c.batch_size, image_size=self.image_size, cache=c.cache
+            )
         ds = self._eval_datasets[split]
         if self.replicas_per_worker == self.replicas:  # split each batch across the local replicas
             ds = self.strategy.experimental_distribute_dataset(ds)
@@ -250,9 +284,12 @@ class Trainer:
         labels = np.concatenate(labels_all) if labels_all else np.zeros((0,), np.int64)
         n = max(len(labels), 1)
         top5 = np.argsort(-logits, axis=1)[:, :5]
-        metrics = EpochMetrics(float(np.concatenate(losses).sum() / n) if losses else float("nan"),
-                               float((logits.argmax(1) == labels).sum() / n),
-                               float((top5 == labels[:, None]).any(1).sum() / n), len(labels))
+        metrics = EpochMetrics(
+            float(np.concatenate(losses).sum() / n) if losses else float("nan"),
+            float((logits.argmax(1) == labels).sum() / n),
+            float((top5 == labels[:, None]).any(1).sum() / n),
+            len(labels),
+        )
         return metrics, logits, labels
 
     def fit(self, on_epoch_end=None) -> list[dict]:
@@ -342,8 +379,7 @@ class Trainer:
             raise KeyboardInterrupt("SIGTERM")
 
         config = tf.distribute.experimental.TerminationConfig(exit_fn=preempted)
-        return tf.distribute.experimental.PreemptionCheckpointHandler(resolver, self.manager,
-                                                                      termination_config=config)
+        return tf.distribute.experimental.PreemptionCheckpointHandler(resolver, self.manager, termination_config=config)
 
     def _train_epoch(self, iterator, epoch: int, done_in_epoch: int) -> dict | None:
         c = self.config
@@ -354,8 +390,9 @@ class Trainer:
         for i in range(done_in_epoch, self.steps_per_epoch):
             step = int(self.step.numpy())
             lr = self._lr(epoch + i / self.steps_per_epoch)
-            optim.set_lr(self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer")
-                         else self.optimizer, lr)
+            optim.set_lr(
+                self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer") else self.optimizer, lr
+            )
             batch = self._next_batch(iterator, c.train_split)
             loss_sum, top1, top5, n = (float(x) for x in self._train_step(batch))
             if not math.isfinite(loss_sum):
@@ -368,8 +405,10 @@ class Trainer:
             if c.log_every and step % c.log_every == 0:
                 rate = window_n / max(time.time() - window_t, 1e-9)
                 window_t, window_n = time.time(), 0.0
-                msg = (f"epoch {epoch + 1}/{c.epochs} step {i + 1}/{self.steps_per_epoch} loss {sums[0] / sums[3]:.4f} "
-                       f"top1 {sums[1] / sums[3]:.4f} lr {lr:.3g} {rate:.0f} img/s")
+                msg = (
+                    f"epoch {epoch + 1}/{c.epochs} step {i + 1}/{self.steps_per_epoch} loss {sums[0] / sums[3]:.4f} "
+                    f"top1 {sums[1] / sums[3]:.4f} lr {lr:.3g} {rate:.0f} img/s"
+                )
                 if interactive:
                     print("\r" + msg, end="", file=sys.stderr, flush=True)
                 else:
@@ -387,10 +426,16 @@ class Trainer:
         if interactive:
             print(file=sys.stderr)
         seconds = time.time() - t0
-        record = {"epoch": epoch + 1, "step": int(self.step.numpy()), "lr": float(lr),
-                  "loss": sums[0] / max(sums[3], 1), "top1": sums[1] / max(sums[3], 1),
-                  "top5": sums[2] / max(sums[3], 1), "seconds": round(seconds, 2),
-                  "images_per_second": round(sums[3] / max(seconds, 1e-9), 1)}
+        record = {
+            "epoch": epoch + 1,
+            "step": int(self.step.numpy()),
+            "lr": float(lr),
+            "loss": sums[0] / max(sums[3], 1),
+            "top1": sums[1] / max(sums[3], 1),
+            "top5": sums[2] / max(sums[3], 1),
+            "seconds": round(seconds, 2),
+            "images_per_second": round(sums[3] / max(seconds, 1e-9), 1),
+        }
         if c.validation_split in self.info.split_sizes:
             val, _, _ = self.evaluate(c.validation_split)
             record.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
@@ -399,9 +444,16 @@ class Trainer:
                 state = self.plateau.state()
                 self.plateau_state.assign([state["best"], state["wait"], state["scale"]])
         self.manager.save(checkpoint_number=int(self.step.numpy()))  # after the plateau update it holds
-        logging.info("epoch %d/%d: loss %.4f top1 %.4f%s (%.1fs, %.0f img/s)", epoch + 1, c.epochs, record["loss"],
-                     record["top1"], f" | val loss {record['val_loss']:.4f} top1 {record['val_top1']:.4f}"
-                     if "val_loss" in record else "", seconds, record["images_per_second"])
+        logging.info(
+            "epoch %d/%d: loss %.4f top1 %.4f%s (%.1fs, %.0f img/s)",
+            epoch + 1,
+            c.epochs,
+            record["loss"],
+            record["top1"],
+            f" | val loss {record['val_loss']:.4f} top1 {record['val_top1']:.4f}" if "val_loss" in record else "",
+            seconds,
+            record["images_per_second"],
+        )
         if self.writer:
             with self.writer.as_default(step=int(self.step.numpy())):
                 for k in ("loss", "top1", "top5", "val_loss", "val_top1", "val_top5"):
@@ -412,12 +464,23 @@ class Trainer:
     def _log_sample_images(self, count: int = 8) -> None:
         """A few training inputs (as the model gets them, before normalisation) for TensorBoard."""
         c = self.config
-        ds = data_lib.make_train_dataset(self.info, c.train_split, batch_size=count, image_size=self.image_size,
-                                         seed=c.seed, flip=c.augment_flip, crop_pad=c.augment_crop_pad)
+        ds = data_lib.make_train_dataset(
+            self.info,
+            c.train_split,
+            batch_size=count,
+            image_size=self.image_size,
+            seed=c.seed,
+            flip=c.augment_flip,
+            crop_pad=c.augment_crop_pad,
+        )
         images, labels = self._next_batch(iter(ds), c.train_split)
         with self.writer.as_default(step=0):
-            tf.summary.image("train/inputs", tf.cast(images, tf.uint8), max_outputs=count,
-                             description="labels: " + ", ".join(self.info.class_names[int(i)] for i in labels))
+            tf.summary.image(
+                "train/inputs",
+                tf.cast(images, tf.uint8),
+                max_outputs=count,
+                description="labels: " + ", ".join(self.info.class_names[int(i)] for i in labels),
+            )
 
     def _lr(self, epoch: float) -> float:
         if self.config.schedule == "plateau":
@@ -446,14 +509,26 @@ class Trainer:
         c = self.config
         last = self.manager.latest_checkpoint
         if not c.recover_from_nan or last is None or self.nan_recoveries >= c.max_nan_recoveries:
-            why = ("no checkpoint to roll back to" if c.recover_from_nan and last is None else
-                   f"{self.nan_recoveries} roll-backs already" if c.recover_from_nan else "")
-            raise TrainingError(f"loss is {loss} at step {step} (epoch {epoch + 1}); the last good checkpoint is "
-                                f"{last or 'none (none written yet)'}{'; ' + why if why else ''}. Lower "
-                                "--learning_rate, add --clip_norm, or pass --recover_from_nan")
+            why = (
+                "no checkpoint to roll back to"
+                if c.recover_from_nan and last is None
+                else f"{self.nan_recoveries} roll-backs already"
+                if c.recover_from_nan
+                else ""
+            )
+            raise TrainingError(
+                f"loss is {loss} at step {step} (epoch {epoch + 1}); the last good checkpoint is "
+                f"{last or 'none (none written yet)'}{'; ' + why if why else ''}. Lower "
+                "--learning_rate, add --clip_norm, or pass --recover_from_nan"
+            )
         self.checkpoint.restore(last)
         self.lr_scale.assign(self.lr_scale * c.nan_lr_factor)
         self.nan_recoveries += 1
-        logging.warning("loss %s at step %d: rolled back to %s (step %d), learning rate x%g", loss, step, last,
-                        int(self.step.numpy()), float(self.lr_scale.numpy()))
-
+        logging.warning(
+            "loss %s at step %d: rolled back to %s (step %d), learning rate x%g",
+            loss,
+            step,
+            last,
+            int(self.step.numpy()),
+            float(self.lr_scale.numpy()),
+        )

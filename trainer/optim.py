@@ -26,8 +26,10 @@ def lr_at(config, epoch: float) -> float:
     if config.schedule == "step":
         values = config.values or tuple(base * config.decay_rate**i for i in range(len(config.boundaries) + 1))
         if len(values) != len(config.boundaries) + 1:
-            raise ValueError(f"step schedule: {len(config.boundaries)} boundaries need {len(config.boundaries) + 1} "
-                             f"values, got {len(values)}")
+            raise ValueError(
+                f"step schedule: {len(config.boundaries)} boundaries need {len(config.boundaries) + 1} "
+                f"values, got {len(values)}"
+            )
         for b, v in zip(config.boundaries, values):
             if epoch < b:
                 return v

@@ -17,13 +17,14 @@ import sys
 
 from absl import app, flags
 
-from pipelines import quick_exit
 import cli
+from pipelines import quick_exit
 from storage import StorageError, fs
 from trainer import export as export_lib
 
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory written by trainer.train (with export/), "
-                               "local or gs://.")
+_RUN_DIR = flags.DEFINE_string(
+    "run_dir", None, "A run directory written by trainer.train (with export/), local or gs://."
+)
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes to print per image.", lower_bound=1)
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object per image.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Images per model call.", lower_bound=1)
@@ -60,8 +61,9 @@ class Predictor:
         except (OSError, ValueError, tf.errors.OpError) as e:  # whole when written, damaged since
             reason = str(getattr(e, "message", e)).strip().splitlines()[0]
             raise ValueError(f"{export_dir} cannot be loaded ({type(e).__name__}: {reason}): {export_lib.REDO}") from e
-        self.class_names = [line.strip() for line in fs.read_text(fs.join(run_dir, "labels.txt")).splitlines()
-                            if line.strip()]
+        self.class_names = [
+            line.strip() for line in fs.read_text(fs.join(run_dir, "labels.txt")).splitlines() if line.strip()
+        ]
 
     def predict(self, encoded: list[bytes]):
         out = self._model.serve_bytes(self._tf.constant(encoded))
@@ -83,7 +85,7 @@ def main(argv):
     k = min(_TOP_K.value, len(predictor.class_names))
     failed = 0
     for start in range(0, len(paths), _BATCH.value):
-        batch = paths[start:start + _BATCH.value]
+        batch = paths[start : start + _BATCH.value]
         try:
             datas = [fs.read_bytes(p) for p in batch]
         except (OSError, StorageError) as e:  # listed a moment ago, gone or refused now
@@ -106,8 +108,16 @@ def main(argv):
                 p = probs[i]
             top = p.argsort()[::-1][:k]
             if _JSON.value:
-                print(json.dumps({"path": path, "top": [{"class": predictor.class_names[j], "probability":
-                                                         round(float(p[j]), 6)} for j in top]}))
+                print(
+                    json.dumps(
+                        {
+                            "path": path,
+                            "top": [
+                                {"class": predictor.class_names[j], "probability": round(float(p[j]), 6)} for j in top
+                            ],
+                        }
+                    )
+                )
             else:
                 print(f"{path}: " + ", ".join(f"{predictor.class_names[j]} {p[j]:.3f}" for j in top))
     return 1 if failed else 0

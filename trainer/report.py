@@ -24,17 +24,23 @@ def per_class(cm: np.ndarray, class_names: list[str]) -> dict[str, dict[str, flo
     out = {}
     for i, name in enumerate(class_names):
         tp, support, predicted = cm[i, i], cm[i].sum(), cm[:, i].sum()
-        out[name] = {"precision": float(tp / predicted) if predicted else 0.0,
-                     "recall": float(tp / support) if support else 0.0,
-                     "support": int(support)}
+        out[name] = {
+            "precision": float(tp / predicted) if predicted else 0.0,
+            "recall": float(tp / support) if support else 0.0,
+            "support": int(support),
+        }
     return out
 
 
 def plot_curves(history: list[dict], path: str) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label, ax in (("loss", "train", ax_loss), ("val_loss", "validation", ax_loss),
-                           ("top1", "train", ax_acc), ("val_top1", "validation", ax_acc)):
+    for key, label, ax in (
+        ("loss", "train", ax_loss),
+        ("val_loss", "validation", ax_loss),
+        ("top1", "train", ax_acc),
+        ("val_top1", "validation", ax_acc),
+    ):
         points = [(h["epoch"], h[key]) for h in history if key in h]
         if points:
             ax.plot(*zip(*points), marker="o", markersize=3, label=label)
@@ -58,8 +64,15 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str, title: str
     for i in range(n):
         for j in range(n):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     _save(fig, path)
 

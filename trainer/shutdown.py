@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from absl import logging
 
@@ -61,7 +61,7 @@ class StopWatchdog:
         self._read_fd = self._write_fd = None
         self._previous_fd = -1
 
-    def __enter__(self) -> "StopWatchdog":
+    def __enter__(self) -> StopWatchdog:
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)  # the C handler must never block
         try:
@@ -93,6 +93,10 @@ class StopWatchdog:
         self.signalled.set()
         time.sleep(self.grace_seconds)
         last = self.last_checkpoint() or "none"
-        logging.warning("SIGTERM: the step in progress did not finish within %gs of SIGTERM; exiting with the last "
-                        "checkpoint kept (%s); run the same command to resume", self.grace_seconds, last)
+        logging.warning(
+            "SIGTERM: the step in progress did not finish within %gs of SIGTERM; exiting with the last "
+            "checkpoint kept (%s); run the same command to resume",
+            self.grace_seconds,
+            last,
+        )
         fast_exit(SIGTERM_EXIT)

@@ -20,8 +20,10 @@ def check_tf_config() -> dict:
     """The parsed TF_CONFIG, or ValueError saying what is wrong with it."""
     raw = os.environ.get("TF_CONFIG", "")
     if not raw:
-        raise ValueError("--strategy=multi_worker needs TF_CONFIG, e.g. "
-                         '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+        raise ValueError(
+            "--strategy=multi_worker needs TF_CONFIG, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+        )
     try:
         cfg = json.loads(raw)
         workers = cfg["cluster"]["worker"]
@@ -29,8 +31,9 @@ def check_tf_config() -> dict:
         if task["type"] not in ("worker", "chief") or not 0 <= int(task["index"]) < len(workers) + 1:
             raise ValueError(f"task {task} does not fit the cluster")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"TF_CONFIG is not valid ({e}): it needs cluster.worker (a list of host:port) and "
-                         "task.type/task.index") from e
+        raise ValueError(
+            f"TF_CONFIG is not valid ({e}): it needs cluster.worker (a list of host:port) and task.type/task.index"
+        ) from e
     return cfg
 
 
@@ -41,7 +44,8 @@ def make_strategy(name: str, cpu_replicas: int = 0, num_gpus: int = -1) -> tf.di
     if name == "multi_worker":
         check_tf_config()
         communication = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+        )
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=communication)
     gpus = tf.config.list_physical_devices("GPU")
     if num_gpus >= 0:
@@ -57,8 +61,9 @@ def make_strategy(name: str, cpu_replicas: int = 0, num_gpus: int = -1) -> tf.di
         return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(gpus))])
     n = max(cpu_replicas, 1)
     logging.info("mirrored over %d logical CPU devices", n)
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)],
-                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(
+        [f"/cpu:{i}" for i in range(n)], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -66,5 +71,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0
-                                    and "chief" not in resolver.cluster_spec().as_dict())
+    return task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )

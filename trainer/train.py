@@ -29,8 +29,8 @@ import typing
 
 from absl import app, flags, logging
 
-from pipelines import quick_exit
 import cli
+from pipelines import quick_exit
 from storage import StorageError, fs
 from trainer import config as config_lib
 from trainer import shutdown
@@ -51,7 +51,7 @@ _HELP = {
     "test_split": "Test split name (evaluated at the end if present).",
     "shuffle_buffer": "Examples in the shuffle buffer.",
     "cache": "Keep the decoded, resized images in memory after the first epoch (image_size^2 * channels bytes "
-             "per example, per input pipeline), so later epochs and evaluations decode nothing.",
+    "per example, per input pipeline), so later epochs and evaluations decode nothing.",
     "augment_flip": "Online random horizontal flip.",
     "augment_crop_pad": "Online random crop after padding by this many pixels (0: off).",
     "mixup_alpha": "Mixup with Beta(alpha, alpha) (0: off).",
@@ -86,8 +86,8 @@ _HELP = {
     "nan_lr_factor": "LR multiplier at each NaN roll-back.",
     "max_nan_recoveries": "Stop after this many NaN roll-backs.",
     "stop_grace_seconds": "After SIGTERM the run saves a checkpoint once the step in progress returns and exits 143; "
-                          "if that takes longer than this, it exits 143 anyway, keeping the last checkpoint "
-                          "(preemption leaves ~30 s).",
+    "if that takes longer than this, it exits 143 anyway, keeping the last checkpoint "
+    "(preemption leaves ~30 s).",
 }
 
 
@@ -112,14 +112,22 @@ def _define_config_flags() -> None:
 
 
 _define_config_flags()
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (config, checkpoints, logs, report, export): local "
-                               "or gs:// (multi-worker: storage every worker reaches).")
+_RUN_DIR = flags.DEFINE_string(
+    "run_dir",
+    None,
+    "Run directory (config, checkpoints, logs, report, export): local "
+    "or gs:// (multi-worker: storage every worker reaches).",
+)
 _PRESET = flags.DEFINE_string("preset", "", f"Named recipe: {', '.join(sorted(config_lib.PRESETS))}.")
 _CONFIG_FILE = flags.DEFINE_string("config_file", "", "YAML or JSON file of config fields.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train, or eval a checkpoint without training.")
 _EVAL_SPLIT = flags.DEFINE_string("eval_split", "test", "--mode=eval: the split to evaluate.")
-_FORCE = flags.DEFINE_bool("force", False, "Resume even if the model or data in the config changed, or the dataset "
-                           "was rebuilt (other class order, name, version or metadata than dataset.json records).")
+_FORCE = flags.DEFINE_bool(
+    "force",
+    False,
+    "Resume even if the model or data in the config changed, or the dataset "
+    "was rebuilt (other class order, name, version or metadata than dataset.json records).",
+)
 _NO_EXPORT = flags.DEFINE_bool("skip_export", False, "Do not write model.keras and the SavedModel.")
 
 FLAGS = flags.FLAGS
@@ -147,8 +155,10 @@ def prepare_run_dir(run_dir: str, config: config_lib.TrainConfig, force: bool) -
         saved = config_lib.load(path)
         changes = config_lib.identity_changes(saved, config)
         if changes and not force:
-            raise ValueError(f"{run_dir} holds a run with another model or data ({'; '.join(changes)}): use another "
-                             "--run_dir, or --force to resume anyway")
+            raise ValueError(
+                f"{run_dir} holds a run with another model or data ({'; '.join(changes)}): use another "
+                "--run_dir, or --force to resume anyway"
+            )
         return True
     return False
 
@@ -165,22 +175,37 @@ def check_same_dataset(run_dir: str, prep: dict, identity: dict, force: bool) ->
     if change is None:
         return
     if not force:
-        raise ValueError(f"{run_dir} was trained on another dataset: {change}. Resuming would train on other labels "
-                         "or data: start a new --run_dir, or pass --force to resume anyway (labels.txt, "
-                         "preprocessing.json and the export then follow the new data)")
-    logging.warning("--force: resuming %s on another dataset: %s; labels.txt, preprocessing.json, dataset.json and "
-                    "the export now follow the new data", run_dir, change)
+        raise ValueError(
+            f"{run_dir} was trained on another dataset: {change}. Resuming would train on other labels "
+            "or data: start a new --run_dir, or pass --force to resume anyway (labels.txt, "
+            "preprocessing.json and the export then follow the new data)"
+        )
+    logging.warning(
+        "--force: resuming %s on another dataset: %s; labels.txt, preprocessing.json, dataset.json and "
+        "the export now follow the new data",
+        run_dir,
+        change,
+    )
 
 
 def hardware(strategy) -> dict:
     import tensorflow as tf
 
-    names = ((tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
-             (tf.distribute.MirroredStrategy, "MirroredStrategy"), (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy"))
+    names = (
+        (tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+        (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+        (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy"),
+    )
     name = next((n for cls, n in names if isinstance(strategy, cls)), type(strategy).__name__)
-    return {"platform": platform.platform(), "python": platform.python_version(), "tensorflow": tf.__version__,
-            "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-            "replicas": strategy.num_replicas_in_sync, "strategy": name}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "replicas": strategy.num_replicas_in_sync,
+        "strategy": name,
+    }
 
 
 def main(argv):
@@ -217,8 +242,11 @@ def usage_error(message: str) -> int:
 
 def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
     """Paths TensorFlow will read or write: a scheme it has, and a store that answers (run dir: takes a write)."""
-    for flag, path in (("--run_dir", run_dir), ("--data_dir", config.data_dir),
-                       ("--tfds_data_dir", config.tfds_data_dir)):
+    for flag, path in (
+        ("--run_dir", run_dir),
+        ("--data_dir", config.data_dir),
+        ("--tfds_data_dir", config.tfds_data_dir),
+    ):
         if path:
             fs.check(path, flag, tensorflow=True)
             fs.preflight(path, flag, write=flag == "--run_dir")
@@ -228,14 +256,22 @@ def check_config(config: config_lib.TrainConfig) -> None:
     """Values out of range and contradictory settings: one-line errors before any work."""
     config_lib.check_values(config)
     if config.jit and config.deterministic:
-        raise ValueError("--jit with --deterministic: XLA has no deterministic version of some gradients (MaxPool); "
-                         "drop one of the two")
+        raise ValueError(
+            "--jit with --deterministic: XLA has no deterministic version of some gradients (MaxPool); "
+            "drop one of the two"
+        )
     if config.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
         raise ValueError(f"--precision={config.precision!r}: use float32, mixed_float16 or mixed_bfloat16")
 
 
-def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_split: str = "test",
-        force: bool = False, do_export: bool = True) -> int:
+def run(
+    config: config_lib.TrainConfig,
+    run_dir: str,
+    mode: str = "train",
+    eval_split: str = "test",
+    force: bool = False,
+    do_export: bool = True,
+) -> int:
     check_config(config)
     # Strategy first: logical devices must be configured before any TensorFlow op.
     from trainer import strategy as strategy_lib
@@ -262,8 +298,10 @@ def run(config: config_lib.TrainConfig, run_dir: str, mode: str = "train", eval_
     if resuming and fs.exists(prep_path):
         prep = fs.read_json(prep_path)
         if len(prep["class_names"]) != len(info.class_names):
-            raise ValueError(f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
-                             f"{len(info.class_names)}: use another --run_dir")
+            raise ValueError(
+                f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
+                f"{len(info.class_names)}: use another --run_dir"
+            )
         check_same_dataset(run_dir, prep, identity, force)
         prep = {**prep, "class_names": list(info.class_names)}  # the same, or the new order with --force
         mean, std = prep["mean"], prep["std"]
@@ -338,19 +376,28 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
     if cm is not None:
         report.plot_confusion(cm, names, fs.join(run_dir, "confusion.png"), f"{c.model} on {cm_split}")
     train_rates = [h["images_per_second"] for h in history]
-    out = {"model": c.model, "class_names": names, "splits": results,
-           "per_class": report.per_class(cm, names) if cm is not None else {},
-           "per_class_split": cm_split if cm is not None else None,
-           "images_per_second": sorted(train_rates)[len(train_rates) // 2] if train_rates else None,
-           "wall_time_seconds": round(seconds, 1), "epochs": len(history), "hardware": hardware(strategy),
-           "parameters": int(trainer.model.count_params())}
+    out = {
+        "model": c.model,
+        "class_names": names,
+        "splits": results,
+        "per_class": report.per_class(cm, names) if cm is not None else {},
+        "per_class_split": cm_split if cm is not None else None,
+        "images_per_second": sorted(train_rates)[len(train_rates) // 2] if train_rates else None,
+        "wall_time_seconds": round(seconds, 1),
+        "epochs": len(history),
+        "hardware": hardware(strategy),
+        "parameters": int(trainer.model.count_params()),
+    }
     if do_export:
         keras_path, export_dir = export_lib.export(trainer.model, run_dir, prep)
         out.update(model_keras=keras_path, export_dir=export_dir)
     fs.write_json(fs.join(run_dir, "report.json"), out)
     test = results.get("test") or results.get("validation") or {}
-    print(f"train: {c.model} {len(history)} epochs in {seconds:.0f}s; test top-1 {test.get('top1', float('nan')):.4f} "
-          f"top-5 {test.get('top5', float('nan')):.4f} -> {fs.join(run_dir, 'report.json')}", flush=True)
+    print(
+        f"train: {c.model} {len(history)} epochs in {seconds:.0f}s; test top-1 {test.get('top1', float('nan')):.4f} "
+        f"top-5 {test.get('top5', float('nan')):.4f} -> {fs.join(run_dir, 'report.json')}",
+        flush=True,
+    )
     return 0
 
 

@@ -76,7 +76,9 @@ def results(query: str, per_class: int, seed: int) -> list[Item]:
     indices += [i for i in range(POPULAR, per_class) if i % n_q == k]
     items = [Item(item_path(c.slug, i, seed), f"/thumb/{c.slug}/{i}.jpg", f"{c.english} {i}") for i in indices]
     if k == 0:
-        items[POPULAR:POPULAR] = [Item(p, f"/thumb/{c.slug}/0.jpg", f"{c.english} {name}") for name, p in trap_paths(c.slug)]
+        items[POPULAR:POPULAR] = [
+            Item(p, f"/thumb/{c.slug}/0.jpg", f"{c.english} {name}") for name, p in trap_paths(c.slug)
+        ]
     return items
 
 
@@ -103,19 +105,25 @@ def page_url(query: str, page: int) -> str:
 def render_page(query: str, page: int, per_class: int, seed: int, page_size: int) -> str:
     """The HTML of one result page: full-size links around thumbnails, and rel=next."""
     items = results(query, per_class, seed)
-    chunk = items[(page - 1) * page_size: page * page_size]
-    esc = lambda s: (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
-                     .replace('"', "&quot;"))
+    chunk = items[(page - 1) * page_size : page * page_size]
+
+    def esc(s: str) -> str:
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
     cells = "\n".join(
         f'<div class="result"><a class="thumb" href="{esc(it.path)}">'
         f'<img src="{esc(it.thumb)}" alt="{esc(it.title)}" width="96"></a>'
-        f'<span class="title">{esc(it.title)}</span></div>' for it in chunk)
+        f'<span class="title">{esc(it.title)}</span></div>'
+        for it in chunk
+    )
     nav = []
     if page > 1:
         nav.append(f'<a rel="prev" href="{esc(page_url(query, page - 1))}">previous</a>')
     if page * page_size < len(items):
         nav.append(f'<a rel="next" href="{esc(page_url(query, page + 1))}">next</a>')
     body = cells if chunk else '<p class="empty">No results.</p>'
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{esc(query)} - Flower search"
-            f"</title></head><body><h1>Results for {esc(query)}</h1>{body}"
-            f"<nav>{' '.join(nav)}</nav><footer><a href=\"/about\">about</a></footer></body></html>")
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(query)} - Flower search'
+        f"</title></head><body><h1>Results for {esc(query)}</h1>{body}"
+        f'<nav>{" ".join(nav)}</nav><footer><a href="/about">about</a></footer></body></html>'
+    )

@@ -72,52 +72,181 @@ class FlowerStyle:
 
 R = Ring
 STYLES: dict[str, FlowerStyle] = {
-    "daisy": FlowerStyle("radial", (16, 22), (R("ray", width=0.75),), (WHITE, CREAM, PALE_PINK), YELLOW, 0.24,
-                         "seeds", tip_gradient=0.05),
-    "dandelion": FlowerStyle("radial", (40, 56), (R("ray", width=0.7), R("ray", 0.78, 0.7, -0.08, 0.5),
-                                                 R("ray", 0.55, 0.7, -0.15, 0.25)), (YELLOW, GOLD), GOLD, 0.12),
-    "rose": FlowerStyle("radial", (5, 6), (R("round"), R("round", 0.8, 1.0, -0.1, 0.5), R("round", 0.6, 1.0, -0.2, 0.2),
-                                           R("round", 0.42, 1.0, -0.3, 0.7), R("round", 0.26, 1.0, -0.4, 0.4)),
-                        (RED, CRIMSON, PINK, YELLOW, WHITE), None, 0.0, tip_gradient=-0.15),
-    "sunflower": FlowerStyle("radial", (20, 28), (R("pointed", width=0.9), R("pointed", 0.92, 0.9, -0.1, 0.5)),
-                             (YELLOW, GOLD), BROWN, 0.45, "seeds"),
+    "daisy": FlowerStyle(
+        "radial", (16, 22), (R("ray", width=0.75),), (WHITE, CREAM, PALE_PINK), YELLOW, 0.24, "seeds", tip_gradient=0.05
+    ),
+    "dandelion": FlowerStyle(
+        "radial",
+        (40, 56),
+        (R("ray", width=0.7), R("ray", 0.78, 0.7, -0.08, 0.5), R("ray", 0.55, 0.7, -0.15, 0.25)),
+        (YELLOW, GOLD),
+        GOLD,
+        0.12,
+    ),
+    "rose": FlowerStyle(
+        "radial",
+        (5, 6),
+        (
+            R("round"),
+            R("round", 0.8, 1.0, -0.1, 0.5),
+            R("round", 0.6, 1.0, -0.2, 0.2),
+            R("round", 0.42, 1.0, -0.3, 0.7),
+            R("round", 0.26, 1.0, -0.4, 0.4),
+        ),
+        (RED, CRIMSON, PINK, YELLOW, WHITE),
+        None,
+        0.0,
+        tip_gradient=-0.15,
+    ),
+    "sunflower": FlowerStyle(
+        "radial",
+        (20, 28),
+        (R("pointed", width=0.9), R("pointed", 0.92, 0.9, -0.1, 0.5)),
+        (YELLOW, GOLD),
+        BROWN,
+        0.45,
+        "seeds",
+    ),
     "tulip": FlowerStyle("cup", (3, 3), (R("pointed"),), (RED, YELLOW, PINK, PURPLE, WHITE, ORANGE), None, 0.0),
-    "lotus": FlowerStyle("radial", (8, 10), (R("pointed", width=0.85), R("pointed", 0.75, 0.85, -0.05, 0.5)),
-                         (PINK, PALE_PINK, WHITE), YELLOW, 0.2, "seeds", tip_gradient=-0.25),
-    "lily": FlowerStyle("radial", (6, 6), (R("pointed", width=0.8), R("pointed", 0.9, 0.55, -0.05, 0.5)),
-                        (WHITE, PINK, ORANGE, YELLOW), None, 0.0, "stamens", veins=1, spots=True),
-    "orchid": FlowerStyle("radial", (5, 5), (R("orchid", width=1.0),), (MAGENTA, WHITE, PURPLE, PALE_PINK), YELLOW,
-                          0.18, "eye", veins=3),
-    "peony": FlowerStyle("radial", (7, 9), (R("ruffled"), R("ruffled", 0.85, 1.0, -0.06, 0.5),
-                                            R("ruffled", 0.7, 1.0, -0.12, 0.25), R("ruffled", 0.55, 1.0, -0.18, 0.75),
-                                            R("ruffled", 0.4, 1.0, -0.24, 0.1)),
-                         (PINK, PALE_PINK, MAGENTA, WHITE, RED), GOLD, 0.12, "seeds", tip_gradient=0.15,
-                         radius=(0.34, 0.46), extras=("leaves",)),
-    "chrysanthemum": FlowerStyle("radial", (28, 36), (R("ray", width=0.8), R("ray", 0.8, 0.8, -0.08, 0.5),
-                                                      R("ray", 0.6, 0.8, -0.16, 0.25), R("ray", 0.4, 0.8, -0.24, 0.75)),
-                                 (YELLOW, WHITE, ORANGE, PURPLE, MAGENTA), None, 0.0),
-    "carnation": FlowerStyle("radial", (9, 12), (R("serrated"), R("serrated", 0.78, 1.0, -0.1, 0.5),
-                                                 R("serrated", 0.55, 1.0, -0.2, 0.25)),
-                             (PINK, RED, WHITE, MAGENTA), None, 0.0, tip_gradient=0.45, radius=(0.2, 0.28),
-                             extras=("calyx",)),
-    "hibiscus": FlowerStyle("radial", (5, 5), (R("broad"),), (RED, PINK, ORANGE, YELLOW), CRIMSON, 0.3, "eye",
-                            veins=5),
-    "iris": FlowerStyle("radial", (3, 3), (R("fall"), R("pointed", 0.7, 0.5, 0.1, 0.5)), (VIOLET, PURPLE, BLUE, WHITE),
-                        YELLOW, 0.08, "star", veins=4),
+    "lotus": FlowerStyle(
+        "radial",
+        (8, 10),
+        (R("pointed", width=0.85), R("pointed", 0.75, 0.85, -0.05, 0.5)),
+        (PINK, PALE_PINK, WHITE),
+        YELLOW,
+        0.2,
+        "seeds",
+        tip_gradient=-0.25,
+    ),
+    "lily": FlowerStyle(
+        "radial",
+        (6, 6),
+        (R("pointed", width=0.8), R("pointed", 0.9, 0.55, -0.05, 0.5)),
+        (WHITE, PINK, ORANGE, YELLOW),
+        None,
+        0.0,
+        "stamens",
+        veins=1,
+        spots=True,
+    ),
+    "orchid": FlowerStyle(
+        "radial", (5, 5), (R("orchid", width=1.0),), (MAGENTA, WHITE, PURPLE, PALE_PINK), YELLOW, 0.18, "eye", veins=3
+    ),
+    "peony": FlowerStyle(
+        "radial",
+        (7, 9),
+        (
+            R("ruffled"),
+            R("ruffled", 0.85, 1.0, -0.06, 0.5),
+            R("ruffled", 0.7, 1.0, -0.12, 0.25),
+            R("ruffled", 0.55, 1.0, -0.18, 0.75),
+            R("ruffled", 0.4, 1.0, -0.24, 0.1),
+        ),
+        (PINK, PALE_PINK, MAGENTA, WHITE, RED),
+        GOLD,
+        0.12,
+        "seeds",
+        tip_gradient=0.15,
+        radius=(0.34, 0.46),
+        extras=("leaves",),
+    ),
+    "chrysanthemum": FlowerStyle(
+        "radial",
+        (28, 36),
+        (
+            R("ray", width=0.8),
+            R("ray", 0.8, 0.8, -0.08, 0.5),
+            R("ray", 0.6, 0.8, -0.16, 0.25),
+            R("ray", 0.4, 0.8, -0.24, 0.75),
+        ),
+        (YELLOW, WHITE, ORANGE, PURPLE, MAGENTA),
+        None,
+        0.0,
+    ),
+    "carnation": FlowerStyle(
+        "radial",
+        (9, 12),
+        (R("serrated"), R("serrated", 0.78, 1.0, -0.1, 0.5), R("serrated", 0.55, 1.0, -0.2, 0.25)),
+        (PINK, RED, WHITE, MAGENTA),
+        None,
+        0.0,
+        tip_gradient=0.45,
+        radius=(0.2, 0.28),
+        extras=("calyx",),
+    ),
+    "hibiscus": FlowerStyle("radial", (5, 5), (R("broad"),), (RED, PINK, ORANGE, YELLOW), CRIMSON, 0.3, "eye", veins=5),
+    "iris": FlowerStyle(
+        "radial",
+        (3, 3),
+        (R("fall"), R("pointed", 0.7, 0.5, 0.1, 0.5)),
+        (VIOLET, PURPLE, BLUE, WHITE),
+        YELLOW,
+        0.08,
+        "star",
+        veins=4,
+    ),
     "lavender": FlowerStyle("spike", (14, 22), (R("round"),), (PURPLE, VIOLET), None, 0.0, blooms=(3, 7)),
-    "magnolia": FlowerStyle("radial", (6, 9), (R("spoon", width=0.9), R("spoon", 0.8, 0.8, -0.05, 0.5)),
-                            (WHITE, PALE_PINK, PINK, CREAM), CREAM, 0.1, tip_gradient=0.3, radius=(0.22, 0.32),
-                            extras=("branch",)),
-    "morning_glory": FlowerStyle("radial", (5, 5), (R("funnel"),), (BLUE, VIOLET, PURPLE, MAGENTA), WHITE, 0.3,
-                                 "star", veins=1),
-    "plum_blossom": FlowerStyle("radial", (5, 5), (R("round", width=0.95),), (WHITE, PINK, RED, PALE_PINK), GOLD,
-                                0.28, "stamens", blooms=(2, 5), radius=(0.12, 0.2), extras=("branch",)),
-    "cherry_blossom": FlowerStyle("radial", (5, 5), (R("notched", width=0.95),), (PALE_PINK, PINK, WHITE), MAGENTA,
-                                  0.12, "plain", tip_gradient=0.2, blooms=(2, 5), radius=(0.12, 0.2)),
-    "hydrangea": FlowerStyle("cluster", (4, 4), (R("round"),), (BLUE, VIOLET, PINK, PURPLE, WHITE), None, 0.0,
-                             blooms=(45, 70), extras=("leaves",)),
-    "azalea": FlowerStyle("radial", (5, 5), (R("broad", width=0.95),), (MAGENTA, PINK, WHITE, RED, ORANGE), None, 0.0,
-                          "stamens", spots=True, blooms=(2, 4), radius=(0.18, 0.26), extras=("leaves",)),
+    "magnolia": FlowerStyle(
+        "radial",
+        (6, 9),
+        (R("spoon", width=0.9), R("spoon", 0.8, 0.8, -0.05, 0.5)),
+        (WHITE, PALE_PINK, PINK, CREAM),
+        CREAM,
+        0.1,
+        tip_gradient=0.3,
+        radius=(0.22, 0.32),
+        extras=("branch",),
+    ),
+    "morning_glory": FlowerStyle(
+        "radial", (5, 5), (R("funnel"),), (BLUE, VIOLET, PURPLE, MAGENTA), WHITE, 0.3, "star", veins=1
+    ),
+    "plum_blossom": FlowerStyle(
+        "radial",
+        (5, 5),
+        (R("round", width=0.95),),
+        (WHITE, PINK, RED, PALE_PINK),
+        GOLD,
+        0.28,
+        "stamens",
+        blooms=(2, 5),
+        radius=(0.12, 0.2),
+        extras=("branch",),
+    ),
+    "cherry_blossom": FlowerStyle(
+        "radial",
+        (5, 5),
+        (R("notched", width=0.95),),
+        (PALE_PINK, PINK, WHITE),
+        MAGENTA,
+        0.12,
+        "plain",
+        tip_gradient=0.2,
+        blooms=(2, 5),
+        radius=(0.12, 0.2),
+    ),
+    "hydrangea": FlowerStyle(
+        "cluster",
+        (4, 4),
+        (R("round"),),
+        (BLUE, VIOLET, PINK, PURPLE, WHITE),
+        None,
+        0.0,
+        blooms=(45, 70),
+        extras=("leaves",),
+    ),
+    "azalea": FlowerStyle(
+        "radial",
+        (5, 5),
+        (R("broad", width=0.95),),
+        (MAGENTA, PINK, WHITE, RED, ORANGE),
+        None,
+        0.0,
+        "stamens",
+        spots=True,
+        blooms=(2, 4),
+        radius=(0.18, 0.26),
+        extras=("leaves",),
+    ),
 }
 
 
@@ -131,7 +260,7 @@ def _profile(shape: str, u: np.ndarray, theta_n: np.ndarray) -> np.ndarray:
     if shape == "pointed":
         return np.clip(1 - 2 * a, 0, 1) ** 0.6
     if shape == "notched":
-        return np.sqrt(np.clip(1 - (2 * a) ** 2, 0, 1)) ** 0.4 * (1 - 0.22 * np.exp(-(u / 0.07) ** 2))
+        return np.sqrt(np.clip(1 - (2 * a) ** 2, 0, 1)) ** 0.4 * (1 - 0.22 * np.exp(-((u / 0.07) ** 2)))
     if shape == "ruffled":
         return (0.8 + 0.2 * np.cos(np.pi * u)) * (1 + 0.06 * np.sin(theta_n * 7))
     if shape == "serrated":
@@ -181,8 +310,9 @@ def _paint(canvas: np.ndarray, alpha: np.ndarray, color) -> None:
 def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     h, w = size
     kind = rng.integers(4)
-    top = np.array(
-        [(60, 120, 50), (120, 170, 220), (160, 140, 110), (40, 60, 40)][kind], np.float32) + rng.normal(0, 20, 3)
+    top = np.array([(60, 120, 50), (120, 170, 220), (160, 140, 110), (40, 60, 40)][kind], np.float32) + rng.normal(
+        0, 20, 3
+    )
     bottom = top * rng.uniform(0.5, 1.1) + rng.normal(0, 20, 3)
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     canvas = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).copy()
@@ -253,7 +383,7 @@ def _radial_bloom(canvas, yy, xx, cy, cx, radius, style: FlowerStyle, rng) -> No
             field = c
         _paint(canvas, alpha, field)
     if style.center_kind == "stamens":
-        for k in range(int(rng.integers(8, 16))):
+        for _ in range(int(rng.integers(8, 16))):
             ang = rng.uniform(0, 2 * np.pi)
             length = radius * rng.uniform(0.35, 0.7)
             sy, sx = cy + np.sin(ang) * length * squash, cx + np.cos(ang) * length
@@ -290,8 +420,14 @@ def _cluster(canvas, yy, xx, cy, cx, radius, style: FlowerStyle, rng) -> None:
     """Hydrangea: a dome of small four-petal florets."""
     base = _jitter(style.palettes[rng.integers(len(style.palettes))], rng)
     florets = int(rng.integers(style.blooms[0], style.blooms[1] + 1))
-    small = dataclasses.replace(STYLES["plum_blossom"], rings=(Ring("round", width=0.9),), petals=(4, 4),
-                                center=None, center_kind="plain", palettes=(tuple(int(v) for v in base),))
+    small = dataclasses.replace(
+        STYLES["plum_blossom"],
+        rings=(Ring("round", width=0.9),),
+        petals=(4, 4),
+        center=None,
+        center_kind="plain",
+        palettes=(tuple(int(v) for v in base),),
+    )
     for _ in range(florets):
         a, rr = rng.uniform(0, 2 * np.pi), radius * np.sqrt(rng.uniform(0, 1)) * 0.85
         fy, fx = cy + np.sin(a) * rr, cx + np.cos(a) * rr

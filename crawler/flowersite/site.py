@@ -55,7 +55,7 @@ def _encode_item(key: tuple[str, int, int]) -> tuple[bytes, str]:
     return buf.getvalue(), "image/jpeg"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def thumbnail_bytes(slug: str, index: int, seed: int) -> bytes:
     img = Image.open(io.BytesIO(image_bytes(slug, index, seed)[0])).convert("RGB")
     img.thumbnail((THUMB_SIZE, THUMB_SIZE))
@@ -73,6 +73,7 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
 @functools.lru_cache(maxsize=1)
 def bomb_png(side: int = 20000) -> bytes:
     """A small PNG declaring side x side 1-bit pixels: a decompression bomb."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -114,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; without TCP_NODELAY the body waits ~40 ms for
     # the client's delayed ACK on every response.
     disable_nagle_algorithm = True
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
         pass
@@ -136,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _route(self, site: "FlowerSite", url, parts):
+    def _route(self, site: FlowerSite, url, parts):
         if url.path == "/robots.txt":
             return 200, catalog.ROBOTS_TXT.encode(), "text/plain"
         if url.path in ("/", "/about"):
@@ -170,14 +171,21 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
-    site: "FlowerSite"
+    site: FlowerSite
 
 
 class FlowerSite:
     """The site, started on a free port of 127.0.0.1 (or the one given)."""
 
-    def __init__(self, per_class: int = 80, seed: int = 0, host: str = "127.0.0.1", port: int = 0,
-                 page_size: int = 20, latency_ms: float = 0.0):
+    def __init__(
+        self,
+        per_class: int = 80,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size: int = 20,
+        latency_ms: float = 0.0,
+    ):
         """`latency_ms`: every response waits this long before its first byte, like a server
         across a real network (loopback has none); concurrent connections wait side by side."""
         self.per_class, self.seed, self.page_size = per_class, seed, page_size
@@ -198,10 +206,13 @@ class FlowerSite:
         return self.url + "/search?q={query}"
 
     def home_page(self) -> str:
-        links = "".join(f'<li><a href="{catalog.page_url(c.queries[0], 1)}">{c.english}</a></li>'
-                        for c in FLOWER_CLASSES)
-        return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Flower search</title></head>"
-                f"<body><form action=\"/search\"><input name=\"q\"></form><ul>{links}</ul></body></html>")
+        links = "".join(
+            f'<li><a href="{catalog.page_url(c.queries[0], 1)}">{c.english}</a></li>' for c in FLOWER_CLASSES
+        )
+        return (
+            f'<!doctype html><html><head><meta charset="utf-8"><title>Flower search</title></head>'
+            f'<body><form action="/search"><input name="q"></form><ul>{links}</ul></body></html>'
+        )
 
     def _record(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
@@ -219,7 +230,7 @@ class FlowerSite:
                 _IMAGES[key] = value
         return len(keys)
 
-    def start(self) -> "FlowerSite":
+    def start(self) -> FlowerSite:
         self._thread = threading.Thread(target=self._server.serve_forever, name="flowersite", daemon=True)
         self._thread.start()
         logging.info("flower site serving %d images per class at %s", self.per_class, self.url)
@@ -231,7 +242,7 @@ class FlowerSite:
         if self._thread:
             self._thread.join()
 
-    def __enter__(self) -> "FlowerSite":
+    def __enter__(self) -> FlowerSite:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import re
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 
@@ -92,15 +92,31 @@ def parse_baidu_page(text: str, page_url: str) -> list[BaiduResult]:
             continue
         seen.add(url)
         title = str(item.get("fromPageTitleEnc") or _TAGS.sub("", str(item.get("fromPageTitle") or "")))
-        results.append(BaiduResult(url, _first_url(item.get("thumbURL"), item.get("middleURL")),
-                                   _first_url(replace.get("FromURL"), item.get("fromURL")), " ".join(title.split())))
+        results.append(
+            BaiduResult(
+                url,
+                _first_url(item.get("thumbURL"), item.get("middleURL")),
+                _first_url(replace.get("FromURL"), item.get("fromURL")),
+                " ".join(title.split()),
+            )
+        )
     return results
 
 
 def baidu_page_url(query: str, offset: int, endpoint: str = ENDPOINT) -> str:
     """The acjson page of `query` starting at 0-based result `offset`."""
-    params = urllib.parse.urlencode({"tn": "resultjson_com", "ipn": "rj", "word": query, "queryWord": query,
-                                     "ie": "utf-8", "oe": "utf-8", "pn": offset, "rn": PAGE_SIZE})
+    params = urllib.parse.urlencode(
+        {
+            "tn": "resultjson_com",
+            "ipn": "rj",
+            "word": query,
+            "queryWord": query,
+            "ie": "utf-8",
+            "oe": "utf-8",
+            "pn": offset,
+            "rn": PAGE_SIZE,
+        }
+    )
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{params}"
 
 
@@ -120,6 +136,12 @@ class BaiduSource(Source):
         n = 0
         for url, r in fresh_results(pages, fetch_text, parse_baidu_page, f"baidu {klass.slug}"):
             n += 1
-            yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
-                            thumbnail_url=r.thumbnail_url)
+            yield Candidate(
+                r.url,
+                klass.slug,
+                page_url=r.page_url or url,
+                query=query,
+                source=self.name,
+                thumbnail_url=r.thumbnail_url,
+            )
         logging.info("baidu %r: %d results", query, n)

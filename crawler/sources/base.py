@@ -5,7 +5,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from absl import logging
 
@@ -44,8 +45,9 @@ def http_url(value, base: str = "") -> str:
     return url if parts.scheme in ("http", "https") and parts.hostname else ""
 
 
-def fresh_results(page_urls: Iterable[str], fetch_text: FetchText, parse: Callable[[str, str], list],
-                  label: str) -> Iterator[tuple[str, Any]]:
+def fresh_results(
+    page_urls: Iterable[str], fetch_text: FetchText, parse: Callable[[str, str], list], label: str
+) -> Iterator[tuple[str, Any]]:
     """(page URL, result) for results not seen on earlier pages of the same query.
 
     Stops at the first page that brings nothing new (search engines repeat their last page
@@ -85,11 +87,12 @@ class Source(abc.ABC):
             parts = urllib.parse.urlsplit(value)
         except ValueError:
             parts = urllib.parse.urlsplit("")
-        if value and (parts.scheme not in ("http", "https") or not parts.netloc or "{" in value
-                      or "@" in parts.netloc):
-            raise ValueError(f"--url_template for the {self.name} source is an http(s) endpoint to use instead of "
-                             f"{default}, without placeholders or a user name and password; got "
-                             f"{safety.strip_userinfo(value)!r}")
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc or "{" in value or "@" in parts.netloc):
+            raise ValueError(
+                f"--url_template for the {self.name} source is an http(s) endpoint to use instead of "
+                f"{default}, without placeholders or a user name and password; got "
+                f"{safety.strip_userinfo(value)!r}"
+            )
         return value or default
 
     @abc.abstractmethod

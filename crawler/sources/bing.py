@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 from bs4 import BeautifulSoup
@@ -61,8 +61,14 @@ def parse_bing_page(html: str, page_url: str) -> list[BingResult]:
             continue
         seen.add(url)
         title = meta.get("t") if isinstance(meta.get("t"), str) else ""
-        results.append(BingResult(url, http_url(meta.get("turl"), page_url), http_url(meta.get("purl"), page_url),
-                                  " ".join(title.translate(_HIGHLIGHT).split())))
+        results.append(
+            BingResult(
+                url,
+                http_url(meta.get("turl"), page_url),
+                http_url(meta.get("purl"), page_url),
+                " ".join(title.translate(_HIGHLIGHT).split()),
+            )
+        )
     return results
 
 
@@ -92,6 +98,12 @@ class BingSource(Source):
             n = 0
             for url, r in fresh_results(pages, fetch_text, parse_bing_page, f"bing {klass.slug}"):
                 n += 1
-                yield Candidate(r.url, klass.slug, page_url=r.page_url or url, query=query, source=self.name,
-                                thumbnail_url=r.thumbnail_url)
+                yield Candidate(
+                    r.url,
+                    klass.slug,
+                    page_url=r.page_url or url,
+                    query=query,
+                    source=self.name,
+                    thumbnail_url=r.thumbnail_url,
+                )
             logging.info("bing %r: %d results", query, n)

@@ -21,7 +21,7 @@ import dataclasses
 import html as htmllib
 import json
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 from bs4 import BeautifulSoup
@@ -91,10 +91,17 @@ def parse_commons_page(text: str, page_url: str) -> tuple[list[CommonsFile], dic
         if not url:
             continue
         meta = info.get("extmetadata") if isinstance(info.get("extmetadata"), dict) else {}
-        files.append(CommonsFile(url, http_url(info.get("descriptionurl"), page_url),
-                                 http_url(info.get("thumburl"), page_url), str(page.get("title", "")),
-                                 _meta(meta, "LicenseShortName"), http_url(_meta(meta, "LicenseUrl"), page_url),
-                                 _meta(meta, "Artist")))
+        files.append(
+            CommonsFile(
+                url,
+                http_url(info.get("descriptionurl"), page_url),
+                http_url(info.get("thumburl"), page_url),
+                str(page.get("title", "")),
+                _meta(meta, "LicenseShortName"),
+                http_url(_meta(meta, "LicenseUrl"), page_url),
+                _meta(meta, "Artist"),
+            )
+        )
     cont = data.get("continue")
     if not isinstance(cont, dict) or not cont:
         return files, None
@@ -108,11 +115,21 @@ def category_title(klass: FlowerClass) -> str:
 
 def commons_api_url(category: str, cont: dict[str, str] | None = None, endpoint: str = ENDPOINT) -> str:
     """The API request for the files of `category`, continuing from `cont` (None: the first)."""
-    params = {"action": "query", "format": "json", "formatversion": "2", "generator": "categorymembers",
-              "gcmtitle": category, "gcmtype": "file", "gcmlimit": PAGE_SIZE, "prop": "imageinfo",
-              "iiprop": "url|mime|extmetadata", "iiurlwidth": THUMB_WIDTH,
-              "iiextmetadatafilter": "LicenseShortName|LicenseUrl|Artist", "iiextmetadatalanguage": "en",
-              **(cont or {})}
+    params = {
+        "action": "query",
+        "format": "json",
+        "formatversion": "2",
+        "generator": "categorymembers",
+        "gcmtitle": category,
+        "gcmtype": "file",
+        "gcmlimit": PAGE_SIZE,
+        "prop": "imageinfo",
+        "iiprop": "url|mime|extmetadata",
+        "iiurlwidth": THUMB_WIDTH,
+        "iiextmetadatafilter": "LicenseShortName|LicenseUrl|Artist",
+        "iiextmetadatalanguage": "en",
+        **(cont or {}),
+    }
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{urllib.parse.urlencode(params, safe=':|')}"
 
 
@@ -136,10 +153,20 @@ class CommonsSource(Source):
             seen_conts.append(cont)
             for f in files:
                 n += 1
-                yield Candidate(f.url, klass.slug, page_url=f.file_page or url, query=category, source=self.name,
-                                thumbnail_url=f.thumbnail_url,
-                                extra={"license": f.license, "license_url": f.license_url, "author": f.author,
-                                       "file_page": f.file_page})
+                yield Candidate(
+                    f.url,
+                    klass.slug,
+                    page_url=f.file_page or url,
+                    query=category,
+                    source=self.name,
+                    thumbnail_url=f.thumbnail_url,
+                    extra={
+                        "license": f.license,
+                        "license_url": f.license_url,
+                        "author": f.author,
+                        "file_page": f.file_page,
+                    },
+                )
             if next_cont is None or next_cont in seen_conts:  # a repeated token would loop forever
                 break
             cont = next_cont

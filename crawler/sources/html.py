@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 from bs4 import BeautifulSoup
 
+from crawler import safety
 from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler import safety
 from crawler.sources.base import FetchText, Source, SourceOptions, register
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
@@ -49,11 +49,12 @@ def check_template(template: str) -> None:
         template.format(query="q", page=1)
     except (ValueError, KeyError, IndexError) as e:
         what = f"unknown placeholder {{{e.args[0]}}}" if isinstance(e, (KeyError, IndexError)) else str(e)
-        raise ValueError(f"--url_template={template!r}: {what}; only {{query}} and {{page}} may appear "
-                         "(a literal brace is written {{ or }})") from None
+        raise ValueError(
+            f"--url_template={template!r}: {what}; only {{query}} and {{page}} may appear "
+            "(a literal brace is written {{ or }})"
+        ) from None
     if safety.has_userinfo(template):
-        raise ValueError("--url_template holds a user name or password: not supported (it would be sent to "
-                         "every host)")
+        raise ValueError("--url_template holds a user name or password: not supported (it would be sent to every host)")
 
 
 def parse_results(html: str, page_url: str) -> tuple[list[Link], str | None]:
@@ -79,8 +80,12 @@ def parse_results(html: str, page_url: str) -> tuple[list[Link], str | None]:
             links.append(Link(url, thumb, (img.get("alt", "") if img else a.get_text(" ", strip=True))))
     for img in soup.find_all("img", src=True):
         url = _join(page_url, img["src"])
-        if url and id(img) not in wrapped and url not in seen \
-                and urllib.parse.urlsplit(url).scheme in ("http", "https"):
+        if (
+            url
+            and id(img) not in wrapped
+            and url not in seen
+            and urllib.parse.urlsplit(url).scheme in ("http", "https")
+        ):
             seen.add(url)
             links.append(Link(url, "", img.get("alt", "")))
     return links, _next_url(soup, page_url)
@@ -106,8 +111,9 @@ class HtmlSource(Source):
         if options.url_template:
             check_template(options.url_template)
         if safety.has_userinfo(options.start_url):
-            raise ValueError("--start_url holds a user name or password: not supported (it would be sent to "
-                             "every host)")
+            raise ValueError(
+                "--start_url holds a user name or password: not supported (it would be sent to every host)"
+            )
 
     def _allowed(self, url: str, first: str) -> bool:
         host = (urllib.parse.urlsplit(url).hostname or "").lower()
@@ -133,8 +139,14 @@ class HtmlSource(Source):
                 visited.add(url)
                 links, next_url = parse_results(fetch_text(url), url)
                 for link in links:
-                    yield Candidate(link.url, klass.slug, page_url=url, query=query, source=self.name,
-                                    thumbnail_url=link.thumbnail_url)
+                    yield Candidate(
+                        link.url,
+                        klass.slug,
+                        page_url=url,
+                        query=query,
+                        source=self.name,
+                        thumbnail_url=link.thumbnail_url,
+                    )
                 if "{page}" in self.options.url_template and next_url is None and links:
                     next_url = self.options.url_template.format(query=urllib.parse.quote_plus(query), page=page + 1)
                 url = next_url

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from absl import logging
 
@@ -126,5 +126,6 @@ class UrlsSource(Source):
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         for line in self.lines:
             if line.klass == klass.slug:
-                yield screen(Candidate(line.url, klass.slug, source=self.name),
-                             where=f"{self.options.urls_file}:{line.lineno}")
+                yield screen(
+                    Candidate(line.url, klass.slug, source=self.name), where=f"{self.options.urls_file}:{line.lineno}"
+                )

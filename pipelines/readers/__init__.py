@@ -8,11 +8,24 @@ import importlib
 
 from pipelines.readers.base import Record, check_class_names, check_unique_keys
 
-_LAZY = {"is_crawl_dir": "crawled", "read_crawl_dir": "crawled", "read_image_folder": "folder",
-         "TfdsSource": "tfds_source", "read_tfds": "tfds_source"}
+_LAZY = {
+    "is_crawl_dir": "crawled",
+    "read_crawl_dir": "crawled",
+    "read_image_folder": "folder",
+    "TfdsSource": "tfds_source",
+    "read_tfds": "tfds_source",
+}
 
-__all__ = ["Record", "TfdsSource", "check_class_names", "check_unique_keys", "is_crawl_dir", "read_crawl_dir",
-           "read_image_folder", "read_tfds"]
+__all__ = [
+    "Record",
+    "TfdsSource",
+    "check_class_names",
+    "check_unique_keys",
+    "is_crawl_dir",
+    "read_crawl_dir",
+    "read_image_folder",
+    "read_tfds",
+]
 
 
 def __getattr__(name: str):

@@ -56,10 +56,27 @@ def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
         problem = line_problem(m) if isinstance(m, dict) else "not a JSON object"
         if problem:
             key = m.get("key") if isinstance(m, dict) and isinstance(m.get("key"), str) else where
-            rejected.append({"key": key, "source": where, "path": where, "label": "", "stage": "read",
-                             "reason": BAD_LINE, "detail": f"{where}: {problem}"})
+            rejected.append(
+                {
+                    "key": key,
+                    "source": where,
+                    "path": where,
+                    "label": "",
+                    "stage": "read",
+                    "reason": BAD_LINE,
+                    "detail": f"{where}: {problem}",
+                }
+            )
             continue
         path = fs.join(d, m["class"], f"{m['sha256']}.{_EXT[m['format']]}")
-        records.append(Record(key=m["key"], path=path, label=m["class"], source=m.get("url", ""),
-                              sha256=m["sha256"], phash=m.get("phash", "") if isinstance(m.get("phash"), str) else ""))
+        records.append(
+            Record(
+                key=m["key"],
+                path=path,
+                label=m["class"],
+                source=m.get("url", ""),
+                sha256=m["sha256"],
+                phash=m.get("phash", "") if isinstance(m.get("phash"), str) else "",
+            )
+        )
     return records, rejected

@@ -39,9 +39,18 @@ def read_image_folder(root: str) -> list[Record]:
             empty.append("/".join(d))
         for name in sorted(names):
             path = fs.join(root, *d, name)
-            records.append(Record(key="/".join((*d, name)), path=path, label=label, source=path,
-                                  split={"val": "validation"}.get(split, split)))
+            records.append(
+                Record(
+                    key="/".join((*d, name)),
+                    path=path,
+                    label=label,
+                    source=path,
+                    split={"val": "validation"}.get(split, split),
+                )
+            )
     if empty:  # a class the job could only silently drop: say so before any work
-        raise ValueError(f"class folder(s) with no {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} image in "
-                         f"{root}: {', '.join(e + '/' for e in empty)}")
+        raise ValueError(
+            f"class folder(s) with no {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} image in "
+            f"{root}: {', '.join(e + '/' for e in empty)}"
+        )
     return records

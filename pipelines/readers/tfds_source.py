@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Iterator
+from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
 
@@ -51,19 +51,34 @@ def open_tfds(name: str, data_dir: str = "") -> tuple[tfds.core.DatasetBuilder, 
     except Exception as e:  # bad version/config strings and friends
         raise ValueError(f"--tfds_name={name}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
     if not builder.is_prepared():
-        raise ValueError(f"--tfds_name={name} is not prepared in {builder.data_dir}: this job never downloads; "
-                         f"prepare it first (tfds build {name} --data_dir=DIR) and pass --tfds_data_dir=DIR")
+        raise ValueError(
+            f"--tfds_name={name} is not prepared in {builder.data_dir}: this job never downloads; "
+            f"prepare it first (tfds build {name} --data_dir=DIR) and pass --tfds_data_dir=DIR"
+        )
     info = builder.info
     image_key, label_key = (info.supervised_keys or ("image", "label"))[:2]
     feats = info.features
-    if not (isinstance(image_key, str) and isinstance(label_key, str) and image_key in feats and label_key in feats
-            and isinstance(feats[image_key], tfds.features.Image)
-            and isinstance(feats[label_key], tfds.features.ClassLabel)):
-        raise ValueError(f"--tfds_name={name}: not an image classification dataset (needs an Image and a "
-                         f"ClassLabel as supervised keys; has {info.supervised_keys})")
+    if not (
+        isinstance(image_key, str)
+        and isinstance(label_key, str)
+        and image_key in feats
+        and label_key in feats
+        and isinstance(feats[image_key], tfds.features.Image)
+        and isinstance(feats[label_key], tfds.features.ClassLabel)
+    ):
+        raise ValueError(
+            f"--tfds_name={name}: not an image classification dataset (needs an Image and a "
+            f"ClassLabel as supervised keys; has {info.supervised_keys})"
+        )
     channels = feats[image_key].shape[-1] or 3
-    return builder, TfdsInfo(builder.name, list(feats[label_key].names), channels, image_key, label_key,
-                             {s: v.num_examples for s, v in info.splits.items()})
+    return builder, TfdsInfo(
+        builder.name,
+        list(feats[label_key].names),
+        channels,
+        image_key,
+        label_key,
+        {s: v.num_examples for s, v in info.splits.items()},
+    )
 
 
 def _examples(builder, info: TfdsInfo, split: str):
@@ -71,15 +86,22 @@ def _examples(builder, info: TfdsInfo, split: str):
     return tfds.as_numpy(ds)
 
 
-def read_tfds(name: str, data_dir: str = "") -> tuple[list[Record], TfdsInfo, "TfdsSource"]:
+def read_tfds(name: str, data_dir: str = "") -> tuple[list[Record], TfdsInfo, TfdsSource]:
     """Records (without bytes) of every split, the dataset's info, and the worker-side reader."""
     builder, info = open_tfds(name, data_dir)
     records = []
     for split in sorted(info.splits):
         for index, ex in enumerate(_examples(builder, info, split)):
             key = f"{info.name}/{split}/{index}"
-            records.append(Record(key=key, path=f"tfds:{key}", label=info.class_names[int(ex[info.label_key])],
-                                  source=f"tfds:{key}", split=split))
+            records.append(
+                Record(
+                    key=key,
+                    path=f"tfds:{key}",
+                    label=info.class_names[int(ex[info.label_key])],
+                    source=f"tfds:{key}",
+                    split=split,
+                )
+            )
     return records, info, TfdsSource(name, data_dir, info)
 
 

@@ -17,8 +17,8 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -27,7 +27,7 @@ Route = Callable[["_Handler", int], None]
 
 
 # -- images ------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def image(seed: int, size: int = 96, fmt: str = "JPEG") -> bytes:
     """A smooth random picture: different seeds are far apart in perceptual hash."""
     rng = np.random.default_rng(seed)
@@ -47,7 +47,7 @@ def near_copy(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gzip_of_zeros(n_bytes: int) -> bytes:
     """gzip of `n_bytes` zero bytes: about a thousandth of the size."""
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -58,8 +58,9 @@ def gzip_of_zeros(n_bytes: int) -> bytes:
 
 # -- routes ------------------------------------------------------------------------------------
 def ok(body: bytes, ctype: str = "image/jpeg", headers: dict | None = None) -> Route:
-    def route(h: "_Handler", n: int) -> None:
+    def route(h: _Handler, n: int) -> None:
         h.reply(200, body, {"Content-Type": ctype, **(headers or {})})
+
     return route
 
 
@@ -68,8 +69,9 @@ def text(body: str) -> Route:
 
 
 def status(code: int, headers: dict | None = None, body: bytes = b"error") -> Route:
-    def route(h: "_Handler", n: int) -> None:
+    def route(h: _Handler, n: int) -> None:
         h.reply(code, body, {"Content-Type": "text/html", **(headers or {})})
+
     return route
 
 
@@ -79,35 +81,43 @@ def redirect(location: str, code: int = 302) -> Route:
 
 def sequence(*routes: Route) -> Route:
     """The n-th request gets routes[n]; the last one repeats."""
-    def route(h: "_Handler", n: int) -> None:
+
+    def route(h: _Handler, n: int) -> None:
         routes[min(n, len(routes) - 1)](h, n)
+
     return route
 
 
 def sleep_then(seconds: float, then: Route) -> Route:
     """Sleeps before sending anything (headers included)."""
-    def route(h: "_Handler", n: int) -> None:
+
+    def route(h: _Handler, n: int) -> None:
         time.sleep(seconds)
         then(h, n)
+
     return route
 
 
 def hang_up() -> Route:
     """Closes the connection without a response (a connection error for the client)."""
-    def route(h: "_Handler", n: int) -> None:
+
+    def route(h: _Handler, n: int) -> None:
         h.close_connection = True
         h.connection.shutdown(socket.SHUT_RDWR)
         h.entry["outcome"] = "hung up"
+
     return route
 
 
 def drip(body: bytes, interval: float, ctype: str = "image/jpeg") -> Route:
     """Honest headers, then one byte every `interval` seconds."""
-    def route(h: "_Handler", n: int) -> None:
+
+    def route(h: _Handler, n: int) -> None:
         h.send_head(200, {"Content-Type": ctype, "Content-Length": str(len(body))})
         for i in range(len(body)):
-            h.write(body[i:i + 1])
+            h.write(body[i : i + 1])
             time.sleep(interval)
+
     return route
 
 
@@ -117,7 +127,8 @@ def stream(n_bytes: int, *, claim: int | None = None, chunked: bool = False, fir
     With `chunked`, Transfer-Encoding: chunked overrides the (false) Content-Length, as HTTP says;
     without, no framing at all: the body ends when the connection closes.
     """
-    def route(h: "_Handler", n: int) -> None:
+
+    def route(h: _Handler, n: int) -> None:
         headers = {"Content-Type": "image/jpeg", "Connection": "close"}
         if claim is not None:
             headers["Content-Length"] = str(claim)
@@ -133,17 +144,20 @@ def stream(n_bytes: int, *, claim: int | None = None, chunked: bool = False, fir
             sent += len(data)
         if chunked:
             h.write(b"0\r\n\r\n")
+
     return route
 
 
 def seeded(fmt: str = "JPEG", seconds: float = 0.0, headers: dict | None = None) -> Route:
     """For a prefix: '<prefix>/<seed>.<ext>' is image(seed); other names get a seed from their crc32."""
-    def route(h: "_Handler", n: int) -> None:
+
+    def route(h: _Handler, n: int) -> None:
         name = h.path.split("?", 1)[0].rsplit("/", 1)[1].split(".", 1)[0]
         seed = int(name) if name.isdigit() else 10_000 + zlib.crc32(h.path.encode()) % 10_000
         if seconds:
             time.sleep(seconds)
         h.reply(200, image(seed, fmt=fmt), {"Content-Type": f"image/{fmt.lower()}", **(headers or {})})
+
     return route
 
 
@@ -156,7 +170,7 @@ def gzip_bomb(n_bytes: int) -> Route:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10  # a client that stops reading cannot block a server thread for long
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
         pass
@@ -169,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             route(self, n)
             self.entry.setdefault("outcome", "sent")
-        except (BrokenPipeError, ConnectionResetError, socket.timeout) as e:
+        except (TimeoutError, BrokenPipeError, ConnectionResetError) as e:
             self.entry["outcome"] = f"aborted by client ({type(e).__name__})"
             self.close_connection = True
         finally:
@@ -195,7 +209,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
-    bad: "BadServer"
+    bad: BadServer
 
 
 class BadServer:
@@ -208,15 +222,14 @@ class BadServer:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self.requests: list[dict] = []
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "BadServer":
+    def __enter__(self) -> BadServer:
         self._thread.start()
         return self
 
@@ -234,8 +247,14 @@ class BadServer:
             return len(self.requests)
 
     def _record(self, h: BaseHTTPRequestHandler) -> dict:
-        entry = {"path": h.path, "headers": dict(h.headers), "time": time.monotonic(), "end": None,
-                 "body_bytes": 0, "outcome": None}
+        entry = {
+            "path": h.path,
+            "headers": dict(h.headers),
+            "time": time.monotonic(),
+            "end": None,
+            "body_bytes": 0,
+            "outcome": None,
+        }
         with self._lock:
             self.requests.append(entry)
         return entry
@@ -262,8 +281,10 @@ def max_in_flight(entries: list[dict], slack: float = 0.02) -> int:
     race (a loaded machine can deschedule the handler thread for a while), not concurrency.
     """
     done = [e for e in entries if e["end"] is not None]
-    events = sorted([(e["time"], 1) for e in done] + [(max(e["time"], e["end"] - slack), -1) for e in done],
-                    key=lambda t: (t[0], t[1]))
+    events = sorted(
+        [(e["time"], 1) for e in done] + [(max(e["time"], e["end"] - slack), -1) for e in done],
+        key=lambda t: (t[0], t[1]),
+    )
     most = now = 0
     for _, step in events:
         now += step

@@ -22,9 +22,14 @@ from tests.conftest import SMALL_CLASSES, run_cli
 from tests.crawler import badserver as bs
 
 TRAP_REASONS = {
-    "/private/": "robots_disallowed", "/missing-": "http_404", "/fake.jpg": "not_an_image",
-    "/truncated.jpg": "corrupt", "/huge.png": "too_many_pixels", "/tiny.jpg": "too_small",
-    "/reencoded/": "near_duplicate", "/mirror/": "duplicate",
+    "/private/": "robots_disallowed",
+    "/missing-": "http_404",
+    "/fake.jpg": "not_an_image",
+    "/truncated.jpg": "corrupt",
+    "/huge.png": "too_many_pixels",
+    "/tiny.jpg": "too_small",
+    "/reencoded/": "near_duplicate",
+    "/mirror/": "duplicate",
 }
 
 
@@ -37,8 +42,19 @@ def test_manifest_lists_content_addressed_images(crawled_dir):
     manifest = read_jsonl(crawled_dir / "manifest.jsonl")
     assert {m["class"] for m in manifest} == set(SMALL_CLASSES.split(","))
     for m in manifest:
-        for field in ("key", "class", "url", "page_url", "sha256", "width", "height", "bytes", "format", "source",
-                      "time"):
+        for field in (
+            "key",
+            "class",
+            "url",
+            "page_url",
+            "sha256",
+            "width",
+            "height",
+            "bytes",
+            "format",
+            "source",
+            "time",
+        ):
             assert field in m, field
         ext = "jpg" if m["format"] == "jpeg" else "png"
         path = crawled_dir / m["class"] / f"{m['sha256']}.{ext}"
@@ -78,8 +94,9 @@ def test_a_second_run_fetches_nothing_again(crawled_dir, flower_site, tmp_path):
     out = tmp_path / "raw"
     shutil.copytree(crawled_dir, out)
     before = len(flower_site.requests)
-    run_cli("crawler.crawl", "--phase=download", f"--classes={SMALL_CLASSES}", f"--out_dir={out}",
-            "--allow_private_hosts")
+    run_cli(
+        "crawler.crawl", "--phase=download", f"--classes={SMALL_CLASSES}", f"--out_dir={out}", "--allow_private_hosts"
+    )
     assert len(flower_site.requests) == before
     assert (out / "manifest.jsonl").read_text() == (crawled_dir / "manifest.jsonl").read_text()
 
@@ -92,9 +109,17 @@ def test_kill_and_resume_gives_the_uninterrupted_manifest(store, crawled_dir, fl
     seconds), their images already moved: the resumed run decides them again, and leaves no image
     that no manifest line names."""
     out = str(tmp_path / "raw") if store == "local" else fs.join(request.getfixturevalue("gcs"), "raw")
-    argv = [sys.executable, "-m", "crawler.crawl", f"--url_template={flower_site.search_template()}",
-            f"--classes={SMALL_CLASSES}", f"--out_dir={out}", "--allow_private_hosts", "--per_host_delay=0.05",
-            "--workers=2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "crawler.crawl",
+        f"--url_template={flower_site.search_template()}",
+        f"--classes={SMALL_CLASSES}",
+        f"--out_dir={out}",
+        "--allow_private_hosts",
+        "--per_host_delay=0.05",
+        "--workers=2",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     total = len(read_jsonl(crawled_dir / "manifest.jsonl"))
 
@@ -118,12 +143,15 @@ def test_kill_and_resume_gives_the_uninterrupted_manifest(store, crawled_dir, fl
     assert not [p for p in fs.list_files(out) if ".tmp" in p or p.startswith((".download/", ".manifest"))]
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--classes=daisy,tulipz"], "Unknown class 'tulipz'"),
-    (["--source=flickr"], "Unknown source 'flickr'"),
-    (["--url_template=http://127.0.0.1:9/search"], "has no {query}"),
-    (["--classes=daisy,rose", "--start_url=http://127.0.0.1:9/"], "exactly one"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--classes=daisy,tulipz"], "Unknown class 'tulipz'"),
+        (["--source=flickr"], "Unknown source 'flickr'"),
+        (["--url_template=http://127.0.0.1:9/search"], "has no {query}"),
+        (["--classes=daisy,rose", "--start_url=http://127.0.0.1:9/"], "exactly one"),
+    ],
+)
 def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
     argv = ["crawler.crawl", f"--out_dir={tmp_path}", *flags]
     if not any(f.startswith(("--url_template", "--start_url")) for f in flags):
@@ -133,15 +161,27 @@ def test_bad_input_is_a_one_line_error(flags, message, tmp_path):
 
 
 def test_unreachable_host_fails_cleanly(tmp_path):
-    proc = run_cli("crawler.crawl", f"--out_dir={tmp_path}", "--classes=daisy", "--allow_private_hosts",
-                   "--url_template=http://127.0.0.1:9/search?q={query}", "--retries=0", check=False)
+    proc = run_cli(
+        "crawler.crawl",
+        f"--out_dir={tmp_path}",
+        "--classes=daisy",
+        "--allow_private_hosts",
+        "--url_template=http://127.0.0.1:9/search?q={query}",
+        "--retries=0",
+        check=False,
+    )
     assert proc.returncode != 0 and "no candidates found" in proc.stderr and "host_unreachable" in proc.stderr
 
 
 def test_output_dir_from_another_class_list_is_refused(tmp_path):
     (tmp_path / "manifest.jsonl").write_text(json.dumps({"class": "motorbike", "url": "http://x/1.jpg"}) + "\n")
-    proc = run_cli("crawler.crawl", f"--out_dir={tmp_path}", "--classes=daisy",
-                   "--url_template=http://127.0.0.1:9/search?q={query}", check=False)
+    proc = run_cli(
+        "crawler.crawl",
+        f"--out_dir={tmp_path}",
+        "--classes=daisy",
+        "--url_template=http://127.0.0.1:9/search?q={query}",
+        check=False,
+    )
     assert proc.returncode != 0 and "motorbike" in proc.stderr
     assert os.path.getsize(tmp_path / "manifest.jsonl") > 0
 
@@ -156,16 +196,24 @@ def error_lines(stderr: str) -> list[str]:
 def _userinfo_page(h, n):
     """A result page linking images through URLs that carry a user name and password."""
     host = h.server.bad.url.split("//", 1)[1]
-    body = (f'<a href="http://u1:secret@{host}/img/41.jpg">a</a> <a href="http://u2:secret@{host}/img/42.jpg">b</a>'
-            f'<img src="http://u3:secret@{host.upper()}/img/43.jpg"> <a href="/img/44.jpg">c</a>'
-            '<a href="http://[::1/img/45.jpg">broken</a>')
+    body = (
+        f'<a href="http://u1:secret@{host}/img/41.jpg">a</a> <a href="http://u2:secret@{host}/img/42.jpg">b</a>'
+        f'<img src="http://u3:secret@{host.upper()}/img/43.jpg"> <a href="/img/44.jpg">c</a>'
+        '<a href="http://[::1/img/45.jpg">broken</a>'
+    )
     h.reply(200, body.encode(), {"Content-Type": "text/html"})
 
 
 @pytest.fixture(scope="module")
 def server():
-    with bs.BadServer({"/robots.txt": bs.text("User-agent: *\nAllow: /\n"), "/img/": bs.seeded(),
-                       "/slow/": bs.seeded(seconds=0.4), "/search": _userinfo_page}) as s:
+    with bs.BadServer(
+        {
+            "/robots.txt": bs.text("User-agent: *\nAllow: /\n"),
+            "/img/": bs.seeded(),
+            "/slow/": bs.seeded(seconds=0.4),
+            "/search": _userinfo_page,
+        }
+    ) as s:
         yield s
 
 
@@ -205,8 +253,18 @@ def test_a_second_crawl_into_a_folder_in_use_is_refused(server, tmp_path):
 def test_a_lock_left_by_a_killed_crawl_is_taken_over(server, tmp_path):
     out = download_dir(tmp_path, [f"{server.url}/img/{i}.jpg" for i in range(2)])
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (out / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "what": "crawl",
-                                           "since": time.time(), "heartbeat": time.time(), "token": "x"}))
+    (out / ".lock").write_text(
+        json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": int(dead.stdout),
+                "what": "crawl",
+                "since": time.time(),
+                "heartbeat": time.time(),
+                "token": "x",
+            }
+        )
+    )
     proc = run_cli("crawler.crawl", *DOWNLOAD, f"--out_dir={out}")
     assert "taking over the lock" in proc.stderr
     assert len(read_jsonl(out / "manifest.jsonl")) == 2 and not (out / ".lock").exists()
@@ -216,8 +274,7 @@ def test_a_name_that_does_not_resolve_is_retryable_not_unsafe(tmp_path):
     urls = tmp_path / "urls.csv"
     urls.write_text("http://nonexistent.invalid/a.jpg,daisy\n")
     out = tmp_path / "raw"
-    run_cli("crawler.crawl", "--source=urls", f"--urls_file={urls}", "--classes=daisy", f"--out_dir={out}",
-            timeout=60)
+    run_cli("crawler.crawl", "--source=urls", f"--urls_file={urls}", "--classes=daisy", f"--out_dir={out}", timeout=60)
     [r] = read_jsonl(out / "rejected.jsonl")
     assert r["reason"] == "dns_error" and r["retryable"] is True, r
     assert "nonexistent.invalid" in r["detail"]
@@ -228,33 +285,39 @@ def test_urls_with_a_user_and_password_are_refused_and_the_password_kept_nowhere
     host = server.url.split("//", 1)[1]
     if source == "urls":
         urls = tmp_path / "urls.csv"
-        urls.write_text(f"http://u1:secret@{host}/img/41.jpg,daisy\nhttp://u2:secret@{host}/img/42.jpg,daisy\n"
-                        f"http://u3:secret@{host.upper()}/img/43.jpg,daisy\n{server.url}/img/44.jpg,daisy\n")
+        urls.write_text(
+            f"http://u1:secret@{host}/img/41.jpg,daisy\nhttp://u2:secret@{host}/img/42.jpg,daisy\n"
+            f"http://u3:secret@{host.upper()}/img/43.jpg,daisy\n{server.url}/img/44.jpg,daisy\n"
+        )
         flags = ["--source=urls", f"--urls_file={urls}"]
     else:
         flags = [f"--url_template={server.url}/search?q={{query}}", "--max_pages=1"]
     out = tmp_path / "raw"
     mark = server.mark()
-    proc = run_cli("crawler.crawl", *flags, "--classes=daisy", f"--out_dir={out}", "--allow_private_hosts",
-                   "--per_host_delay=0")
+    proc = run_cli(
+        "crawler.crawl", *flags, "--classes=daisy", f"--out_dir={out}", "--allow_private_hosts", "--per_host_delay=0"
+    )
     assert "secret" not in proc.stdout + proc.stderr
     for path in out.rglob("*"):
         assert not path.is_file() or b"secret" not in path.read_bytes(), path
     seen = server.log(mark)
-    assert not [e for e in seen if "Authorization" in e["headers"] or e["path"] in (
-        "/img/41.jpg", "/img/42.jpg", "/img/43.jpg")], seen
+    assert not [
+        e for e in seen if "Authorization" in e["headers"] or e["path"] in ("/img/41.jpg", "/img/42.jpg", "/img/43.jpg")
+    ], seen
     assert [m["url"] for m in read_jsonl(out / "manifest.jsonl")] == [f"{server.url}/img/44.jpg"]
     refused = {r["url"]: r for r in read_jsonl(out / "rejected.jsonl") if r["reason"] == "userinfo_in_url"}
-    assert sorted(refused) == sorted(f"http://{h}/img/{i}.jpg" for h, i in ((host, 41), (host, 42),
-                                                                             (host.upper(), 43)))
+    assert sorted(refused) == sorted(f"http://{h}/img/{i}.jpg" for h, i in ((host, 41), (host, 42), (host.upper(), 43)))
     assert not any(r["retryable"] for r in refused.values())
     if source == "urls":
         assert f"{urls}:1" in refused[f"http://{host}/img/41.jpg"]["detail"]
 
 
 def test_politeness_is_keyed_on_host_and_port_only():
-    urls = ["http://u1:secret@Flowers.Test:8000/a.jpg", "http://u2:other@flowers.test:8000/b.jpg",
-            "http://flowers.test:8000/c.jpg"]
+    urls = [
+        "http://u1:secret@Flowers.Test:8000/a.jpg",
+        "http://u2:other@flowers.test:8000/b.jpg",
+        "http://flowers.test:8000/c.jpg",
+    ]
     assert {net.host_key(u) for u in urls} == {"flowers.test:8000"}
     assert net.host_key("http://flowers.test/a.jpg") == "flowers.test:80"
     assert net.host_key("https://flowers.test/a.jpg") == "flowers.test:443"
@@ -288,17 +351,29 @@ def _read_only(path) -> list[str]:
         return []
     if not shutil.which("unshare"):
         pytest.skip("root without unshare: no read-only folder to be had")
-    return ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {path} && exec \"$@\"", "sh"]
+    return ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o ro tmpfs {path} && exec "$@"', "sh"]
 
 
-@pytest.mark.parametrize("flag,named", [
-    ("--workers=0", "--workers"), ("--workers=abc", "--workers"), ("--phase=bogus", "--phase"),
-    ("--max_total_bytes=-5", "--max_total_bytes"), ("--max_image_bytes=0", "--max_image_bytes"),
-    ("--min_side=-1", "--min_side"), ("--max_pixels=0", "--max_pixels"), ("--dedup_distance=65", "--dedup_distance"),
-    ("--dedup_distance=-1", "--dedup_distance"), ("--url_template=http://x/{query}/{", "--url_template"),
-    ("--url_template=http://x/{query}/{size}", "--url_template"), ("--classes=daisy,tulipz", "tulipz"),
-    ("out_dir:file", "out_dir"), ("out_dir:under_a_file", "out_dir"), ("out_dir:read_only", "out_dir"),
-])
+@pytest.mark.parametrize(
+    "flag,named",
+    [
+        ("--workers=0", "--workers"),
+        ("--workers=abc", "--workers"),
+        ("--phase=bogus", "--phase"),
+        ("--max_total_bytes=-5", "--max_total_bytes"),
+        ("--max_image_bytes=0", "--max_image_bytes"),
+        ("--min_side=-1", "--min_side"),
+        ("--max_pixels=0", "--max_pixels"),
+        ("--dedup_distance=65", "--dedup_distance"),
+        ("--dedup_distance=-1", "--dedup_distance"),
+        ("--url_template=http://x/{query}/{", "--url_template"),
+        ("--url_template=http://x/{query}/{size}", "--url_template"),
+        ("--classes=daisy,tulipz", "tulipz"),
+        ("out_dir:file", "out_dir"),
+        ("out_dir:under_a_file", "out_dir"),
+        ("out_dir:read_only", "out_dir"),
+    ],
+)
 def test_a_flag_or_folder_the_crawl_cannot_use_is_one_error_line_exit_2(flag, named, tmp_path):
     prefix = []
     out = tmp_path / "raw"
@@ -326,11 +401,20 @@ def test_a_flag_or_folder_the_crawl_cannot_use_is_one_error_line_exit_2(flag, na
 def test_bad_lines_of_a_urls_file_are_rejected_with_their_line_and_the_rest_crawled(server, tmp_path):
     urls = tmp_path / "urls.csv"
     good = [f"{server.url}/img/{i}.jpg" for i in (51, 52)]
-    urls.write_text(f"url,class\n{good[0]},daisy\nhttp://{'x' * (20 * 1024 * 1024)}.jpg,daisy\n"
-                    f"http://[::1/img.jpg,daisy\nfile:///etc/passwd,daisy\n{good[1]},daisy\n")
+    urls.write_text(
+        f"url,class\n{good[0]},daisy\nhttp://{'x' * (20 * 1024 * 1024)}.jpg,daisy\n"
+        f"http://[::1/img.jpg,daisy\nfile:///etc/passwd,daisy\n{good[1]},daisy\n"
+    )
     out = tmp_path / "raw"
-    proc = run_cli("crawler.crawl", "--source=urls", f"--urls_file={urls}", "--classes=daisy", f"--out_dir={out}",
-                   "--allow_private_hosts", "--per_host_delay=0")
+    proc = run_cli(
+        "crawler.crawl",
+        "--source=urls",
+        f"--urls_file={urls}",
+        "--classes=daisy",
+        f"--out_dir={out}",
+        "--allow_private_hosts",
+        "--per_host_delay=0",
+    )
     assert "Traceback" not in proc.stderr
     assert [m["url"] for m in read_jsonl(out / "manifest.jsonl")] == good
     rejected = read_jsonl(out / "rejected.jsonl")
@@ -350,8 +434,14 @@ def test_a_full_disk_is_one_error_line_and_a_rerun_finishes_the_crawl(server, tm
         resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     [error] = error_lines(proc.stderr)
     assert "no space left" in error and str(out) in error and "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -79,11 +79,23 @@ def fresh(tmp_path, candidates, name):
 @pytest.mark.slow
 def test_beam_runner_cli_gives_the_local_manifest_and_rejections(site, candidates, tmp_path):
     local, beam = fresh(tmp_path, candidates, "local"), fresh(tmp_path, candidates, "beam")
-    common = ["crawler.crawl", "--phase=download", f"--classes={CLASSES}", "--allow_private_hosts",
-              "--per_host_delay=0", "--workers=4"]
+    common = [
+        "crawler.crawl",
+        "--phase=download",
+        f"--classes={CLASSES}",
+        "--allow_private_hosts",
+        "--per_host_delay=0",
+        "--workers=4",
+    ]
     run_cli(*common, f"--out_dir={local}")
-    proc = run_cli(*common, f"--out_dir={beam}", "--runner=DirectRunner", "--direct_num_workers=2",
-                   "--partition_by=url", "--partitions=4")
+    proc = run_cli(
+        *common,
+        f"--out_dir={beam}",
+        "--runner=DirectRunner",
+        "--direct_num_workers=2",
+        "--partition_by=url",
+        "--partitions=4",
+    )
     assert "this run (DirectRunner)" in proc.stdout
     assert accepted(beam) == accepted(local) and len(accepted(local)) >= 12
     assert rejected(beam) == rejected(local)
@@ -114,11 +126,13 @@ def test_merge_matches_local_with_caps_retractions_and_a_resume(site, candidates
     second = first + [dataclasses.replace(daisy[0], klass="rose")] + daisy[10:] + rose[2:]
     outs = {name: fresh(tmp_path, candidates, name) for name in ("local", "beam")}
     for name, out in outs.items():
+
         def run(cands):
             if name == "local":
                 return download(cands, Store(str(out)), net.Fetcher(fetch_config), config)
-            return download_beam(cands, Store(str(out)), net.Fetcher(fetch_config), config, IN_MEMORY,
-                                 partitions=3, partition_by="url")
+            return download_beam(
+                cands, Store(str(out)), net.Fetcher(fetch_config), config, IN_MEMORY, partitions=3, partition_by="url"
+            )
 
         run(first)
         assert [url for key, url in accepted(out) if key.startswith("daisy/")] == [c.url for c in daisy[:3]]
@@ -128,8 +142,10 @@ def test_merge_matches_local_with_caps_retractions_and_a_resume(site, candidates
         assert_clean(out)
     assert accepted(outs["beam"]) == accepted(outs["local"])
     assert rejected(outs["beam"]) == rejected(outs["local"])
-    assert ("cross_class_duplicate", "duplicate_other_class") == tuple(
-        r[2] for r in rejected(outs["local"]) if daisy[0].url == r[0])
+    assert tuple(r[2] for r in rejected(outs["local"]) if daisy[0].url == r[0]) == (
+        "cross_class_duplicate",
+        "duplicate_other_class",
+    )
 
 
 def test_partitions_are_stable_and_keep_a_host_together():
@@ -147,8 +163,11 @@ def test_partitions_are_stable_and_keep_a_host_together():
 
 def test_pipeline_args_pin_the_multiprocess_direct_runner_unless_told():
     assert pipeline_args("DirectRunner", []) == [
-        "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=0",
-        "--default_sdk_harness_log_level=WARNING"]
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=0",
+        "--default_sdk_harness_log_level=WARNING",
+    ]
     args = pipeline_args("DirectRunner", ["--direct_running_mode=in_memory"])
     assert "--direct_running_mode=multi_processing" not in args and "--direct_running_mode=in_memory" in args
     assert pipeline_args("DataflowRunner", ["--project=p"]) == ["--runner=DataflowRunner", "--project=p"]
@@ -156,6 +175,12 @@ def test_pipeline_args_pin_the_multiprocess_direct_runner_unless_told():
 
 def test_unknown_flags_need_a_beam_runner(tmp_path):
     write_candidates(str(tmp_path / "candidates.jsonl"), [Candidate("http://127.0.0.1:9/a.jpg", "daisy")])
-    proc = run_cli("crawler.crawl", "--phase=download", f"--out_dir={tmp_path}", "--classes=daisy",
-                   "--direct_num_workers=2", check=False)
+    proc = run_cli(
+        "crawler.crawl",
+        "--phase=download",
+        f"--out_dir={tmp_path}",
+        "--classes=daisy",
+        "--direct_num_workers=2",
+        check=False,
+    )
     assert proc.returncode != 0 and "unexpected arguments" in proc.stderr and "--runner" in proc.stderr

@@ -69,9 +69,15 @@ def _main_routes() -> dict:
         "/to-metadata-odd.jpg": bs.redirect("http://0xa9fea9fe/latest/meta-data/"),
         "/to-file.jpg": bs.redirect("file:///etc/passwd"),
         "/to-img.jpg": bs.redirect("/img/509.jpg"),
-        "/dedup/x.jpg": bs.ok(X), "/dedup/x-copy.jpg": bs.ok(X), "/dedup/x-near.jpg": bs.ok(X_NEAR),
-        "/dedup/y.jpg": bs.ok(Y), "/dedup/y-copy.jpg": bs.ok(Y), "/dedup/y-near.jpg": bs.ok(Y_NEAR),
-        "/dedup/z.jpg": bs.ok(Z), "/dedup/w.jpg": bs.ok(W), "/dedup/v.jpg": bs.ok(V),
+        "/dedup/x.jpg": bs.ok(X),
+        "/dedup/x-copy.jpg": bs.ok(X),
+        "/dedup/x-near.jpg": bs.ok(X_NEAR),
+        "/dedup/y.jpg": bs.ok(Y),
+        "/dedup/y-copy.jpg": bs.ok(Y),
+        "/dedup/y-near.jpg": bs.ok(Y_NEAR),
+        "/dedup/z.jpg": bs.ok(Z),
+        "/dedup/w.jpg": bs.ok(W),
+        "/dedup/v.jpg": bs.ok(V),
     }
 
 
@@ -140,16 +146,33 @@ def read_jsonl(path: str) -> list[dict]:
 
 def crawl(out, items, *, workers: int = 4, max_image_bytes: int = 2 * MB, **fetch) -> Crawl:
     """The download phase over `items` ((url, class) pairs, or urls for daisy), in this process."""
-    config = dict(allow_private_hosts=True, contact_url=CONTACT, per_host_delay=0.0, retries=2, backoff=0.05,
-                  connect_timeout=2.0, read_timeout=2.0, deadline=5.0)
+    config = dict(
+        allow_private_hosts=True,
+        contact_url=CONTACT,
+        per_host_delay=0.0,
+        retries=2,
+        backoff=0.05,
+        connect_timeout=2.0,
+        read_timeout=2.0,
+        deadline=5.0,
+    )
     config.update(fetch)
     pairs = [(i, "daisy") if isinstance(i, str) else i for i in items]
     store = Store(str(out))
     start = time.monotonic()
-    stats = download([Candidate(u, k, source="test") for u, k in pairs], store, net.Fetcher(net.FetchConfig(**config)),
-                     DownloadConfig(workers=workers, max_image_bytes=max_image_bytes))
-    return Crawl(str(out), stats, read_jsonl(store.path("manifest.jsonl")), read_jsonl(store.path("rejected.jsonl")),
-                 time.monotonic() - start)
+    stats = download(
+        [Candidate(u, k, source="test") for u, k in pairs],
+        store,
+        net.Fetcher(net.FetchConfig(**config)),
+        DownloadConfig(workers=workers, max_image_bytes=max_image_bytes),
+    )
+    return Crawl(
+        str(out),
+        stats,
+        read_jsonl(store.path("manifest.jsonl")),
+        read_jsonl(store.path("rejected.jsonl")),
+        time.monotonic() - start,
+    )
 
 
 def paths(entries: list[dict]) -> list[str]:
@@ -215,8 +238,9 @@ def test_robots_txt_status_rules(rule, origins, tmp_path):
 
 def test_crawl_delay_from_robots_txt_spaces_request_starts(origins, tmp_path):
     server = origins({"/robots.txt": bs.text("User-agent: *\nCrawl-delay: 0.4\n"), "/img/": bs.seeded()})
-    c = crawl(tmp_path, [f"{server.url}/img/{i}.jpg" for i in range(4)], workers=4, per_host_concurrency=4,
-              per_host_delay=0.0)
+    c = crawl(
+        tmp_path, [f"{server.url}/img/{i}.jpg" for i in range(4)], workers=4, per_host_concurrency=4, per_host_delay=0.0
+    )
     t = starts(server.log())
     assert len(t) == 5 and len(c.manifest) == 4
     gaps = [b - a for a, b in zip(t, t[1:])]
@@ -225,8 +249,9 @@ def test_crawl_delay_from_robots_txt_spaces_request_starts(origins, tmp_path):
 
 def test_x_robots_tag_noai_and_noimageai_are_skipped_and_recorded(site, tmp_path):
     mark = site.mark()
-    noai, noimageai, indexless = (f"{site.url}/{p}/{i}.jpg" for p, i in
-                                  (("noai", 1), ("noimageai", 2), ("indexless", 3)))
+    noai, noimageai, indexless = (
+        f"{site.url}/{p}/{i}.jpg" for p, i in (("noai", 1), ("noimageai", 2), ("indexless", 3))
+    )
     c = crawl(tmp_path, [noai, noimageai, indexless])
     assert c.reason(noai) == c.reason(noimageai) == "x_robots_tag"
     assert "noimageai" in c.record(noimageai)["detail"] and not c.record(noai)["retryable"]
@@ -240,8 +265,16 @@ def test_user_agent_names_the_project_and_the_contact_url_flag(site, tmp_path):
     out.mkdir()
     write_candidates(str(out / "candidates.jsonl"), [Candidate(f"{site.url}/img/{i}.jpg", "daisy") for i in (20, 21)])
     mark = site.mark()
-    run_cli("crawler.crawl", "--phase=download", "--classes=daisy", f"--out_dir={out}", "--allow_private_hosts",
-            f"--contact_url={CONTACT}", "--workers=2", "--per_host_delay=0")
+    run_cli(
+        "crawler.crawl",
+        "--phase=download",
+        "--classes=daisy",
+        f"--out_dir={out}",
+        "--allow_private_hosts",
+        f"--contact_url={CONTACT}",
+        "--workers=2",
+        "--per_host_delay=0",
+    )
     log = site.log(mark)
     assert sorted(paths(log)) == ["/img/20.jpg", "/img/21.jpg", "/robots.txt"]
     assert {e["headers"]["User-Agent"] for e in log} == {UA}
@@ -319,7 +352,7 @@ def test_429_retry_after_is_honoured_and_capped_by_the_deadline(site, tmp_path):
 
 def test_retry_after_header_forms():
     assert net.parse_retry_after("120") == 120.0
-    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=30)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
     assert 25 <= net.parse_retry_after(format_datetime(soon, usegmt=True)) <= 30
     assert net.parse_retry_after("soon") is None and net.parse_retry_after(None) is None
 
@@ -342,7 +375,7 @@ def test_connect_timeout_on_a_host_that_never_accepts(tmp_path):
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
         filler.connect(listener.getsockname())  # fills the queue; nobody ever accepts
-        url = "http://127.0.0.1:%d/img/1.jpg" % listener.getsockname()[1]
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/img/1.jpg"
         c = crawl(tmp_path, [url], connect_timeout=0.3, read_timeout=5.0, retries=0)
     r = c.record(url)
     assert r["reason"] == "host_unreachable" and "timeout" in r["detail"].lower() and r["retryable"]
@@ -423,17 +456,21 @@ def test_redirect_to_metadata_or_file_is_refused_without_connecting(path, site, 
 def test_redirect_hops_are_checked_when_private_hosts_are_not_allowed(site, tmp_path, monkeypatch, connects):
     """The test server stands in for a public host; its redirects to private addresses are refused."""
     real = safety.classify
-    monkeypatch.setattr(safety, "classify",
-                        lambda a: safety.PUBLIC if str(a) == "127.0.0.1" else real(a))
+    monkeypatch.setattr(safety, "classify", lambda a: safety.PUBLIC if str(a) == "127.0.0.1" else real(a))
     port = site.url.rsplit(":", 1)[1]
-    targets = {"/hop-private.jpg": "http://10.0.0.1/x.jpg", "/hop-odd.jpg": f"http://2130706434:{port}/x.jpg",
-               "/hop-v6.jpg": f"http://[::ffff:7f00:2]:{port}/x.jpg", "/hop-ok.jpg": "/img/510.jpg"}
+    targets = {
+        "/hop-private.jpg": "http://10.0.0.1/x.jpg",
+        "/hop-odd.jpg": f"http://2130706434:{port}/x.jpg",
+        "/hop-v6.jpg": f"http://[::ffff:7f00:2]:{port}/x.jpg",
+        "/hop-ok.jpg": "/img/510.jpg",
+    }
     for path, target in targets.items():
         site.routes[path] = bs.redirect(target)
     mark = site.mark()
     c = crawl(tmp_path, [site.url + p for p in targets], allow_private_hosts=False)
     assert {p: c.reason(site.url + p) for p in targets if p != "/hop-ok.jpg"} == dict.fromkeys(
-        ["/hop-private.jpg", "/hop-odd.jpg", "/hop-v6.jpg"], "unsafe_url")
+        ["/hop-private.jpg", "/hop-odd.jpg", "/hop-v6.jpg"], "unsafe_url"
+    )
     assert c.accepted == {(site.url + "/hop-ok.jpg", "daisy")}  # the final URL is not recorded instead
     assert set(connects) == {"127.0.0.1"}
     assert sorted(paths(site.log(mark))) == sorted(["/robots.txt", "/img/510.jpg", *targets])
@@ -458,20 +495,26 @@ def test_connected_address_is_checked_too_dns_rebinding(site, tmp_path, monkeypa
 
 
 def test_file_names_come_from_content_hashes_only(site, tmp_path):
-    urls = [f"{site.url}/evil/..%2F..%2Fescape.jpg", f"{site.url}/evil/x.jpg?name=../../escape2.jpg",
-            f"{site.url}/evil/%2e%2e%5c%2e%2e%5cescape3.jpg"]
+    urls = [
+        f"{site.url}/evil/..%2F..%2Fescape.jpg",
+        f"{site.url}/evil/x.jpg?name=../../escape2.jpg",
+        f"{site.url}/evil/%2e%2e%5c%2e%2e%5cescape3.jpg",
+    ]
     out = tmp_path / "raw"
     c = crawl(out, urls)
     assert len(c.manifest) == 3
     found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    expected = sorted([f"raw/daisy/{m['sha256']}.jpg" for m in c.manifest] +
-                      ["raw/crawl_stats.json", "raw/manifest.jsonl", "raw/rejected.jsonl"])
+    expected = sorted(
+        [f"raw/daisy/{m['sha256']}.jpg" for m in c.manifest]
+        + ["raw/crawl_stats.json", "raw/manifest.jsonl", "raw/rejected.jsonl"]
+    )
     assert found == expected
 
 
 # -- dedup -------------------------------------------------------------------------------------
 def _phash(data: bytes) -> imagehash.ImageHash:
     from crawler import validate
+
     return imagehash.hex_to_hash(dedup.perceptual_hash(validate.validate_image(data).image))
 
 
@@ -495,8 +538,16 @@ def test_exact_and_near_duplicates_within_a_class(site, tmp_path):
 
 def test_cross_class_near_duplicate_is_rejected_from_both_and_reported(site, tmp_path):
     u = {n: f"{site.url}/dedup/{n}.jpg" for n in ("y", "w", "y-near", "y-copy", "v", "z")}
-    items = [(u["y"], "daisy"), (u["w"], "daisy"), (u["y-near"], "rose"), (u["y-copy"], "tulip"),
-             (u["y"], "daisy"), (u["v"], "rose"), (u["v"], "tulip"), (u["z"], "tulip")]
+    items = [
+        (u["y"], "daisy"),
+        (u["w"], "daisy"),
+        (u["y-near"], "rose"),
+        (u["y-copy"], "tulip"),
+        (u["y"], "daisy"),
+        (u["v"], "rose"),
+        (u["v"], "tulip"),
+        (u["z"], "tulip"),
+    ]
     mark = site.mark()
     c = crawl(tmp_path, items, workers=4)
     assert c.accepted == {(u["w"], "daisy"), (u["z"], "tulip")}
@@ -517,7 +568,9 @@ def test_cross_class_near_duplicate_is_rejected_from_both_and_reported(site, tmp
     assert stats["accepted_per_class"] == {"daisy": 1, "tulip": 1}
     assert stats["rejected_per_reason"]["cross_class_duplicate"] == 2
     assert {(d["url"], d["class"], d["other_url"]) for d in stats["cross_class_duplicates"]} == {
-        (u["y"], "daisy", u["y-near"]), (u["v"], "rose", u["v"])}
+        (u["y"], "daisy", u["y-near"]),
+        (u["v"], "rose", u["v"]),
+    }
     # a second run fetches only what is new, and keeps rejecting copies in either class
     y_again, x_copy = f"{site.url}/dedup/y-again.jpg", f"{site.url}/dedup/x-copy.jpg"
     site.routes["/dedup/y-again.jpg"] = bs.ok(Y)
@@ -531,8 +584,18 @@ def test_cross_class_near_duplicate_is_rejected_from_both_and_reported(site, tmp
 def test_an_interrupted_retraction_is_finished_on_load(tmp_path):
     store = Store(str(tmp_path))
     store.open()
-    record = {"key": "daisy/" + "a" * 64, "class": "daisy", "url": "http://h/a.jpg", "sha256": "a" * 64,
-              "phash": "0" * 16, "format": "jpeg", "bytes": 3, "page_url": "", "source": "t", "time": "t"}
+    record = {
+        "key": "daisy/" + "a" * 64,
+        "class": "daisy",
+        "url": "http://h/a.jpg",
+        "sha256": "a" * 64,
+        "phash": "0" * 16,
+        "format": "jpeg",
+        "bytes": 3,
+        "page_url": "",
+        "source": "t",
+        "time": "t",
+    }
     store.accept(record, b"abc", "jpg")
     store.accept({**record, "key": "rose/" + "b" * 64, "class": "rose", "sha256": "b" * 64}, b"def", "jpg")
     # killed right after the retraction's rejected line: manifest and file still there
@@ -551,27 +614,59 @@ def test_closing_the_store_deletes_images_no_manifest_line_names(tmp_path):
     store = Store(str(tmp_path))
     store.load()
     store.open()
-    record = {"key": "daisy/" + "a" * 64, "class": "daisy", "url": "http://h/a.jpg", "sha256": "a" * 64,
-              "phash": "0" * 16, "format": "jpeg", "bytes": 3, "page_url": "", "source": "t", "time": "t"}
+    record = {
+        "key": "daisy/" + "a" * 64,
+        "class": "daisy",
+        "url": "http://h/a.jpg",
+        "sha256": "a" * 64,
+        "phash": "0" * 16,
+        "format": "jpeg",
+        "bytes": 3,
+        "page_url": "",
+        "source": "t",
+        "time": "t",
+    }
     store.accept(record, b"abc", "jpg")
     (tmp_path / "rose").mkdir()
     (tmp_path / "rose" / ("b" * 64 + ".jpg")).write_bytes(b"orphan")
     (tmp_path / "rose" / "notes.txt").write_text("not ours")
     store.close()
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
-        "daisy/" + "a" * 64 + ".jpg", "manifest.jsonl", "rejected.jsonl", "rose/notes.txt"]
+        "daisy/" + "a" * 64 + ".jpg",
+        "manifest.jsonl",
+        "rejected.jsonl",
+        "rose/notes.txt",
+    ]
 
 
 def test_load_repairs_duplicate_keys_and_never_deletes_for_a_smaller_cap(tmp_path, caplog):
     """Two crawls that once wrote into one folder at the same time left a key on several lines (and so
     a class over its cap): `load` keeps the first line of each key; a class over a smaller cap keeps
     its images (nothing accepted is deleted), with a warning."""
-    def record(klass: str, ch: str) -> dict:
-        return {"key": f"{klass}/{ch * 64}", "class": klass, "url": f"http://h/{ch}.jpg", "sha256": ch * 64,
-                "phash": "0" * 16, "format": "jpeg", "bytes": 3, "page_url": "", "source": "t", "time": ch}
 
-    lines = [record("daisy", "a"), record("daisy", "b"), {**record("daisy", "a"), "time": "later"},
-             record("rose", "c"), record("daisy", "b"), record("daisy", "d"), record("daisy", "e")]
+    def record(klass: str, ch: str) -> dict:
+        return {
+            "key": f"{klass}/{ch * 64}",
+            "class": klass,
+            "url": f"http://h/{ch}.jpg",
+            "sha256": ch * 64,
+            "phash": "0" * 16,
+            "format": "jpeg",
+            "bytes": 3,
+            "page_url": "",
+            "source": "t",
+            "time": ch,
+        }
+
+    lines = [
+        record("daisy", "a"),
+        record("daisy", "b"),
+        {**record("daisy", "a"), "time": "later"},
+        record("rose", "c"),
+        record("daisy", "b"),
+        record("daisy", "d"),
+        record("daisy", "e"),
+    ]
     with open(tmp_path / "manifest.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in lines)
     for r in lines:
@@ -579,7 +674,12 @@ def test_load_repairs_duplicate_keys_and_never_deletes_for_a_smaller_cap(tmp_pat
         (tmp_path / r["class"] / f"{r['sha256']}.jpg").write_bytes(b"abc")
     state = Store(str(tmp_path)).load()
     assert [(r["key"][:7], r["time"]) for r in state.accepted] == [
-        ("daisy/a", "a"), ("daisy/b", "b"), ("rose/cc", "c"), ("daisy/d", "d"), ("daisy/e", "e")]
+        ("daisy/a", "a"),
+        ("daisy/b", "b"),
+        ("rose/cc", "c"),
+        ("daisy/d", "d"),
+        ("daisy/e", "e"),
+    ]
     assert [r["time"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["a", "b", "c", "d", "e"]
     assert "2 duplicate" in caplog.text
     state = Store(str(tmp_path)).load(max_per_class=3)

@@ -25,7 +25,7 @@ def test_search_pages_paginate_until_results_run_out(flower_site):
 
 def test_unknown_query_has_no_results(flower_site):
     r = requests.get(flower_site.url + "/search?q=motorbike", timeout=10)
-    assert "No results" in r.text and "rel=\"next\"" not in r.text
+    assert "No results" in r.text and 'rel="next"' not in r.text
 
 
 def test_traps_behave_like_the_real_web(flower_site):

@@ -7,8 +7,8 @@ import json
 import pathlib
 import threading
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import pytest
 import requests
@@ -139,13 +139,24 @@ def test_every_search_source_is_tested_here():
 # -- bing -----------------------------------------------------------------------------------
 
 BING_PAGE1 = [
-    ("https://upload.example.org/tulips/red-tulip.jpg", "https://tse1.mm.bing.net/th?id=OIP.Qk3iO0LmTn&pid=15.1",
-     "https://garden.example.com/spring/tulips.html", "Red tulip flower in spring"),
-    ("https://live.staticflickr.example/65535/5123_b.jpg?size=large&v=2",
-     "https://tse3.mm.bing.net/th?id=OIP.Zz9Yy8Xx&pid=15.1", "https://www.flickr.example/photos/bloom/5123",
-     "Yellow tulips & daffodils"),
-    ("https://bulbs.example.nl/media/tulpen%20mix.PNG", "https://tse4.mm.bing.net/th?id=OIP.Pp1Qq2Rr&pid=15.1",
-     "https://bulbs.example.nl/nl/tulpen", "Tulpen mix"),
+    (
+        "https://upload.example.org/tulips/red-tulip.jpg",
+        "https://tse1.mm.bing.net/th?id=OIP.Qk3iO0LmTn&pid=15.1",
+        "https://garden.example.com/spring/tulips.html",
+        "Red tulip flower in spring",
+    ),
+    (
+        "https://live.staticflickr.example/65535/5123_b.jpg?size=large&v=2",
+        "https://tse3.mm.bing.net/th?id=OIP.Zz9Yy8Xx&pid=15.1",
+        "https://www.flickr.example/photos/bloom/5123",
+        "Yellow tulips & daffodils",
+    ),
+    (
+        "https://bulbs.example.nl/media/tulpen%20mix.PNG",
+        "https://tse4.mm.bing.net/th?id=OIP.Pp1Qq2Rr&pid=15.1",
+        "https://bulbs.example.nl/nl/tulpen",
+        "Tulpen mix",
+    ),
 ]
 
 
@@ -158,8 +169,13 @@ def test_bing_parser_reads_iusc_json_and_skips_broken_results():
 def test_bing_parser_on_pages_without_results():
     assert parse_bing_page(EMPTY_BING, "https://www.bing.com/images/async?q=x") == []
     assert parse_bing_page("<html><body>captcha</body></html>", "https://www.bing.com/") == []
-    assert parse_bing_page('<a class="iusc" m="[1, 2]"></a><a class="iusc" m=\'{"murl": "ftp://x/y.jpg"}\'></a>',
-                           "https://www.bing.com/") == []
+    assert (
+        parse_bing_page(
+            '<a class="iusc" m="[1, 2]"></a><a class="iusc" m=\'{"murl": "ftp://x/y.jpg"}\'></a>',
+            "https://www.bing.com/",
+        )
+        == []
+    )
 
 
 def test_bing_page_urls_step_by_offset():
@@ -179,12 +195,22 @@ def test_bing_discover_against_a_local_server(serve):
     cands = list(source.discover(TULIP, fetch_text))
     sent = [(p["q"], p["first"]) for p in server.queries("/images/async")]
     # Page 3 repeats page 2 (nothing new) and ends the query; the other queries end on their empty page 1.
-    assert sent == [("tulip flower", "1"), ("tulip flower", "36"), ("tulip flower", "71"),
-                    ("tulip", "1"), ("Tulipa", "1"), ("tulip bloom", "1")]
+    assert sent == [
+        ("tulip flower", "1"),
+        ("tulip flower", "36"),
+        ("tulip flower", "71"),
+        ("tulip", "1"),
+        ("Tulipa", "1"),
+        ("tulip bloom", "1"),
+    ]
     assert all(p["qft"] == "+filterui:photo-photo" for p in server.queries("/images/async"))
     assert [(c.url, c.thumbnail_url, c.page_url) for c in cands] == [t[:3] for t in BING_PAGE1] + [
-        ("http://keukenhof.example.com/img/field.jpeg", "https://tse2.mm.bing.net/th?id=OIP.Ww5Vv4Uu&pid=15.1",
-         "https://keukenhof.example.com/gallery")]
+        (
+            "http://keukenhof.example.com/img/field.jpeg",
+            "https://tse2.mm.bing.net/th?id=OIP.Ww5Vv4Uu&pid=15.1",
+            "https://keukenhof.example.com/gallery",
+        )
+    ]
     assert {(c.klass, c.query, c.source) for c in cands} == {("tulip", "tulip flower", "bing")}
 
 
@@ -199,20 +225,33 @@ def test_bing_max_pages_caps_each_query(serve):
 
 BAIDU_PAGE1 = [
     # replaceUrl's plain URLs win over the obfuscated objURL/fromURL of the same result
-    ("https://pic.example.cn/yjx/red.jpg",
-     "https://img1.baidu.example/it/u=1111,2222&fm=253&fmt=auto&app=138&f=JPEG?w=500&h=375",
-     "https://www.example.cn/tulip.html", "红色郁金香图片"),
+    (
+        "https://pic.example.cn/yjx/red.jpg",
+        "https://img1.baidu.example/it/u=1111,2222&fm=253&fmt=auto&app=138&f=JPEG?w=500&h=375",
+        "https://www.example.cn/tulip.html",
+        "红色郁金香图片",
+    ),
     # only obfuscated URLs: decoded
-    ("https://img.flowers-cn.example.com/2021/tulip_garden_01.jpg",
-     "https://img2.baidu.example/it/u=5555,6666&fm=253&f=JPEG?w=500&h=333",
-     "http://blog.huahui.example.cn/post/8842.html", "郁金香花园"),
+    (
+        "https://img.flowers-cn.example.com/2021/tulip_garden_01.jpg",
+        "https://img2.baidu.example/it/u=5555,6666&fm=253&f=JPEG?w=500&h=333",
+        "http://blog.huahui.example.cn/post/8842.html",
+        "郁金香花园",
+    ),
     # plain objURL; the title (Baidu's \' escape, <strong> highlights) cleaned
-    ("http://photos.example.com/tulip's%20bloom.png",
-     "https://img0.baidu.example/it/u=9999,1010&fm=253&f=JPEG?w=400&h=600",
-     "http://photos.example.com/album/7", "Tulip's bloom 郁金香"),
+    (
+        "http://photos.example.com/tulip's%20bloom.png",
+        "https://img0.baidu.example/it/u=9999,1010&fm=253&f=JPEG?w=400&h=600",
+        "http://photos.example.com/album/7",
+        "Tulip's bloom 郁金香",
+    ),
     # no objURL at all: Baidu's own copy
-    ("https://img3.baidu.example/it/u=1414,1515&fm=253&f=JPEG?w=500&h=500",
-     "https://img3.baidu.example/it/u=1414,1515&fm=253&f=JPEG?w=500&h=500", "", "郁金香"),
+    (
+        "https://img3.baidu.example/it/u=1414,1515&fm=253&f=JPEG?w=500&h=500",
+        "https://img3.baidu.example/it/u=1414,1515&fm=253&f=JPEG?w=500&h=500",
+        "",
+        "郁金香",
+    ),
 ]
 
 
@@ -231,11 +270,14 @@ def test_baidu_url_decoding():
     assert decode_baidu_url("https://plain.example.com/a1.jpg") == "https://plain.example.com/a1.jpg"
 
 
-@pytest.mark.parametrize("text,message", [
-    (fixture("baidu_blocked.json"), "Baidu refused the request (Forbid spider access)"),
-    ("<html>验证</html>", "not JSON"),
-    ('{"queryEnc": "x"}', "no 'data' list"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (fixture("baidu_blocked.json"), "Baidu refused the request (Forbid spider access)"),
+        ("<html>验证</html>", "not JSON"),
+        ('{"queryEnc": "x"}', "no 'data' list"),
+    ],
+)
 def test_baidu_parser_errors_name_the_page(text, message):
     with pytest.raises(ValueError, match=r"^https://image\.baidu\.com/p1: .*" + message.split(" (")[0]):
         parse_baidu_page(text, "https://image.baidu.com/p1")
@@ -254,7 +296,9 @@ def test_baidu_discover_against_a_local_server(serve):
     source = get_source("baidu", SourceOptions(url_template=server.url + "/search/acjson", max_pages=5))
     cands = list(source.discover(TULIP, fetch_text))
     assert [(p["word"], p["pn"], p["rn"]) for p in server.queries("/search/acjson")] == [
-        ("郁金香", "0", "30"), ("郁金香", "30", "30")]  # page 2 holds nothing: the end
+        ("郁金香", "0", "30"),
+        ("郁金香", "30", "30"),
+    ]  # page 2 holds nothing: the end
     assert [(c.url, c.thumbnail_url) for c in cands] == [t[:2] for t in BAIDU_PAGE1]
     assert cands[3].page_url.startswith(server.url + "/search/acjson?")  # no source page: the result page
     assert {(c.klass, c.query, c.source) for c in cands} == {("tulip", "郁金香", "baidu")}
@@ -270,13 +314,24 @@ def test_baidu_refusal_ends_the_class_quietly(serve):
 # -- commons --------------------------------------------------------------------------------
 
 COMMONS_FILES = [
-    ("https://upload.wikimedia.org/wikipedia/commons/a/a1/Tulipa_gesneriana_001.jpg",
-     "https://commons.wikimedia.org/wiki/File:Tulipa_gesneriana_001.jpg", "CC BY-SA 4.0", "Anna Bloem"),
-    ("https://upload.wikimedia.org/wikipedia/commons/0/0f/Tulips_in_Keukenhof_%282019%29.png",
-     "https://commons.wikimedia.org/wiki/File:Tulips_in_Keukenhof_(2019).png", "Public domain",
-     "Jan van Dijk (photographer)"),
-    ("https://upload.wikimedia.org/wikipedia/commons/5/5e/Tulipa_sylvestris.jpg",
-     "https://commons.wikimedia.org/wiki/File:Tulipa_sylvestris.jpg", "CC BY 2.0", 'Flickr user "wildflowers"'),
+    (
+        "https://upload.wikimedia.org/wikipedia/commons/a/a1/Tulipa_gesneriana_001.jpg",
+        "https://commons.wikimedia.org/wiki/File:Tulipa_gesneriana_001.jpg",
+        "CC BY-SA 4.0",
+        "Anna Bloem",
+    ),
+    (
+        "https://upload.wikimedia.org/wikipedia/commons/0/0f/Tulips_in_Keukenhof_%282019%29.png",
+        "https://commons.wikimedia.org/wiki/File:Tulips_in_Keukenhof_(2019).png",
+        "Public domain",
+        "Jan van Dijk (photographer)",
+    ),
+    (
+        "https://upload.wikimedia.org/wikipedia/commons/5/5e/Tulipa_sylvestris.jpg",
+        "https://commons.wikimedia.org/wiki/File:Tulipa_sylvestris.jpg",
+        "CC BY 2.0",
+        'Flickr user "wildflowers"',
+    ),
 ]
 
 
@@ -301,8 +356,9 @@ def test_commons_parser_takes_formatversion_1_pages_in_page_id_order():
 
 def test_commons_api_errors_name_the_request():
     with pytest.raises(ValueError, match=r"^https://c\.test/api: API error maxlag: Waiting"):
-        parse_commons_page('{"error": {"code": "maxlag", "info": "Waiting for a database server"}}',
-                           "https://c.test/api")
+        parse_commons_page(
+            '{"error": {"code": "maxlag", "info": "Waiting for a database server"}}', "https://c.test/api"
+        )
 
 
 def test_commons_request_urls():
@@ -320,8 +376,10 @@ def test_commons_discover_against_a_local_server(serve):
     source = get_source("commons", SourceOptions(url_template=server.url + "/w/api.php", max_pages=5))
     cands = list(source.discover(TULIP, fetch_text))
     sent = server.queries("/w/api.php")
-    assert [(p["gcmtitle"], p.get("gcmcontinue")) for p in sent] == [("Category:Tulipa", None),
-                                                                     ("Category:Tulipa", GCM_TOKEN)]
+    assert [(p["gcmtitle"], p.get("gcmcontinue")) for p in sent] == [
+        ("Category:Tulipa", None),
+        ("Category:Tulipa", GCM_TOKEN),
+    ]
     assert [(c.url, c.page_url, c.extra["license"], c.extra["author"]) for c in cands] == COMMONS_FILES
     assert all(c.extra["file_page"] == c.page_url and c.source == "commons" for c in cands)
     assert cands[0].extra["license_url"] == "https://creativecommons.org/licenses/by-sa/4.0"
@@ -340,34 +398,51 @@ def test_urls_txt_and_csv_with_header_comments_and_quotes(tmp_path):
     txt = tmp_path / "list.txt"
     txt.write_text("http://a.test/1.jpg,daisy\n\n# a comment\nhttps://a.test/2.png , Morning Glory\n")
     assert [(u.url, u.klass, u.lineno) for u in read_urls_file(str(txt))] == [
-        ("http://a.test/1.jpg", "daisy", 1), ("https://a.test/2.png", "morning_glory", 4)]
+        ("http://a.test/1.jpg", "daisy", 1),
+        ("https://a.test/2.png", "morning_glory", 4),
+    ]
     csv_file = tmp_path / "list.csv"
-    csv_file.write_text('\ufeffurl,class\n"http://a.test/x,y.jpg",rose\nhttp://a.test/3.jpg,morning_glory\n',
-                        encoding="utf-8")
+    csv_file.write_text(
+        '\ufeffurl,class\n"http://a.test/x,y.jpg",rose\nhttp://a.test/3.jpg,morning_glory\n', encoding="utf-8"
+    )
     assert [(u.url, u.klass) for u in read_urls_file(str(csv_file))] == [
-        ("http://a.test/x,y.jpg", "rose"), ("http://a.test/3.jpg", "morning_glory")]
+        ("http://a.test/x,y.jpg", "rose"),
+        ("http://a.test/3.jpg", "morning_glory"),
+    ]
 
 
 def test_urls_jsonl(tmp_path):
     path = tmp_path / "list.jsonl"
-    path.write_text('{"url": "http://a.test/1.jpg", "class": "tulip"}\n\n'
-                    '{"url": "http://a.test/2.jpg", "class": "iris"}\n')
+    path.write_text(
+        '{"url": "http://a.test/1.jpg", "class": "tulip"}\n\n{"url": "http://a.test/2.jpg", "class": "iris"}\n'
+    )
     source = get_source("urls", SourceOptions(urls_file=str(path)))
     assert [(c.url, c.klass, c.source) for c in source.discover(TULIP, fetch_text)] == [
-        ("http://a.test/1.jpg", "tulip", "urls")]
+        ("http://a.test/1.jpg", "tulip", "urls")
+    ]
     assert [c.url for c in source.discover(get_class("iris"), fetch_text)] == ["http://a.test/2.jpg"]
     assert list(source.discover(get_class("rose"), fetch_text)) == []
 
 
-@pytest.mark.parametrize("name,text,message", [
-    ("l.csv", "url,class\nhttp://a.test/1.jpg,daisy\nhttp://a.test/2.jpg\n", "l.csv:3: expected 'url,class', got 1"),
-    ("l.csv", "http://a.test/1.jpg,daisy,extra\n", "l.csv:1: expected 'url,class', got 3"),
-    ("l.txt", "# x\nhttp://a.test/1.jpg,tulipz\n", "l.txt:2: unknown class 'tulipz'; known classes: daisy,"),
-    ("l.jsonl", '{"url": "http://a.test/1.jpg", "class": "rose"}\n{"url": "http://a.test/2.jpg"\n',
-     "l.jsonl:2: not valid JSON"),
-    ("l.jsonl", '["http://a.test/1.jpg", "rose"]\n', "l.jsonl:1: expected an object with 'url' and 'class'"),
-    ("l.txt", "# nothing here\n\n", "l.txt: no url,class lines"),
-])
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        (
+            "l.csv",
+            "url,class\nhttp://a.test/1.jpg,daisy\nhttp://a.test/2.jpg\n",
+            "l.csv:3: expected 'url,class', got 1",
+        ),
+        ("l.csv", "http://a.test/1.jpg,daisy,extra\n", "l.csv:1: expected 'url,class', got 3"),
+        ("l.txt", "# x\nhttp://a.test/1.jpg,tulipz\n", "l.txt:2: unknown class 'tulipz'; known classes: daisy,"),
+        (
+            "l.jsonl",
+            '{"url": "http://a.test/1.jpg", "class": "rose"}\n{"url": "http://a.test/2.jpg"\n',
+            "l.jsonl:2: not valid JSON",
+        ),
+        ("l.jsonl", '["http://a.test/1.jpg", "rose"]\n', "l.jsonl:1: expected an object with 'url' and 'class'"),
+        ("l.txt", "# nothing here\n\n", "l.txt: no url,class lines"),
+    ],
+)
 def test_urls_bad_lines_are_named(name, text, message):
     with pytest.raises(ValueError) as e:
         parse_url_lines(text, name)
@@ -376,16 +451,22 @@ def test_urls_bad_lines_are_named(name, text, message):
 
 def test_urls_lines_the_crawler_cannot_fetch_are_refused_naming_their_line(tmp_path):
     path = tmp_path / "l.txt"
-    path.write_text("url,class\nfile:///etc/passwd,daisy\nhttp:///nohost.jpg,daisy\nhttp://[::1/x.jpg,daisy\n"
-                    "http://user:pw@a.test/1.jpg,daisy\nhttp://a.test/2.jpg,daisy\n")
+    path.write_text(
+        "url,class\nfile:///etc/passwd,daisy\nhttp:///nohost.jpg,daisy\nhttp://[::1/x.jpg,daisy\n"
+        "http://user:pw@a.test/1.jpg,daisy\nhttp://a.test/2.jpg,daisy\n"
+    )
     found = list(get_source("urls", SourceOptions(urls_file=str(path))).discover(get_class("daisy"), fetch_text))
     assert [(c.url, c.refused, c.refused_detail.split(": ")[:2]) for c in found] == [
         ("file:///etc/passwd", "bad_url", [f"{path}:2", "not an http(s) URL with a host"]),
         ("http:///nohost.jpg", "bad_url", [f"{path}:3", "not an http(s) URL with a host"]),
         ("http://[::1/x.jpg", "bad_url", [f"{path}:4", "not a valid URL (Invalid IPv6 URL)"]),
-        ("http://a.test/1.jpg", "userinfo_in_url", [f"{path}:5", "a URL with a user name or password is not "
-                                                                 "fetched, stored or shown"]),
-        ("http://a.test/2.jpg", "", [""])]
+        (
+            "http://a.test/1.jpg",
+            "userinfo_in_url",
+            [f"{path}:5", "a URL with a user name or password is not fetched, stored or shown"],
+        ),
+        ("http://a.test/2.jpg", "", [""]),
+    ]
     assert "pw" not in repr(found)
 
 
@@ -405,24 +486,45 @@ def test_urls_cli_downloads_the_listed_images(flower_site, tmp_path):
     urls_file = tmp_path / "urls.csv"
     urls_file.write_text("\n".join(lines) + "\n")
     out = tmp_path / "raw"
-    run_cli("crawler.crawl", "--source=urls", f"--urls_file={urls_file}", "--classes=daisy,rose", f"--out_dir={out}",
-            "--allow_private_hosts", "--per_host_delay=0", "--workers=4")
+    run_cli(
+        "crawler.crawl",
+        "--source=urls",
+        f"--urls_file={urls_file}",
+        "--classes=daisy,rose",
+        f"--out_dir={out}",
+        "--allow_private_hosts",
+        "--per_host_delay=0",
+        "--workers=4",
+    )
     manifest = read_jsonl(out / "manifest.jsonl")
     assert {(m["class"], m["url"]) for m in manifest} == {
-        (slug, f"{flower_site.url}{item_path(slug, i, seed)}") for slug, i in wanted}
+        (slug, f"{flower_site.url}{item_path(slug, i, seed)}") for slug, i in wanted
+    }
     assert {m["source"] for m in manifest} == {"urls"}
     assert not (out / "rejected.jsonl").exists() or read_jsonl(out / "rejected.jsonl") == []
 
 
-@pytest.mark.parametrize("text,message", [
-    ("url,class\nhttp://127.0.0.1:9/a.jpg,daisy\nhttp://127.0.0.1:9/b.jpg;daisy\n", "urls.csv:3: expected 'url,class'"),
-    ("http://127.0.0.1:9/a.jpg,dasiy\n", "urls.csv:1: unknown class 'dasiy'"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "url,class\nhttp://127.0.0.1:9/a.jpg,daisy\nhttp://127.0.0.1:9/b.jpg;daisy\n",
+            "urls.csv:3: expected 'url,class'",
+        ),
+        ("http://127.0.0.1:9/a.jpg,dasiy\n", "urls.csv:1: unknown class 'dasiy'"),
+    ],
+)
 def test_urls_cli_bad_file_is_a_one_line_error(text, message, tmp_path):
     urls_file = tmp_path / "urls.csv"
     urls_file.write_text(text)
-    proc = run_cli("crawler.crawl", "--source=urls", f"--urls_file={urls_file}", "--classes=daisy",
-                   f"--out_dir={tmp_path / 'raw'}", check=False)
+    proc = run_cli(
+        "crawler.crawl",
+        "--source=urls",
+        f"--urls_file={urls_file}",
+        "--classes=daisy",
+        f"--out_dir={tmp_path / 'raw'}",
+        check=False,
+    )
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 
@@ -440,9 +542,18 @@ def test_commons_cli_records_licence_and_author_in_the_manifest(flower_site, ser
 
     server = serve(commons_route(to_flower_site))
     out = tmp_path / "raw"
-    run_cli("crawler.crawl", "--source=commons", f"--url_template={server.url}/w/api.php", "--classes=tulip",
-            f"--out_dir={out}", "--allow_private_hosts", "--per_host_delay=0", "--workers=4")
+    run_cli(
+        "crawler.crawl",
+        "--source=commons",
+        f"--url_template={server.url}/w/api.php",
+        "--classes=tulip",
+        f"--out_dir={out}",
+        "--allow_private_hosts",
+        "--per_host_delay=0",
+        "--workers=4",
+    )
     manifest = read_jsonl(out / "manifest.jsonl")
     assert sorted((m["license"], m["author"], m["file_page"]) for m in manifest) == sorted(
-        (lic, author, page) for _, page, lic, author in COMMONS_FILES)
+        (lic, author, page) for _, page, lic, author in COMMONS_FILES
+    )
     assert {m["source"] for m in manifest} == {"commons"}

@@ -23,21 +23,25 @@ def test_rgb_jpeg_is_kept_byte_for_byte():
     assert v.data == data and v.format == "jpeg" and (v.width, v.height) == (100, 80)
 
 
-@pytest.mark.parametrize("mode,fmt", [("CMYK", "JPEG"), ("P", "PNG"), ("RGBA", "PNG"), ("I;16", "PNG"),
-                                      ("RGB", "WEBP"), ("P", "GIF"), ("LA", "PNG")])
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [("CMYK", "JPEG"), ("P", "PNG"), ("RGBA", "PNG"), ("I;16", "PNG"), ("RGB", "WEBP"), ("P", "GIF"), ("LA", "PNG")],
+)
 def test_other_modes_and_formats_are_converted_to_rgb_png(mode, fmt):
-    img = rgb().convert(mode) if mode != "I;16" else Image.fromarray(
-        np.full((80, 100), 40000, np.uint16))
+    img = rgb().convert(mode) if mode != "I;16" else Image.fromarray(np.full((80, 100), 40000, np.uint16))
     v = validate_image(encode(img, fmt))
     assert v.format == "png" and v.image.mode == "RGB"
     assert Image.open(io.BytesIO(v.data)).mode == "RGB"
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "empty"),
-    (b"<!doctype html><html>hi</html>", "not_an_image"),
-    (b"GIF89a" + b"\x00" * 20, "corrupt"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty"),
+        (b"<!doctype html><html>hi</html>", "not_an_image"),
+        (b"GIF89a" + b"\x00" * 20, "corrupt"),
+    ],
+)
 def test_bad_bodies_are_rejected(data, reason):
     with pytest.raises(Rejected) as e:
         validate_image(data)

@@ -59,16 +59,28 @@ def image_folder(tmp_path_factory):
             (d / f"{i:02d}.{'jpg' if img.mode in ('RGB', 'CMYK') else 'png'}").write_bytes(buf.getvalue())
     full = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (80, 80, 3), np.uint8)).save(full, "JPEG")
-    contents = {"zero.jpg": b"", "text.jpg": b"this is not a jpeg",
-                "tiny.png": _png(np.zeros((4, 4, 3), np.uint8)), "truncated.jpg": full.getvalue()[:400]}
+    contents = {
+        "zero.jpg": b"",
+        "text.jpg": b"this is not a jpeg",
+        "tiny.png": _png(np.zeros((4, 4, 3), np.uint8)),
+        "truncated.jpg": full.getvalue()[:400],
+    }
     for name, data in contents.items():
         (root / "cats" / name).write_bytes(data)
     return root
 
 
 def _build(folder, out, *extra):
-    return run_cli("pipelines.build_tfrecords", f"--input_dir={folder}", f"--output_dir={out}", "--dataset_name=pets",
-                   "--image_size=24", "--augment_copies=2", "--splits=train:0.6,validation:0.2,test:0.2", *extra)
+    return run_cli(
+        "pipelines.build_tfrecords",
+        f"--input_dir={folder}",
+        f"--output_dir={out}",
+        "--dataset_name=pets",
+        "--image_size=24",
+        "--augment_copies=2",
+        "--splits=train:0.6,validation:0.2,test:0.2",
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +95,11 @@ def test_good_images_kept_bad_ones_in_the_dead_letter(built, image_folder):
     originals = {s: n - stats["augmented_per_split"].get(s, 0) for s, n in stats["examples_per_split"].items()}
     # Splits are cut over all inputs of a class (on the driver); the bad ones then drop out.
     opts = build.BuildOptions(output_dir="", dataset_name="pets", splits="train:0.6,validation:0.2,test:0.2")
-    expected = collections.Counter(r.split for r in build.with_splits(read_image_folder(str(image_folder)), opts)
-                                   if r.key.split("/")[-1] not in BAD_FILES)
+    expected = collections.Counter(
+        r.split
+        for r in build.with_splits(read_image_folder(str(image_folder)), opts)
+        if r.key.split("/")[-1] not in BAD_FILES
+    )
     assert originals == dict(expected) and sum(originals.values()) == 2 * GOOD_PER_CLASS
     assert stats["augmented_per_split"] == {"train": 2 * originals["train"]}
     dead = [json.loads(line) for line in (built / "dead_letter.jsonl").read_text().splitlines()]
@@ -124,23 +139,39 @@ def test_same_inputs_give_byte_identical_shards_whatever_the_runner(image_folder
 
 
 def test_refuses_to_overwrite_and_fails_on_too_many_bad(image_folder, built):
-    proc = run_cli("pipelines.build_tfrecords", f"--input_dir={image_folder}", f"--output_dir={built.parent.parent}",
-                   "--dataset_name=pets", check=False)
+    proc = run_cli(
+        "pipelines.build_tfrecords",
+        f"--input_dir={image_folder}",
+        f"--output_dir={built.parent.parent}",
+        "--dataset_name=pets",
+        check=False,
+    )
     assert proc.returncode != 0 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
-    proc = run_cli("pipelines.build_tfrecords", f"--input_dir={image_folder}", f"--output_dir={built.parent.parent}",
-                   "--dataset_name=pets", "--version=2.0.0", "--max_bad_fraction=0.05", "--image_size=16",
-                   "--direct_running_mode=in_memory", check=False)
+    proc = run_cli(
+        "pipelines.build_tfrecords",
+        f"--input_dir={image_folder}",
+        f"--output_dir={built.parent.parent}",
+        "--dataset_name=pets",
+        "--version=2.0.0",
+        "--max_bad_fraction=0.05",
+        "--image_size=16",
+        "--direct_running_mode=in_memory",
+        check=False,
+    )
     assert proc.returncode != 0 and "max_bad_fraction" in proc.stderr
     assert not (built.parent / "2.0.0").exists()
     assert not [p for p in built.parent.iterdir() if p.name.startswith(".incomplete")]
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--input_dir=/nonexistent/dir"], "does not exist"),
-    (["--splits=train:0.5,test:0.2"], "sum to 0.7"),
-    (["--version=v1"], "must look like 1.0.0"),
-    (["--keep_input_splits"], "not laid out as <split>/<label>/<image>"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--input_dir=/nonexistent/dir"], "does not exist"),
+        (["--splits=train:0.5,test:0.2"], "sum to 0.7"),
+        (["--version=v1"], "must look like 1.0.0"),
+        (["--keep_input_splits"], "not laid out as <split>/<label>/<image>"),
+    ],
+)
 def test_bad_flags_fail_before_any_work(image_folder, tmp_path, flags, message):
     argv = ["pipelines.build_tfrecords", f"--output_dir={tmp_path}", *flags]
     if not any(f.startswith("--input_dir") for f in flags):
@@ -153,13 +184,19 @@ def test_bad_flags_fail_before_any_work(image_folder, tmp_path, flags, message):
 def test_decode_step_with_beam_exception_handling(image_folder):
     records = [r for r in read_image_folder(str(image_folder)) if r.label == "cats"]
     with TestPipeline(runner="DirectRunner") as p:
-        good, bad = (p | beam.Create(records)
-                     | beam.Map(build.load_and_decode, image_ops.DecodeLimits(), 3).with_exception_handling())
-        assert_that(good | "GoodKeys" >> beam.Map(lambda ri: ri[0].key),
-                    equal_to([f"cats/{i:02d}.{'png' if i in (1, 2) else 'jpg'}" for i in range(GOOD_PER_CLASS)]),
-                    label="good")
-        assert_that(bad | "BadKeys" >> beam.Map(lambda f: f[0].key), equal_to([f"cats/{n}" for n in BAD_FILES]),
-                    label="bad")
+        good, bad = (
+            p
+            | beam.Create(records)
+            | beam.Map(build.load_and_decode, image_ops.DecodeLimits(), 3).with_exception_handling()
+        )
+        assert_that(
+            good | "GoodKeys" >> beam.Map(lambda ri: ri[0].key),
+            equal_to([f"cats/{i:02d}.{'png' if i in (1, 2) else 'jpg'}" for i in range(GOOD_PER_CLASS)]),
+            label="good",
+        )
+        assert_that(
+            bad | "BadKeys" >> beam.Map(lambda f: f[0].key), equal_to([f"cats/{n}" for n in BAD_FILES]), label="bad"
+        )
 
 
 def test_splits_are_assigned_per_class_on_the_driver():
@@ -172,17 +209,28 @@ def test_splits_are_assigned_per_class_on_the_driver():
 
 def test_two_phase_write_gives_the_shards_a_direct_write_gives(tmp_path):
     # Examples go to per-bundle part files; shards are assembled from (file, offset) entries.
-    examples = [("train" if i % 4 else "test", f"c{i % 3}", f"k{i:03d}" + ("#aug0" if i % 5 == 0 else ""),
-                 bytes([i]) * (50 + i)) for i in range(60)]
+    examples = [
+        (
+            "train" if i % 4 else "test",
+            f"c{i % 3}",
+            f"k{i:03d}" + ("#aug0" if i % 5 == 0 else ""),
+            bytes([i]) * (50 + i),
+        )
+        for i in range(60)
+    ]
     parts = build.parts_dirs(str(tmp_path / "tmp"))
     opts = build.BuildOptions(output_dir=str(tmp_path), dataset_name="x", num_shards=2)
     with TestPipeline(runner="DirectRunner") as p:
-        entries = (p | beam.Create(examples, reshuffle=True)
-                   | beam.ParDo(build.WriteExampleParts(parts["examples"])))
-        lines = (entries | beam.Map(build.keyed_for_shard, {}, opts) | beam.GroupByKey()
-                 | beam.Map(build.write_one_shard, str(tmp_path), "x"))
-        assert_that(lines | beam.Map(lambda line: json.loads(line)["count"]) | beam.CombineGlobally(sum),
-                    equal_to([60]))
+        entries = p | beam.Create(examples, reshuffle=True) | beam.ParDo(build.WriteExampleParts(parts["examples"]))
+        lines = (
+            entries
+            | beam.Map(build.keyed_for_shard, {}, opts)
+            | beam.GroupByKey()
+            | beam.Map(build.write_one_shard, str(tmp_path), "x")
+        )
+        assert_that(
+            lines | beam.Map(lambda line: json.loads(line)["count"]) | beam.CombineGlobally(sum), equal_to([60])
+        )
     for split in ("train", "test"):
         for i in range(2):
             name = f"x-{split}.tfrecord-{i:05d}-of-00002"
@@ -209,12 +257,19 @@ def test_a_build_killed_on_gs_and_run_again_publishes_the_uninterrupted_bytes(im
     for p in image_folder.rglob("*"):
         if p.is_file():
             fs.write_bytes(fs.join(gcs, "in", str(p.relative_to(image_folder))), p.read_bytes())
-    argv = ["pipelines.build_tfrecords", f"--input_dir={gcs}/in", "--dataset_name=pets", "--image_size=24",
-            "--augment_copies=2", "--splits=train:0.6,validation:0.2,test:0.2"]
+    argv = [
+        "pipelines.build_tfrecords",
+        f"--input_dir={gcs}/in",
+        "--dataset_name=pets",
+        "--image_size=24",
+        "--augment_copies=2",
+        "--splits=train:0.6,validation:0.2,test:0.2",
+    ]
     run_cli(*argv, f"--output_dir={gcs}/straight")
     killed = fs.join(gcs, "killed")
-    proc = subprocess.Popen([sys.executable, "-m", *argv, f"--output_dir={killed}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv, f"--output_dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not [p for p in fs.list_files(killed) if "/_parts/examples/" in p]:
         time.sleep(0.05)

@@ -18,11 +18,14 @@ def _fails(capsys, *argv):
     return err
 
 
-@pytest.mark.parametrize("class_names,message", [
-    ("cats,dogs", "in the input but not in --class_names: ['owls']"),
-    ("cats,dogs,owls,bats", "missing from the input: ['bats']"),
-    ("cats,dogs,cats,owls", "lists ['cats'] more than once"),
-])
+@pytest.mark.parametrize(
+    "class_names,message",
+    [
+        ("cats,dogs", "in the input but not in --class_names: ['owls']"),
+        ("cats,dogs,owls,bats", "missing from the input: ['bats']"),
+        ("cats,dogs,cats,owls", "lists ['cats'] more than once"),
+    ],
+)
 def test_class_names_must_match_the_input(folder, tmp_path, capsys, class_names, message):
     err = _fails(capsys, f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}", f"--class_names={class_names}")
     assert message in err and not (tmp_path / "out").exists()
@@ -43,13 +46,16 @@ def test_an_empty_class_folder_is_an_error_before_work(folder, tmp_path, capsys)
     assert "class folder(s) with no" in err and "bats/" in err and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--keep_input_splits", "--splits=train:0.5,test:0.5"], "contradict each other"),
-    (["--compression=gzip"], "needs --layout=model_garden"),
-    (["--num_shards=2", "--shard_size_mb=10"], "--num_shards and --shard_size_mb"),
-    (["--resize=keep", "--image_size=64"], "--resize=keep"),
-    (["--class_names=@/nonexistent/names.txt"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--keep_input_splits", "--splits=train:0.5,test:0.5"], "contradict each other"),
+        (["--compression=gzip"], "needs --layout=model_garden"),
+        (["--num_shards=2", "--shard_size_mb=10"], "--num_shards and --shard_size_mb"),
+        (["--resize=keep", "--image_size=64"], "--resize=keep"),
+        (["--class_names=@/nonexistent/names.txt"], "no such file"),
+    ],
+)
 def test_contradictory_flags_fail_before_any_work(folder, tmp_path, capsys, flags, message):
     argv = [f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}", *flags]
     assert message in _fails(capsys, *argv)
@@ -60,8 +66,14 @@ def test_contradictory_flags_fail_before_any_work(folder, tmp_path, capsys, flag
 def test_a_class_whose_every_image_is_bad_fails_the_job_naming_it(folder, tmp_path, capsys):
     for i, f in enumerate(sorted((folder / "owls").iterdir())):
         f.write_bytes(b"" if i == 0 else f.read_bytes()[:200])
-    err = _fails(capsys, f"--input_dir={folder}", f"--output_dir={tmp_path / 'out'}", "--max_bad_fraction=0.5",
-                 "--image_size=16", *IN_PROCESS)
+    err = _fails(
+        capsys,
+        f"--input_dir={folder}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--max_bad_fraction=0.5",
+        "--image_size=16",
+        *IN_PROCESS,
+    )
     assert "class 'owls' has no valid image: all 3 of its inputs were rejected" in err
     assert not (tmp_path / "out" / "flowers" / "1.0.0").exists()
 
@@ -73,4 +85,3 @@ def test_tfds_input_keeps_its_splits_unless_splits_is_given():
     with parsed_flags("--tfds_name=mnist", "--splits=train:0.9,test:0.1", "--grayscale=false"):
         opts = build_tfrecords.options_from_flags(1)
         assert not opts.keep_input_splits and opts.channels == 3
-

@@ -22,7 +22,7 @@ from PIL import Image
 
 from pipelines import build, build_tfrecords, dedup, publish, shards
 from pipelines import inspect as inspect_tool
-from storage import fs, lock
+from storage import fs
 from tests.pipelines.conftest import run_main
 
 LOCAL = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
@@ -56,8 +56,15 @@ def odd_folder(tmp_path_factory):
 
 
 def _build(folder, out, *flags):
-    return run_main(build_tfrecords.main, f"--input_dir={folder}", f"--output_dir={out}", "--dataset_name=pets",
-                    "--image_size=16", *LOCAL, *flags)
+    return run_main(
+        build_tfrecords.main,
+        f"--input_dir={folder}",
+        f"--output_dir={out}",
+        "--dataset_name=pets",
+        "--image_size=16",
+        *LOCAL,
+        *flags,
+    )
 
 
 def _keys_per_split(data_dir) -> dict[str, str]:
@@ -84,8 +91,11 @@ def test_every_file_of_a_class_folder_is_an_input_or_a_dead_letter(grouped):
     assert {"cats/g.gif", "cats/b.bmp", "dogs/t.tiff"} <= set(keys)  # were skipped without a word
     dead = [json.loads(line) for line in (grouped / "dead_letter.jsonl").read_text().splitlines()]
     assert [(d["key"], d["reason"]) for d in dead] == [("cats/notes.txt", "unsupported_extension")]
-    assert stats["inputs"] == 18 and stats["rejected"] == 1 and stats["rejected_per_reason"] == {
-        "unsupported_extension": 1}
+    assert (
+        stats["inputs"] == 18
+        and stats["rejected"] == 1
+        and stats["rejected_per_reason"] == {"unsupported_extension": 1}
+    )
 
 
 def test_duplicates_are_grouped_into_one_split_and_reported(grouped):
@@ -94,7 +104,12 @@ def test_duplicates_are_grouped_into_one_split_and_reported(grouped):
     assert keys["cats/0.jpg"] == keys["cats/copy-of-0.jpg"] and keys["cats/1.jpg"] == keys["dogs/reencoded-1.png"]
     d = stats["duplicates"]
     assert (d["mode"], d["groups"], d["inputs_in_groups"], d["exact_groups"], d["cross_class_groups"]) == (
-        "group", 2, 4, 1, 1)
+        "group",
+        2,
+        4,
+        1,
+        1,
+    )
     assert sorted(d["examples"]) == [["cats/0.jpg", "cats/copy-of-0.jpg"], ["cats/1.jpg", "dogs/reencoded-1.png"]]
 
 
@@ -145,7 +160,7 @@ def test_inspect_compares_the_label_file_and_decodes_every_image(grouped, tmp_pa
     records = list(shards.read_records(str(shard)))
     ex = tf.train.Example.FromString(records[1])
     image = ex.features.feature["image"].bytes_list.value
-    image[0] = image[0][:len(image[0]) // 2]
+    image[0] = image[0][: len(image[0]) // 2]
     records[1] = ex.SerializeToString()
     with tf.io.TFRecordWriter(str(shard)) as w:
         for r in records:
@@ -168,10 +183,12 @@ def _crawl_folder(root, outside):
             (root / klass / f"{sha}.jpg").write_bytes(buf.getvalue())
             lines.append({"key": f"{klass}/{sha}", "class": klass, "sha256": sha, "format": "jpeg", "url": "u"})
     _noise(9).save(outside / f"{'0' * 64}.jpg", "JPEG")
-    lines += [{"key": "evil/1", "class": str(outside), "sha256": "0" * 64, "format": "jpeg"},
-              {"key": "evil/2", "class": "..", "sha256": "0" * 64, "format": "jpeg"},
-              {"key": "evil/3", "class": "daisy", "sha256": "../../etc", "format": "jpeg"},
-              {"key": "evil/4", "class": "daisy", "format": "jpeg"}]
+    lines += [
+        {"key": "evil/1", "class": str(outside), "sha256": "0" * 64, "format": "jpeg"},
+        {"key": "evil/2", "class": "..", "sha256": "0" * 64, "format": "jpeg"},
+        {"key": "evil/3", "class": "daisy", "sha256": "../../etc", "format": "jpeg"},
+        {"key": "evil/4", "class": "daisy", "format": "jpeg"},
+    ]
     (root / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
 
 
@@ -197,8 +214,11 @@ _HOLD = textwrap.dedent("""
 
 
 def test_a_second_build_of_a_version_in_progress_is_refused(odd_folder, tmp_path, capsys):
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / "pets"), publish.lock_name("1.0.0")],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path / "pets"), publish.lock_name("1.0.0")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         assert _build(odd_folder, tmp_path) == 2
@@ -269,17 +289,20 @@ def test_a_publish_killed_at_any_step_shows_old_or_new_and_is_finished_by_the_ne
             seen = _content(fs.join(dataset, "1.0.0")) if fs.isdir(fs.join(dataset, "1.0.0")) else {}
             if publish.TFDS_INFO in seen:
                 tags = {v.split(":")[0] for v in seen.values()}
-                assert len(tags) == 1 and set(seen) == set(old_names if tags == {"old"} else
-                                                          ("a.tfrecord", "b.tfrecord", publish.TFDS_INFO))
+                assert len(tags) == 1 and set(seen) == set(
+                    old_names if tags == {"old"} else ("a.tfrecord", "b.tfrecord", publish.TFDS_INFO)
+                )
         monkeypatch.setattr(fs, "rename", real_rename)
         publish.recover(dataset, "1.0.0")
-        assert _content(fs.join(dataset, "1.0.0")) == {n: f"new:{n}" for n in ("a.tfrecord", "b.tfrecord",
-                                                                                  publish.TFDS_INFO)}
+        assert _content(fs.join(dataset, "1.0.0")) == {
+            n: f"new:{n}" for n in ("a.tfrecord", "b.tfrecord", publish.TFDS_INFO)
+        }
         assert fs.listdir(dataset) == ["1.0.0"], (kill_after, fs.listdir(dataset))
 
 
-@pytest.mark.parametrize("flag", ["--num_shards=-3", "--shard_size_mb=0", "--dedup=bogus", "--dedup_distance=65",
-                                  "--max_bad_fraction=2"])
+@pytest.mark.parametrize(
+    "flag", ["--num_shards=-3", "--shard_size_mb=0", "--dedup=bogus", "--dedup_distance=65", "--max_bad_fraction=2"]
+)
 def test_bad_flag_values_are_one_line_exit_2_before_any_work(flag, capsys):
     with flagsaver.flagsaver(), pytest.raises(SystemExit) as e:
         build_tfrecords._parse(["prog", "--input_dir=x", flag])
@@ -292,10 +315,22 @@ def test_a_full_disk_in_the_workers_is_one_line_and_publishes_nothing(odd_folder
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
 
-    proc = subprocess.run([sys.executable, "-m", "pipelines.build_tfrecords", f"--input_dir={odd_folder}",
-                           f"--output_dir={tmp_path}", "--dataset_name=pets", "--image_size=16",
-                           "--direct_num_workers=2"], preexec_fn=limit_file_size, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.build_tfrecords",
+            f"--input_dir={odd_folder}",
+            f"--output_dir={tmp_path}",
+            "--dataset_name=pets",
+            "--image_size=16",
+            "--direct_num_workers=2",
+        ],
+        preexec_fn=limit_file_size,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(errors) == 1 and "errno 27" in errors[0] and "nothing was published" in errors[0]

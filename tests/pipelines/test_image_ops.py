@@ -17,11 +17,18 @@ RNG = np.random.default_rng(1)
 RGB = Image.fromarray(RNG.integers(0, 255, (60, 90, 3), np.uint8), "RGB")
 
 
-@pytest.mark.parametrize("img,fmt", [
-    (RGB.convert("CMYK"), "JPEG"), (RGB.convert("P"), "PNG"), (RGB.convert("RGBA"), "PNG"),
-    (RGB.convert("L"), "JPEG"), (Image.fromarray(np.full((60, 90), 50000, np.uint16)), "PNG"),
-    (RGB.convert("LA"), "PNG"), (RGB, "WEBP"),
-])
+@pytest.mark.parametrize(
+    "img,fmt",
+    [
+        (RGB.convert("CMYK"), "JPEG"),
+        (RGB.convert("P"), "PNG"),
+        (RGB.convert("RGBA"), "PNG"),
+        (RGB.convert("L"), "JPEG"),
+        (Image.fromarray(np.full((60, 90), 50000, np.uint16)), "PNG"),
+        (RGB.convert("LA"), "PNG"),
+        (RGB, "WEBP"),
+    ],
+)
 def test_modes_are_converted_not_rejected(img, fmt):
     arr = decode_image(enc(img, fmt))
     assert arr.shape == (60, 90, 3) and arr.dtype == np.uint8
@@ -33,10 +40,16 @@ def test_sixteen_bit_keeps_the_high_byte():
     assert (arr == 0xAB).all()
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "empty"), (b"not an image at all", "corrupt"), (enc(RGB, "JPEG")[:300], "corrupt"),
-    (enc(RGB, "ICO"), "unsupported_format"), (enc(RGB.resize((8, 8))), "too_small"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty"),
+        (b"not an image at all", "corrupt"),
+        (enc(RGB, "JPEG")[:300], "corrupt"),
+        (enc(RGB, "ICO"), "unsupported_format"),
+        (enc(RGB.resize((8, 8))), "too_small"),
+    ],
+)
 def test_bad_images_raise_with_a_stable_reason_code_and_a_detail(data, reason):
     with pytest.raises(BadImage) as e:
         decode_image(data)

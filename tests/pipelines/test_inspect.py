@@ -26,8 +26,17 @@ def folder(tmp_path_factory):
 
 
 def _build(folder, out, name, *flags):
-    rc = run_main(build_tfrecords.main, f"--input_dir={folder}", f"--output_dir={out}", f"--dataset_name={name}",
-                  "--image_size=20", "--num_shards=2", "--splits=train:0.5,test:0.5", *flags, *IN_PROCESS)
+    rc = run_main(
+        build_tfrecords.main,
+        f"--input_dir={folder}",
+        f"--output_dir={out}",
+        f"--dataset_name={name}",
+        "--image_size=20",
+        "--num_shards=2",
+        "--splits=train:0.5,test:0.5",
+        *flags,
+        *IN_PROCESS,
+    )
     assert rc == 0
     return out / name / "1.0.0"
 
@@ -45,7 +54,7 @@ def _record_spans(path):
     """(start, end) byte offsets of every record's data in an uncompressed TFRecord file."""
     data, spans, pos = path.read_bytes(), [], 0
     while pos < len(data):
-        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        (length,) = struct.unpack("<Q", data[pos : pos + 8])
         spans.append((pos + 12, pos + 12 + length))
         pos += 12 + length + 4
     return spans
@@ -82,11 +91,11 @@ def test_names_a_truncated_shard(built, capsys, tmp_path):
     copy = _copy(built, tmp_path)
     shard = copy / "pets-test.tfrecord-00000-of-00002"
     spans = _record_spans(shard)
-    shard.write_bytes(shard.read_bytes()[:spans[-1][0] + 5])  # cut inside the last record
+    shard.write_bytes(shard.read_bytes()[: spans[-1][0] + 5])  # cut inside the last record
     rc, out, err = _inspect(capsys, copy)
     assert rc == 1 and f"file {shard.name}, record {len(spans) - 1}: corrupt (truncated record" in err, err
     # Cut exactly between two records: every record left is fine, the count gives it away.
-    shard.write_bytes(shard.read_bytes()[:spans[-1][0] - 12])
+    shard.write_bytes(shard.read_bytes()[: spans[-1][0] - 12])
     rc, out, err = _inspect(capsys, copy)
     assert rc == 1 and f"file {shard.name}: {len(spans) - 1} records, the metadata says {len(spans)}" in err, err
 
@@ -111,10 +120,22 @@ def test_model_garden_layout_round_trip_with_class_names_order(folder, tmp_path,
         for record in tf.data.TFRecordDataset(str(shard)):
             ex = tf.io.parse_single_example(record, MODEL_GARDEN_KEYS)  # exactly what Model Garden parses
             image = tf.io.decode_jpeg(ex["image/encoded"], channels=3)
-            full = tf.io.parse_single_example(record, {**MODEL_GARDEN_KEYS, **{
-                k: tf.io.FixedLenFeature((), t) for k, t in (("image/format", tf.string), ("image/height", tf.int64),
-                                                             ("image/width", tf.int64), ("image/source_id", tf.string),
-                                                             ("image/class/text", tf.string))}})
+            full = tf.io.parse_single_example(
+                record,
+                {
+                    **MODEL_GARDEN_KEYS,
+                    **{
+                        k: tf.io.FixedLenFeature((), t)
+                        for k, t in (
+                            ("image/format", tf.string),
+                            ("image/height", tf.int64),
+                            ("image/width", tf.int64),
+                            ("image/source_id", tf.string),
+                            ("image/class/text", tf.string),
+                        )
+                    },
+                },
+            )
             label, key = int(ex["image/class/label"]), full["image/source_id"].numpy().decode()
             assert ["dogs", "cats"][label] == key.split("/")[0] == full["image/class/text"].numpy().decode()
             assert image.shape == (20, 20, 3) and full["image/format"] == b"jpeg"

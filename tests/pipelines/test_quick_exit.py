@@ -29,26 +29,37 @@ def test_without_it_the_interpreter_collects_cycles_at_exit():
     assert _run("") == "collected\n"
 
 
-@pytest.mark.parametrize("call", [
-    "from pipelines import quick_exit; quick_exit.skip_final_gc(); quick_exit.skip_final_gc()",
-    # What a Beam worker runs: the part writers' setup registers it.
-    "from pipelines import build; build.WriteExampleParts('/nonexistent').setup()",
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "from pipelines import quick_exit; quick_exit.skip_final_gc(); quick_exit.skip_final_gc()",
+        # What a Beam worker runs: the part writers' setup registers it.
+        "from pipelines import build; build.WriteExampleParts('/nonexistent').setup()",
+    ],
+)
 def test_registered_the_heap_is_frozen_at_exit(call):
     assert _run(call) == ""
 
 
-@pytest.mark.parametrize("module,entry", [("pipelines.build_tfrecords", "run"), ("pipelines.inspect", "run"),
-                                          ("trainer.train", "run_cli"), ("trainer.predict", "run")])
+@pytest.mark.parametrize(
+    "module,entry",
+    [
+        ("pipelines.build_tfrecords", "run"),
+        ("pipelines.inspect", "run"),
+        ("trainer.train", "run_cli"),
+        ("trainer.predict", "run"),
+    ],
+)
 def test_every_command_registers_it(module, entry):
     # Run without its required arguments: the command exits with a usage error, through the same exit.
-    out = _run(f"import importlib; sys.argv = ['{module}']; importlib.import_module('{module}').{entry}()",
-               check=False)
+    out = _run(f"import importlib; sys.argv = ['{module}']; importlib.import_module('{module}').{entry}()", check=False)
     assert "collected" not in out
 
 
 def test_registered_once_per_process():
-    out = _run("import atexit; from pipelines import quick_exit\n"
-               "n = atexit._ncallbacks(); quick_exit.skip_final_gc(); quick_exit.skip_final_gc()\n"
-               "print(atexit._ncallbacks() - n)")
+    out = _run(
+        "import atexit; from pipelines import quick_exit\n"
+        "n = atexit._ncallbacks(); quick_exit.skip_final_gc(); quick_exit.skip_final_gc()\n"
+        "print(atexit._ncallbacks() - n)"
+    )
     assert out == "1\n"

@@ -26,10 +26,30 @@ def test_every_layout_round_trips_through_its_parse_spec(layout):
     lay = schema.get_layout(layout)
     feats = schema.features(["a", "b", "c"], channels=1, layout=layout)
     image = image_ops.encode(np.full((6, 5, 1), 9, np.uint8), "png")
-    data = schema.serialize(feats, image=image, label=2, key="c/7", parent_key="c/6", source="s", class_name="c",
-                            height=6, width=5, fmt="png")
-    assert data == schema.serialize(feats, image=image, label=2, key="c/7", parent_key="c/6", source="s",
-                                    class_name="c", height=6, width=5, fmt="png")
+    data = schema.serialize(
+        feats,
+        image=image,
+        label=2,
+        key="c/7",
+        parent_key="c/6",
+        source="s",
+        class_name="c",
+        height=6,
+        width=5,
+        fmt="png",
+    )
+    assert data == schema.serialize(
+        feats,
+        image=image,
+        label=2,
+        key="c/7",
+        parent_key="c/6",
+        source="s",
+        class_name="c",
+        height=6,
+        width=5,
+        fmt="png",
+    )
     parsed = schema.parse(tf.constant(data), layout)
     assert parsed[lay.image_key].numpy() == image and int(parsed[lay.label_key]) == 2
     assert parsed[lay.key_key].numpy() == b"c/7"
@@ -40,8 +60,17 @@ def test_model_garden_keys_are_exactly_model_gardens():
     feats = schema.features(["a", "b"], layout="model_garden")
     data = schema.serialize(feats, image=b"\xff\xd8jpeg", label=1, key="b/1", class_name="b", height=3, width=4)
     keys = set(tf.train.Example.FromString(data).features.feature)
-    assert keys == {"image/encoded", "image/format", "image/height", "image/width", "image/class/label",
-                    "image/class/text", "image/source_id", "image/parent_id", "image/source"}
+    assert keys == {
+        "image/encoded",
+        "image/format",
+        "image/height",
+        "image/width",
+        "image/class/label",
+        "image/class/text",
+        "image/source_id",
+        "image/parent_id",
+        "image/source",
+    }
 
 
 def test_unknown_layout_lists_the_known_ones(tmp_path):

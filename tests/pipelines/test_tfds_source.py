@@ -25,9 +25,19 @@ N = 12  # examples per split: the mock yields this many for any split
 def prepare_fake(data_dir, name, splits=("train", "test")):
     """Writes a dataset's real metadata (features, split sizes N) so the builder is prepared."""
     builder = tfds.builder(name, data_dir=str(data_dir))
-    infos = [tfds.core.SplitInfo(name=s, shard_lengths=[N], num_bytes=0, filename_template=(
-        tfds.core.naming.ShardedFileTemplate(data_dir=builder.data_dir, dataset_name=name, split=s,
-                                             filetype_suffix="tfrecord"))) for s in splits]
+    infos = [
+        tfds.core.SplitInfo(
+            name=s,
+            shard_lengths=[N],
+            num_bytes=0,
+            filename_template=(
+                tfds.core.naming.ShardedFileTemplate(
+                    data_dir=builder.data_dir, dataset_name=name, split=s, filetype_suffix="tfrecord"
+                )
+            ),
+        )
+        for s in splits
+    ]
     builder.info.set_splits(tfds.core.SplitDict(infos))
     builder.data_path.mkdir(parents=True, exist_ok=True)
     builder.info.write_to_directory(builder.data_dir)
@@ -61,8 +71,14 @@ def test_reader_lists_keys_labels_and_splits(tfds_dir):
     assert info.class_names == [str(i) for i in range(10)] and info.channels == 1
     assert [r.key for r in records[:2]] == ["mnist/test/0", "mnist/test/1"] and len(records) == 2 * N
     assert {r.split for r in records} == {"train", "test"} and all(r.data is None for r in records)
-    assert [(s, start, len(rs)) for s, start, rs in tasks] == [("test", 0, 5), ("test", 5, 5), ("test", 10, 2),
-                                                              ("train", 0, 5), ("train", 5, 5), ("train", 10, 2)]
+    assert [(s, start, len(rs)) for s, start, rs in tasks] == [
+        ("test", 0, 5),
+        ("test", 5, 5),
+        ("test", 10, 2),
+        ("train", 0, 5),
+        ("train", 5, 5),
+        ("train", 10, 2),
+    ]
     assert [r.key for r in loaded] == [r.key for r in records]
     assert all(r.data[:4] == b"\x89PNG" for r in loaded)  # still encoded: SkipDecoding, no re-encode
 
@@ -71,8 +87,15 @@ def test_reader_lists_keys_labels_and_splits(tfds_dir):
 def test_mnist_build_keeps_splits_labels_and_one_channel(tfds_dir, tmp_path):
     labels = mock_labels(tfds_dir, "mnist")
     with mocked(tfds_dir):
-        rc = run_main(build_tfrecords.main, "--tfds_name=mnist", f"--tfds_data_dir={tfds_dir}",
-                      f"--output_dir={tmp_path}", "--dataset_name=mnist_pad", "--image_size=36", *IN_PROCESS)
+        rc = run_main(
+            build_tfrecords.main,
+            "--tfds_name=mnist",
+            f"--tfds_data_dir={tfds_dir}",
+            f"--output_dir={tmp_path}",
+            "--dataset_name=mnist_pad",
+            "--image_size=36",
+            *IN_PROCESS,
+        )
     assert rc == 0
     out = tmp_path / "mnist_pad" / "1.0.0"
     stats = json.loads((out / "stats.json").read_text())
@@ -91,10 +114,19 @@ def test_cifar10_resplit_with_class_names_in_a_new_order(tfds_dir, tmp_path):
     labels = {s: mock_labels(tfds_dir, "cifar10", s) for s in ("train", "test")}
     order = list(reversed(names))
     with mocked(tfds_dir):
-        rc = run_main(build_tfrecords.main, "--tfds_name=cifar10", f"--tfds_data_dir={tfds_dir}",
-                      f"--output_dir={tmp_path}", "--dataset_name=c10", "--image_size=32", "--resize=stretch",
-                      "--splits=train:0.5,validation:0.5", f"--class_names={','.join(order)}",
-                      "--max_bad_fraction=0", *IN_PROCESS)
+        rc = run_main(
+            build_tfrecords.main,
+            "--tfds_name=cifar10",
+            f"--tfds_data_dir={tfds_dir}",
+            f"--output_dir={tmp_path}",
+            "--dataset_name=c10",
+            "--image_size=32",
+            "--resize=stretch",
+            "--splits=train:0.5,validation:0.5",
+            f"--class_names={','.join(order)}",
+            "--max_bad_fraction=0",
+            *IN_PROCESS,
+        )
     assert rc == 0
     builder = tfds.builder_from_directory(str(tmp_path / "c10" / "1.0.0"))
     assert builder.info.features["label"].names == order
@@ -108,14 +140,20 @@ def test_cifar10_resplit_with_class_names_in_a_new_order(tfds_dir, tmp_path):
     assert seen == 2 * N
 
 
-@pytest.mark.parametrize("argv,mock,message", [
-    (["--tfds_name=mnistt"], False, "no such TFDS dataset; did you mean mnist"),
-    (["--tfds_name=mnist", "--tfds_data_dir={empty}"], False, "is not prepared in"),
-    (["--tfds_name=mnist", "--tfds_data_dir={tfds}", "--class_names=0,1,2"], True,
-     "in the input but not in --class_names: ['3', '4', '5', '6', '7', '8', '9']"),
-    (["--tfds_name=mnist", "--input_dir={tfds}"], False, "exactly one of --input_dir"),
-    (["--tfds_data_dir={tfds}", "--input_dir={tfds}"], False, "--tfds_data_dir="),
-])
+@pytest.mark.parametrize(
+    "argv,mock,message",
+    [
+        (["--tfds_name=mnistt"], False, "no such TFDS dataset; did you mean mnist"),
+        (["--tfds_name=mnist", "--tfds_data_dir={empty}"], False, "is not prepared in"),
+        (
+            ["--tfds_name=mnist", "--tfds_data_dir={tfds}", "--class_names=0,1,2"],
+            True,
+            "in the input but not in --class_names: ['3', '4', '5', '6', '7', '8', '9']",
+        ),
+        (["--tfds_name=mnist", "--input_dir={tfds}"], False, "exactly one of --input_dir"),
+        (["--tfds_data_dir={tfds}", "--input_dir={tfds}"], False, "--tfds_data_dir="),
+    ],
+)
 def test_tfds_errors_are_one_line_before_any_work(tfds_dir, tmp_path, capsys, argv, mock, message):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -148,8 +186,9 @@ def write_real_dataset(data_dir, name="mnist", sizes=(("train", (7, 6)), ("test"
     rng = np.random.default_rng(3)
     written, infos = {}, []
     for split, shard_lengths in sizes:
-        template = tfds.core.naming.ShardedFileTemplate(data_dir=builder.data_dir, dataset_name=name, split=split,
-                                                        filetype_suffix="tfrecord")
+        template = tfds.core.naming.ShardedFileTemplate(
+            data_dir=builder.data_dir, dataset_name=name, split=split, filetype_suffix="tfrecord"
+        )
         written[split] = []
         for i, n in enumerate(shard_lengths):
             path = template.sharded_filepath(shard_index=i, num_shards=len(shard_lengths))
@@ -159,8 +198,9 @@ def write_real_dataset(data_dir, name="mnist", sizes=(("train", (7, 6)), ("test"
                     label = int(rng.integers(0, 10))
                     w.write(feats.serialize_example({"image": image, "label": label}))
                     written[split].append((image, label))
-        infos.append(tfds.core.SplitInfo(name=split, shard_lengths=list(shard_lengths), num_bytes=0,
-                                         filename_template=template))
+        infos.append(
+            tfds.core.SplitInfo(name=split, shard_lengths=list(shard_lengths), num_bytes=0, filename_template=template)
+        )
     builder.info.set_splits(tfds.core.SplitDict(infos))
     builder.info.write_to_directory(builder.data_dir)
     return written
@@ -182,7 +222,13 @@ def test_worker_reads_ranges_across_real_shard_files(tmp_path):
 @pytest.mark.slow
 def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner(tmp_path):
     write_real_dataset(tmp_path / "tfds")
-    run_cli("pipelines.build_tfrecords", "--tfds_name=mnist", f"--tfds_data_dir={tmp_path / 'tfds'}",
-            f"--output_dir={tmp_path / 'out'}", "--dataset_name=m", "--image_size=32")
+    run_cli(
+        "pipelines.build_tfrecords",
+        "--tfds_name=mnist",
+        f"--tfds_data_dir={tmp_path / 'tfds'}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--dataset_name=m",
+        "--image_size=32",
+    )
     stats = json.loads((tmp_path / "out" / "m" / "1.0.0" / "stats.json").read_text())
     assert stats["examples_per_split"] == {"test": 4, "train": 13} and stats["rejected"] == 0

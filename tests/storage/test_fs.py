@@ -66,15 +66,16 @@ def test_empty_files_and_streams(any_store):
 def test_an_atomic_write_that_fails_leaves_the_old_content(any_store):
     path = fs.join(any_store, "x.json")
     fs.write_bytes(path, b"old")
-    with pytest.raises(RuntimeError):
-        with fs.atomic_write(path) as f:
-            f.write(b"half of the new")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), fs.atomic_write(path) as f:
+        f.write(b"half of the new")
+        raise RuntimeError("killed")
     assert fs.read_bytes(path) == b"old" and fs.list_files(any_store) == ["x.json"]  # no temp file left
 
 
 def test_paths_tensorflow_cannot_open_are_refused_naming_the_way_out():
-    with pytest.raises(StorageError, match=r"--run_dir=s3://b/run: TensorFlow 2.21 has no s3:// filesystem .* use gs://"):
+    with pytest.raises(
+        StorageError, match=r"--run_dir=s3://b/run: TensorFlow 2.21 has no s3:// filesystem .* use gs://"
+    ):
         fs.check("s3://b/run", "--run_dir", tensorflow=True)
     fs.check("s3://b/run", "--out_dir")  # the crawler and the Beam job write s3:// through Beam
     with pytest.raises(StorageError, match=r"--out_dir=ftp://h/x: no filesystem for ftp:// is installed"):
@@ -96,8 +97,11 @@ def test_preflight_names_a_missing_bucket(scheme, request):
 def test_preflight_names_a_permission_error(gcs, gcs_server):
     fs.write_bytes(fs.join(gcs, "in/x.jpg"), b"x")
     gcs_server.deny(fs.path_bucket(gcs))
-    with pytest.raises(StorageError, match=r"^--input_dir=gs://\S+/in: cannot list: permission denied on bucket "
-                                           r"\S+ \(403\)") as e:
+    with pytest.raises(
+        StorageError,
+        match=r"^--input_dir=gs://\S+/in: cannot list: permission denied on bucket "
+        r"\S+ \(403\)",
+    ) as e:
         fs.preflight(fs.join(gcs, "in"), "--input_dir")
     assert "\n" not in str(e.value)
 

@@ -28,9 +28,8 @@ def test_a_live_holder_in_another_process_is_refused_naming_it(any_store):
     proc = subprocess.Popen([sys.executable, "-c", _HOLDER, folder], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(lock.LockHeld) as e:
-            with lock.hold(folder, "crawl"):
-                pass
+        with pytest.raises(lock.LockHeld) as e, lock.hold(folder, "crawl"):
+            pass
         msg = str(e.value)
         assert f"pid {proc.pid} on {socket.gethostname()}" in msg and "another holder" in msg
         assert fs.join(folder, lock.NAME) in msg and "\n" not in msg
@@ -46,19 +45,18 @@ def test_a_live_holder_in_another_process_is_refused_naming_it(any_store):
 
 def test_released_when_the_block_raises_and_a_second_holder_in_one_process_is_refused(tmp_path):
     folder = str(tmp_path)
-    with pytest.raises(RuntimeError):
-        with lock.hold(folder, "build"):
-            with pytest.raises(lock.LockHeld):  # the same process asking twice: no re-entry
-                with lock.hold(folder, "build"):
-                    pass
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), lock.hold(folder, "build"):
+        with pytest.raises(lock.LockHeld), lock.hold(folder, "build"):  # the same process asking twice: no re-entry
+            pass
+        raise RuntimeError("boom")
     assert not (tmp_path / lock.NAME).exists()
 
 
 def test_stale_when_the_owner_is_gone_or_silent():
     host, now = socket.gethostname(), time.time()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
     import os
 

@@ -25,16 +25,23 @@ def _one_line_error(proc, *expected: str) -> str:
 def test_crawl_into_a_missing_bucket_fetches_nothing(gcs, flower_site, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     before = len(flower_site.requests)
-    proc = run_cli("crawler.crawl", f"--url_template={flower_site.search_template()}", "--classes=daisy",
-                   "--out_dir=gs://no-such-bucket/raw", "--allow_private_hosts", check=False)
+    proc = run_cli(
+        "crawler.crawl",
+        f"--url_template={flower_site.search_template()}",
+        "--classes=daisy",
+        "--out_dir=gs://no-such-bucket/raw",
+        "--allow_private_hosts",
+        check=False,
+    )
     _one_line_error(proc, "--out_dir=gs://no-such-bucket/raw: bucket no-such-bucket does not exist")
     assert len(flower_site.requests) == before and os.listdir(tmp_path) == []  # no ./gs:/ folder either
 
 
 def test_build_into_a_bucket_without_permission_publishes_nothing(gcs, gcs_server, crawled_dir):
     gcs_server.deny(fs.path_bucket(gcs))
-    proc = run_cli("pipelines.build_tfrecords", f"--input_dir={crawled_dir}", f"--output_dir={gcs}/tfrecords",
-                   check=False)
+    proc = run_cli(
+        "pipelines.build_tfrecords", f"--input_dir={crawled_dir}", f"--output_dir={gcs}/tfrecords", check=False
+    )
     _one_line_error(proc, f"--output_dir={gcs}/tfrecords: cannot list: permission denied on bucket", "(403)")
     gcs_server.denied.discard(fs.path_bucket(gcs))
     assert fs.list_files(gcs) == []
@@ -48,8 +55,9 @@ def test_an_unreachable_store_is_named_after_the_timeout(gcs, tmp_path, monkeypa
     monkeypatch.setenv(fs.TIMEOUT_ENV, "3")
     monkeypatch.chdir(tmp_path)
     proc = run_cli("pipelines.build_tfrecords", f"--input_dir={gcs}/raw", "--output_dir=out", check=False)
-    _one_line_error(proc, f"--input_dir={gcs}/raw: cannot reach the storage service: no answer in",
-                    "Connection refused")
+    _one_line_error(
+        proc, f"--input_dir={gcs}/raw: cannot reach the storage service: no answer in", "Connection refused"
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -58,15 +66,26 @@ def test_inspect_names_a_missing_bucket(gcs, capsys):
     from tests.pipelines.conftest import run_main
 
     assert run_main(inspect.main, "gs://no-such-bucket/tfrecords/x/1.0.0") == 2
-    assert capsys.readouterr().err == "error: gs://no-such-bucket/tfrecords/x/1.0.0: bucket no-such-bucket does not exist\n"
+    assert (
+        capsys.readouterr().err
+        == "error: gs://no-such-bucket/tfrecords/x/1.0.0: bucket no-such-bucket does not exist\n"
+    )
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--run_dir=s3://b/run", "--data_dir=x"], "--run_dir=s3://b/run: TensorFlow 2.21 has no s3:// filesystem"),
-    (["--run_dir=r", "--data_dir=s3://b/tfrecords/x/1.0.0"], "--data_dir=s3://b/tfrecords/x/1.0.0: TensorFlow 2.21"),
-    (["--run_dir=gs://no-such-bucket/run", "--data_dir=x"],
-     "--run_dir=gs://no-such-bucket/run: bucket no-such-bucket does not exist"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--run_dir=s3://b/run", "--data_dir=x"], "--run_dir=s3://b/run: TensorFlow 2.21 has no s3:// filesystem"),
+        (
+            ["--run_dir=r", "--data_dir=s3://b/tfrecords/x/1.0.0"],
+            "--data_dir=s3://b/tfrecords/x/1.0.0: TensorFlow 2.21",
+        ),
+        (
+            ["--run_dir=gs://no-such-bucket/run", "--data_dir=x"],
+            "--run_dir=gs://no-such-bucket/run: bucket no-such-bucket does not exist",
+        ),
+    ],
+)
 def test_train_refuses_what_tensorflow_cannot_open(flags, message, gcs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = _one_line_error(run_cli("trainer.train", *flags, check=False), message)

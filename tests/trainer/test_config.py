@@ -60,23 +60,26 @@ def test_unknown_optimizer_and_schedule():
         optim.lr_at(C.build_config(overrides={"schedule": "zigzag"}), 1.0)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("learning_rate", -1.0, "--learning_rate=-1.0: must be > 0"),
-    ("learning_rate", float("nan"), "--learning_rate=nan: must be > 0"),
-    ("cpu_replicas", -4, "--cpu_replicas=-4: must be >= 0"),
-    ("batch_size", 0, "--batch_size=0: must be >= 1"),
-    ("epochs", -1, "--epochs=-1: must be >= 1"),
-    ("shuffle_buffer", 0, "--shuffle_buffer=0: must be >= 1"),
-    ("momentum", 1.5, "--momentum=1.5: must be in [0, 1]"),
-    ("label_smoothing", 1.0, "--label_smoothing=1.0: must be in [0, 1)"),
-    ("dropout", -0.1, "--dropout=-0.1: must be in [0, 1)"),
-    ("weight_decay", float("inf"), "--weight_decay=inf: must be >= 0"),
-    ("nan_lr_factor", 2.0, "--nan_lr_factor=2.0: must be in (0, 1)"),
-    ("max_to_keep", 0, "--max_to_keep=0: must be >= 1"),
-    ("num_gpus", -2, "--num_gpus=-2: must be >= -1"),
-    ("seed", -1, "--seed=-1: must be >= 0"),
-    ("values", (0.1, -0.01), "--values=0.1,-0.01: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("learning_rate", -1.0, "--learning_rate=-1.0: must be > 0"),
+        ("learning_rate", float("nan"), "--learning_rate=nan: must be > 0"),
+        ("cpu_replicas", -4, "--cpu_replicas=-4: must be >= 0"),
+        ("batch_size", 0, "--batch_size=0: must be >= 1"),
+        ("epochs", -1, "--epochs=-1: must be >= 1"),
+        ("shuffle_buffer", 0, "--shuffle_buffer=0: must be >= 1"),
+        ("momentum", 1.5, "--momentum=1.5: must be in [0, 1]"),
+        ("label_smoothing", 1.0, "--label_smoothing=1.0: must be in [0, 1)"),
+        ("dropout", -0.1, "--dropout=-0.1: must be in [0, 1)"),
+        ("weight_decay", float("inf"), "--weight_decay=inf: must be >= 0"),
+        ("nan_lr_factor", 2.0, "--nan_lr_factor=2.0: must be in (0, 1)"),
+        ("max_to_keep", 0, "--max_to_keep=0: must be >= 1"),
+        ("num_gpus", -2, "--num_gpus=-2: must be >= -1"),
+        ("seed", -1, "--seed=-1: must be >= 0"),
+        ("values", (0.1, -0.01), "--values=0.1,-0.01: must be >= 0"),
+    ],
+)
 def test_out_of_range_values_are_named_with_their_bound(field, value, message):
     cfg = C.build_config(overrides={field: value})
     with pytest.raises(ValueError) as e:
@@ -89,8 +92,11 @@ def test_every_numeric_field_has_a_bound_and_the_defaults_and_presets_pass():
     import typing
 
     hints = typing.get_type_hints(C.TrainConfig)
-    numeric = {f.name for f in dataclasses.fields(C.TrainConfig)
-               if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],)) and hints[f.name] is not bool}
+    numeric = {
+        f.name
+        for f in dataclasses.fields(C.TrainConfig)
+        if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],)) and hints[f.name] is not bool
+    }
     assert numeric <= set(C.BOUNDS), sorted(numeric - set(C.BOUNDS))
     for preset in ("", *C.PRESETS):
         C.check_values(C.build_config(preset), cores=2)

@@ -26,7 +26,7 @@ def test_dataset_info_comes_from_the_beam_metadata(info, tfrecords_dir):
 
 
 def test_train_stream_delivers_uint8_pixels(info):
-    (x, y), = batches(train_stream(info), 1)
+    ((x, y),) = batches(train_stream(info), 1)
     assert x.dtype == np.uint8 and x.shape == (4, 32, 32, 3) and y.shape == (4,)
 
 
@@ -38,8 +38,9 @@ def test_dataset_decoder_follows_the_metadata_and_matches_the_generic_decoder(in
         assert fast.shape == (size, size, 3)
         np.testing.assert_array_equal(fast, generic)
     unknown = data_lib.DatasetInfo(**{**info.__dict__, "image_shape": (None, None, 3), "encoding": None})
-    np.testing.assert_array_equal(data_lib.dataset_decoder(unknown, 40)(encoded).numpy(),
-                                  data_lib.decode_resize(encoded, 40, 3).numpy())
+    np.testing.assert_array_equal(
+        data_lib.dataset_decoder(unknown, 40)(encoded).numpy(), data_lib.decode_resize(encoded, 40, 3).numpy()
+    )
 
 
 def test_cached_stream_equals_the_uncached_one(info):
@@ -83,13 +84,18 @@ def test_eval_dataset_is_ordered_complete_and_padded_to_full_batches(info):
     assert valid.sum() == n and valid[:n].all()  # padding only at the end
     assert not batches[-1][0][~batches[-1][2]].any()  # zero images in the padding
     xs = np.concatenate([x for x, _, _ in batches])[valid]
-    ordered = np.stack([data_lib.decode_resize(img, 32, 3).numpy()
-                        for img, _ in data_lib.raw_split(info, "validation", shuffle_seed=None)])
+    ordered = np.stack(
+        [
+            data_lib.decode_resize(img, 32, 3).numpy()
+            for img, _ in data_lib.raw_split(info, "validation", shuffle_seed=None)
+        ]
+    )
     np.testing.assert_array_equal(xs, ordered)
     cached = data_lib.make_eval_dataset(info, "validation", batch_size=batch, image_size=32, cache=True)
     for _ in range(2):  # the second pass comes from memory
-        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _, _ in cached]),
-                                      np.concatenate([x for x, _, _ in batches]))
+        np.testing.assert_array_equal(
+            np.concatenate([x.numpy() for x, _, _ in cached]), np.concatenate([x for x, _, _ in batches])
+        )
 
 
 def test_normalize_is_per_channel_for_images_and_batches():
@@ -114,8 +120,8 @@ def test_open_dataset_errors(tmp_path):
 
 
 def test_mixup_blends_images_and_labels_with_the_same_weight(info):
-    (x, y), = batches(train_stream(info, crop_pad=0, flip=False), 1)
-    (mx, my), = batches(train_stream(info, crop_pad=0, flip=False, mixup_alpha=0.4), 1)
+    ((x, y),) = batches(train_stream(info, crop_pad=0, flip=False), 1)
+    ((mx, my),) = batches(train_stream(info, crop_pad=0, flip=False, mixup_alpha=0.4), 1)
     onehot, x_rev, oh_rev = np.eye(3)[y], x[::-1], np.eye(3)[y][::-1]
     rows = [i for i in range(len(y)) if y[i] != y[::-1][i]]
     if not rows:
@@ -127,8 +133,8 @@ def test_mixup_blends_images_and_labels_with_the_same_weight(info):
 
 
 def test_cutmix_pastes_a_box_and_weights_labels_by_its_area(info):
-    (x, y), = batches(train_stream(info, crop_pad=0, flip=False), 1)
-    (mx, my), = batches(train_stream(info, crop_pad=0, flip=False, cutmix_alpha=1.0), 1)
+    ((x, y),) = batches(train_stream(info, crop_pad=0, flip=False), 1)
+    ((mx, my),) = batches(train_stream(info, crop_pad=0, flip=False, cutmix_alpha=1.0), 1)
     assert (np.isclose(mx, x).all(-1) | np.isclose(mx, x[::-1]).all(-1)).all()
     area = np.isclose(mx[0], x[::-1][0]).all(-1).mean()
     expected = (1 - area) * np.eye(3)[y] + area * np.eye(3)[y][::-1]
@@ -158,8 +164,9 @@ def test_dataset_identity_ignores_paths_and_names_the_first_difference(info, tfr
     assert same == ident and data_lib.dataset_change(ident, same) is None  # a copy elsewhere: the same dataset
     assert ident["class_names"] == ["daisy", "rose", "tulip"] and len(ident["fingerprint"]) == 64
     permuted = {**ident, "class_names": ["daisy", "tulip", "rose"]}
-    assert data_lib.dataset_change(ident, permuted) == ("class 1 is 'rose' in the run and 'tulip' in the data "
-                                                        "(2 of 3 label positions differ)")
+    assert data_lib.dataset_change(ident, permuted) == (
+        "class 1 is 'rose' in the run and 'tulip' in the data (2 of 3 label positions differ)"
+    )
     assert data_lib.dataset_change({"class_names": ident["class_names"]}, ident) is None  # a run before dataset.json
     assert "version is '1.0.0', the data's is '2.0.0'" in data_lib.dataset_change(ident, {**ident, "version": "2.0.0"})
     assert "split sizes" in data_lib.dataset_change(ident, {**ident, "split_sizes": {"train": 1}})

@@ -2,7 +2,6 @@
 files, moved into place, then marked complete; predict refuses an export without its marker
 (a trainer killed while exporting) with one line saying how to export again."""
 
-import json
 import os
 
 import pytest
@@ -80,8 +79,7 @@ def test_an_export_is_marked_complete_and_leaves_no_temporary_folder(tmp_path, s
         export_lib.export(request.getfixturevalue("tiny_model"), run_dir, PREP)
     else:
         run_dir = fs.join(request.getfixturevalue("gcs"), "run")
-        subprocess.run([sys.executable, "-c", EXPORT_TINY_MODEL, run_dir], check=True, capture_output=True,
-                       timeout=300)
+        subprocess.run([sys.executable, "-c", EXPORT_TINY_MODEL, run_dir], check=True, capture_output=True, timeout=300)
     export_dir = fs.join(run_dir, "export")
     marker = fs.read_json(fs.join(export_dir, export_lib.COMPLETE_MARKER))
     assert "saved_model.pb" in marker["files"] and fs.exists(fs.join(run_dir, "model.keras"))
@@ -117,11 +115,14 @@ def test_an_export_that_dies_leaves_the_previous_one_complete(tiny_model, tmp_pa
     assert not (run_dir / export_lib.INCOMPLETE_DIR).exists()
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--top_k=0", "--run_dir=RUN"], "--top_k=0"),
-    (["--batch_size=-1", "--run_dir=RUN"], "--batch_size=-1"),
-    ([], "--run_dir is required"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--top_k=0", "--run_dir=RUN"], "--top_k=0"),
+        (["--batch_size=-1", "--run_dir=RUN"], "--batch_size=-1"),
+        ([], "--run_dir is required"),
+    ],
+)
 def test_predict_bad_flags_are_one_line_usage_errors(tmp_path, flags, message):
     image = tmp_path / "photo.jpg"
     image.write_bytes(b"\xff\xd8")

@@ -22,16 +22,33 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--model=cifar_resnet20", "--image_size=32", "--batch_size=8", "--optimizer=sgd", "--learning_rate=0.01",
-        "--bn_momentum=0.9", "--log_every=1", "--normalization=unit", "--skip_export", "--augment_crop_pad=2"]
+TINY = [
+    "--model=cifar_resnet20",
+    "--image_size=32",
+    "--batch_size=8",
+    "--optimizer=sgd",
+    "--learning_rate=0.01",
+    "--bn_momentum=0.9",
+    "--log_every=1",
+    "--normalization=unit",
+    "--skip_export",
+    "--augment_crop_pad=2",
+]
 
 
 @pytest.fixture(scope="module")
 def two_shard_dir(crawled_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tfrecords2")
-    run_cli("pipelines.build_tfrecords", f"--input_dir={crawled_dir}", f"--output_dir={out}", "--dataset_name=two",
-            "--image_size=32", "--num_shards=2", "--splits=train:0.6,validation:0.2,test:0.2",
-            "--direct_running_mode=in_memory")
+    run_cli(
+        "pipelines.build_tfrecords",
+        f"--input_dir={crawled_dir}",
+        f"--output_dir={out}",
+        "--dataset_name=two",
+        "--image_size=32",
+        "--num_shards=2",
+        "--splits=train:0.6,validation:0.2,test:0.2",
+        "--direct_running_mode=in_memory",
+    )
     return out / "two" / "1.0.0"
 
 
@@ -58,7 +75,9 @@ def upload(local_dir, remote: str) -> str:
 def checkpoint_steps(run_dir) -> list[int]:
     folder = fs.join(str(run_dir), "checkpoints")
     names = fs.listdir(folder) if fs.isdir(folder) else []
-    return sorted(int(n[len("ckpt-"):-len(".index")]) for n in names if n.startswith("ckpt-") and n.endswith(".index"))
+    return sorted(
+        int(n[len("ckpt-") : -len(".index")]) for n in names if n.startswith("ckpt-") and n.endswith(".index")
+    )
 
 
 def test_kill_9_on_gs_and_resume_gives_the_uninterrupted_local_weights(tfrecords_dir, gcs, tmp_path):
@@ -68,8 +87,7 @@ def test_kill_9_on_gs_and_resume_gives_the_uninterrupted_local_weights(tfrecords
     straight = tmp_path / "straight"
     run_cli(*train_argv(tfrecords_dir, straight, *flags)[2:])
     data_dir, killed = upload(tfrecords_dir, fs.join(gcs, "data")), fs.join(gcs, "killed")
-    proc = subprocess.Popen(train_argv(data_dir, killed, *flags), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(train_argv(data_dir, killed, *flags), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and 4 not in checkpoint_steps(killed):
         time.sleep(0.1)
@@ -102,8 +120,12 @@ def test_sigterm_on_a_mirrored_run_saves_a_checkpoint_and_exits_within_the_grace
     checkpoint, exit) must fit well inside. The run resumes from the checkpoint it saved."""
     run_dir = tmp_path / "term"
     flags = ["--strategy=mirrored", "--cpu_replicas=2"]
-    proc = subprocess.Popen(train_argv(tfrecords_dir, run_dir, "--epochs=50", *flags),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        train_argv(tfrecords_dir, run_dir, "--epochs=50", *flags),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = _stderr_lines(proc)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not any(" step 2/" in line for line in lines):
@@ -135,8 +157,10 @@ def one_epoch_run(tfrecords_dir, tmp_path_factory):
 def test_nan_loss_stops_with_the_step_named_and_the_checkpoint_intact(tfrecords_dir, one_epoch_run, tmp_path):
     run_dir = shutil.copytree(one_epoch_run, tmp_path / "nan")
     good = weights(run_dir, tmp_path)
-    proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device",
-                               "--learning_rate=1e12")[2:], check=False)
+    proc = run_cli(
+        *train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device", "--learning_rate=1e12")[2:],
+        check=False,
+    )
     assert proc.returncode == 3
     assert "loss is nan at step" in proc.stderr or "loss is inf at step" in proc.stderr, proc.stderr[-2000:]
     assert "--recover_from_nan" in proc.stderr
@@ -176,8 +200,17 @@ def test_resuming_on_a_dataset_rebuilt_with_another_class_order_is_refused(tfrec
 
 def test_recover_from_nan_rolls_back_with_a_lower_learning_rate(tfrecords_dir, one_epoch_run, tmp_path):
     run_dir = shutil.copytree(one_epoch_run, tmp_path / "recover")
-    proc = run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", "--strategy=one_device", "--learning_rate=1e12",
-                               "--recover_from_nan", "--nan_lr_factor=1e-14")[2:])
+    proc = run_cli(
+        *train_argv(
+            tfrecords_dir,
+            run_dir,
+            "--epochs=2",
+            "--strategy=one_device",
+            "--learning_rate=1e12",
+            "--recover_from_nan",
+            "--nan_lr_factor=1e-14",
+        )[2:]
+    )
     assert "rolled back to" in proc.stderr
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2] and np.isfinite(history[-1]["loss"])
@@ -227,8 +260,10 @@ def test_a_corrupt_shard_met_by_the_statistics_pass_is_named_with_its_record(tfr
     shutil.copytree(tfrecords_dir, data)
     shard = next(data.glob("small-train.tfrecord-*"))
     _flip_a_byte(shard)
-    proc = run_cli(*train_argv(data, tmp_path / "run", "--epochs=1", "--strategy=one_device",
-                               "--normalization=dataset")[2:], check=False)
+    proc = run_cli(
+        *train_argv(data, tmp_path / "run", "--epochs=1", "--strategy=one_device", "--normalization=dataset")[2:],
+        check=False,
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     line = _one_error_line(proc.stderr)
     assert f"file {shard.name}, record" in line and "corrupt TFRecord in split 'train'" in line, line
@@ -240,8 +275,12 @@ def test_an_image_that_does_not_decode_is_named_with_its_record(tfrecords_dir, t
     shutil.copytree(tfrecords_dir, data)
     shard = next(data.glob("small-train.tfrecord-*"))
     key = _break_an_image(shard, 7)
-    proc = run_cli(*train_argv(data, tmp_path / "run", "--epochs=1", "--strategy=one_device",
-                               f"--normalization={normalization}")[2:], check=False)
+    proc = run_cli(
+        *train_argv(data, tmp_path / "run", "--epochs=1", "--strategy=one_device", f"--normalization={normalization}")[
+            2:
+        ],
+        check=False,
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     line = _one_error_line(proc.stderr)
     assert f"file {shard.name}, record 7 (key " in line and key in line and "does not decode" in line, line
@@ -263,8 +302,15 @@ def _start_cluster(data_dir, run_dir, *extra):
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(train_argv(data_dir, run_dir, "--strategy=multi_worker", *extra),
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                train_argv(data_dir, run_dir, "--strategy=multi_worker", *extra),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -318,8 +364,14 @@ def test_reduce_on_plateau_state_survives_a_resume(tfrecords_dir, tmp_path):
 
     run_dir = tmp_path / "plateau"
     # A tiny LR and frozen BatchNorm statistics: the validation loss cannot improve, every epoch decays.
-    flags = ["--strategy=one_device", "--schedule=plateau", "--plateau_patience=1", "--decay_rate=0.5",
-             "--learning_rate=1e-7", "--bn_momentum=1.0"]
+    flags = [
+        "--strategy=one_device",
+        "--schedule=plateau",
+        "--plateau_patience=1",
+        "--decay_rate=0.5",
+        "--learning_rate=1e-7",
+        "--bn_momentum=1.0",
+    ]
     run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", *flags)[2:])
     run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=3", *flags)[2:])  # resumes at epoch 3
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.models import (SEED_MODELS, UnknownOverrideError, accepted_overrides, create_model,
-                            get_spec, list_models, register_model, without_aux_heads)
+from trainer.models import (
+    SEED_MODELS,
+    UnknownOverrideError,
+    accepted_overrides,
+    create_model,
+    get_spec,
+    list_models,
+    register_model,
+    without_aux_heads,
+)
 from trainer.models import __main__ as cli
 from trainer.models.stats import count_flops, count_params
 
@@ -67,41 +75,68 @@ EXPECTED_PARAMS = {
 # ResNet-18/34 are not tabulated in the paper: 11.7M/21.8M are the commonly cited figures.
 PAPER_PARAMS = {
     "alexnet": (60.0, 0.02),
-    "vgg11": (133, 0.005), "vgg13": (133, 0.005), "vgg16": (138, 0.005), "vgg19": (144, 0.005),
+    "vgg11": (133, 0.005),
+    "vgg13": (133, 0.005),
+    "vgg16": (138, 0.005),
+    "vgg19": (144, 0.005),
     "googlenet": (6.8, 0.03),
-    "resnet18": (11.7, 0.005), "resnet34": (21.8, 0.005),
-    "cifar_resnet20": (0.27, 0.01), "cifar_resnet32": (0.46, 0.01),
-    "cifar_resnet44": (0.66, 0.01), "cifar_resnet56": (0.85, 0.01),
+    "resnet18": (11.7, 0.005),
+    "resnet34": (21.8, 0.005),
+    "cifar_resnet20": (0.27, 0.01),
+    "cifar_resnet32": (0.46, 0.01),
+    "cifar_resnet44": (0.66, 0.01),
+    "cifar_resnet56": (0.85, 0.01),
     "cifar_resnet110": (1.7, 0.02),
-    "resnext29_8x64d": (34.4, 0.005), "resnext29_16x64d": (68.1, 0.005),
+    "resnext29_8x64d": (34.4, 0.005),
+    "resnext29_16x64d": (68.1, 0.005),
     "resnext50_32x4d": (25.0, 0.005),
 }
 # Models whose count depends on the input size (a Flatten before FC layers): counted at the
 # default input. The others are counted on the small-input build of test_model_builds_and_trains.
-FLATTEN_HEADS = {"alexnet", "seed003_alexnet", "seed003_vgg16",
-                 *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))}
+FLATTEN_HEADS = {
+    "alexnet",
+    "seed003_alexnet",
+    "seed003_vgg16",
+    *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
+}
 # Small builds used for the serialisation tests: option-A shortcut layer, grouped conv,
 # multi-output GoogLeNet.
-ROUND_TRIP = (("cifar_resnet20", {}), ("seed004_resnext", {}),
-              ("seed003_googlenet", {"aux_heads": True}))
+ROUND_TRIP = (("cifar_resnet20", {}), ("seed004_resnext", {}), ("seed003_googlenet", {"aux_heads": True}))
 # Keras names an unnamed layer after its class plus a session-wide counter; once one unnamed
 # layer of each class exists (`_claim_auto_names`), every further unnamed one ends in "_<n>".
-_AUTO_NAMED = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization,
-               keras.layers.Activation, keras.layers.Add, keras.layers.MaxPooling2D,
-               keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
-               keras.layers.GlobalMaxPooling2D, keras.layers.Flatten, keras.layers.Dropout,
-               keras.layers.Concatenate, keras.layers.ZeroPadding2D)
-_AUTO_NAME = re.compile(r"^(input_layer|conv2d|dense|batch_normalization|activation|add|"
-                        r"max_pooling2d|average_pooling2d|global_average_pooling2d|"
-                        r"global_max_pooling2d|flatten|dropout|concatenate|zero_padding2d|"
-                        r"channel_pad)_\d+$")
+_AUTO_NAMED = (
+    keras.layers.Conv2D,
+    keras.layers.Dense,
+    keras.layers.BatchNormalization,
+    keras.layers.Activation,
+    keras.layers.Add,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.Flatten,
+    keras.layers.Dropout,
+    keras.layers.Concatenate,
+    keras.layers.ZeroPadding2D,
+)
+_AUTO_NAME = re.compile(
+    r"^(input_layer|conv2d|dense|batch_normalization|activation|add|"
+    r"max_pooling2d|average_pooling2d|global_average_pooling2d|"
+    r"global_max_pooling2d|flatten|dropout|concatenate|zero_padding2d|"
+    r"channel_pad)_\d+$"
+)
 
 
 def _claim_auto_names():
     for cls in _AUTO_NAMED:
-        args = {keras.layers.Conv2D: (1, 1), keras.layers.Dense: (1,),
-                keras.layers.Activation: ("relu",), keras.layers.Dropout: (0.1,),
-                keras.layers.MaxPooling2D: (2,), keras.layers.AveragePooling2D: (2,)}.get(cls, ())
+        args = {
+            keras.layers.Conv2D: (1, 1),
+            keras.layers.Dense: (1,),
+            keras.layers.Activation: ("relu",),
+            keras.layers.Dropout: (0.1,),
+            keras.layers.MaxPooling2D: (2,),
+            keras.layers.AveragePooling2D: (2,),
+        }.get(cls, ())
         cls(*args)
     keras.Input((1,))
 
@@ -147,8 +182,7 @@ def test_model_builds_and_trains(name):
     spec = get_spec(name)
     size, channels = _small_size(spec), spec.default_input_shape[2]
     _claim_auto_names()
-    model = create_model(name, num_classes=spec.num_classes, input_shape=(size, size, channels),
-                         dropout=0.0)
+    model = create_model(name, num_classes=spec.num_classes, input_shape=(size, size, channels), dropout=0.0)
     auto = [layer.name for layer in model.layers if _AUTO_NAME.match(layer.name)]
     assert not auto, f"layers without explicit names: {auto[:5]}"
     assert len({layer.name for layer in model.layers}) == len(model.layers)
@@ -200,11 +234,11 @@ def test_param_count_matches_paper(name):
     assert trainable / 1e6 == pytest.approx(paper_millions, rel=rel_tol)
 
 
-@pytest.mark.parametrize("name,expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672),
-                                           ("resnet50", 25_557_032)])
+@pytest.mark.parametrize(
+    "name,expected", [("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032)]
+)
 def test_bias_free_resnets_equal_torchvision(name, expected):
-    model = create_model(name, num_classes=1000, input_shape=(32, 32, 3), use_bias=False,
-                         kernel_initializer="zeros")
+    model = create_model(name, num_classes=1000, input_shape=(32, 32, 3), use_bias=False, kernel_initializer="zeros")
     assert count_params(model).trainable == expected
 
 
@@ -223,8 +257,7 @@ def test_seed_googlenet_with_aux_heads():
         np.testing.assert_allclose(main(x), outputs[0], rtol=1e-5, atol=1e-5)
         # The trainer's weighted loss: 1 * main + 0.3 * aux1 + 0.3 * aux2.
         y = np.array([0, 1])
-        losses = [keras.losses.sparse_categorical_crossentropy(y, o, from_logits=True)
-                  for o in outputs]
+        losses = [keras.losses.sparse_categorical_crossentropy(y, o, from_logits=True) for o in outputs]
         total = sum(w * keras.ops.mean(v) for w, v in zip((1.0, *spec.aux_loss_weights), losses))
         assert np.isfinite(float(total))
         keras.backend.clear_session()
@@ -273,9 +306,10 @@ def test_bad_options_fail_clearly():
         register_model(get_spec("resnet18"), lambda inputs, opts: inputs)
 
 
-@pytest.mark.parametrize("name,size", [("cifar_resnet20", 32), ("vgg11", 32),
-                                       ("seed002_resnet50", 64), ("inception_v3", 75),
-                                       ("seed003_alexnet", 67)])
+@pytest.mark.parametrize(
+    "name,size",
+    [("cifar_resnet20", 32), ("vgg11", 32), ("seed002_resnet50", 64), ("inception_v3", 75), ("seed003_alexnet", 67)],
+)
 def test_backbone_options(name, size):
     channels = get_spec(name).default_input_shape[2]
     shape = (size, size, channels)
@@ -302,8 +336,7 @@ def test_weight_decay_is_an_l2_kernel_regularizer():
     seed = create_model("seed004_resnext")
     assert isinstance(seed.get_layer("predictions").kernel_regularizer, keras.regularizers.L2)
     assert seed.get_layer("predictions").kernel_regularizer.l2 == pytest.approx(5e-4)
-    assert create_model("seed004_resnext", weight_decay=0.0).get_layer(
-        "predictions").kernel_regularizer is None
+    assert create_model("seed004_resnext", weight_decay=0.0).get_layer("predictions").kernel_regularizer is None
 
 
 def test_defaults_he_normal_and_dropout_override():
@@ -347,8 +380,9 @@ def test_keras_file_round_trip(name, kwargs, tmp_path):
     assert [w.path for w in restored.weights] == [w.path for w in model.weights]
 
 
-@pytest.mark.parametrize("name,kwargs", [("cifar_resnet20", {}), ("seed004_resnext", {}),
-                                         ("seed003_googlenet", {"aux_heads": True})])
+@pytest.mark.parametrize(
+    "name,kwargs", [("cifar_resnet20", {}), ("seed004_resnext", {}), ("seed003_googlenet", {"aux_heads": True})]
+)
 def test_saved_model_export(name, kwargs, tmp_path):
     """The inference model (aux heads dropped) exports to a SavedModel serving the same logits."""
     size = _small_size(get_spec(name))
@@ -369,10 +403,8 @@ def test_count_flops_uses_the_tf_profiler():
 
 def test_count_flops_includes_grouped_convolutions():
     shape = (67, 67, 3)  # conv2 sees 7x7 maps, conv4 and conv5 3x3 maps
-    single = count_flops(create_model("alexnet", input_shape=shape, groups=1,
-                                      kernel_initializer="zeros"))
-    grouped = count_flops(create_model("alexnet", input_shape=shape, groups=2,
-                                       kernel_initializer="zeros"))
+    single = count_flops(create_model("alexnet", input_shape=shape, groups=1, kernel_initializer="zeros"))
+    grouped = count_flops(create_model("alexnet", input_shape=shape, groups=2, kernel_initializer="zeros"))
     # Two groups halve the multiply-adds of conv2, conv4 and conv5.
     saved = 7 * 7 * 256 * 25 * 48 + 3 * 3 * 384 * 9 * 192 + 3 * 3 * 256 * 9 * 192
     assert single - grouped == 2 * saved

@@ -18,8 +18,9 @@ with shutdown.StopWatchdog(grace_seconds=1.0, last_checkpoint=lambda: "ckpt-7"):
 
 
 def test_a_step_that_never_returns_after_sigterm_is_cut_off_at_the_grace_period():
-    proc = subprocess.Popen([sys.executable, "-c", HANGS_AFTER_SIGTERM], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGS_AFTER_SIGTERM], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "stepping"
     proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
@@ -31,9 +32,11 @@ def test_a_step_that_never_returns_after_sigterm_is_cut_off_at_the_grace_period(
 
 
 def test_the_watchdog_stands_down_when_the_work_ends_without_a_signal():
-    code = ("from trainer import shutdown\n"
-            "with shutdown.StopWatchdog(grace_seconds=1.0, last_checkpoint=lambda: None):\n"
-            "    pass\n"
-            "import time; time.sleep(2); print('still here', flush=True)\n")
+    code = (
+        "from trainer import shutdown\n"
+        "with shutdown.StopWatchdog(grace_seconds=1.0, last_checkpoint=lambda: None):\n"
+        "    pass\n"
+        "import time; time.sleep(2); print('still here', flush=True)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "still here" in proc.stdout, proc.stderr

@@ -2,7 +2,6 @@
 happens once per process), on the small TFRecords built from the local flower site."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -11,8 +10,17 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--model=cifar_resnet20", "--image_size=32", "--batch_size=8", "--optimizer=adam", "--learning_rate=0.002",
-        "--bn_momentum=0.9", "--log_every=2", "--deterministic", "--normalization=dataset"]
+TINY = [
+    "--model=cifar_resnet20",
+    "--image_size=32",
+    "--batch_size=8",
+    "--optimizer=adam",
+    "--learning_rate=0.002",
+    "--bn_momentum=0.9",
+    "--log_every=2",
+    "--deterministic",
+    "--normalization=dataset",
+]
 
 
 def train(data_dir, run_dir, *extra, check=True):
@@ -28,9 +36,20 @@ def mirrored_run(tfrecords_dir, tmp_path_factory):
 
 def test_mirrored_run_writes_every_artifact(mirrored_run):
     run_dir, proc = mirrored_run
-    for name in ("config.json", "metrics.jsonl", "report.json", "curves.png", "confusion.png", "labels.txt",
-                 "preprocessing.json", "model.keras", "export/saved_model.pb", "export/export_complete.json",
-                 "dataset.json", "checkpoints/checkpoint"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "report.json",
+        "curves.png",
+        "confusion.png",
+        "labels.txt",
+        "preprocessing.json",
+        "model.keras",
+        "export/saved_model.pb",
+        "export/export_complete.json",
+        "dataset.json",
+        "checkpoints/checkpoint",
+    ):
         assert (run_dir / name).exists(), name
     assert not (run_dir / ".incomplete-export").exists()
     assert list((run_dir / "logs").glob("events.out.tfevents.*"))
@@ -86,8 +105,14 @@ def test_exported_model_in_a_fresh_process_matches_in_process(mirrored_run, tfre
 def test_eval_mode_evaluates_without_training(mirrored_run, tfrecords_dir):
     run_dir, _ = mirrored_run
     before = (run_dir / "metrics.jsonl").read_text()
-    proc = run_cli("trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={run_dir}", *TINY, "--mode=eval",
-                   "--eval_split=validation")
+    proc = run_cli(
+        "trainer.train",
+        f"--data_dir={tfrecords_dir}",
+        f"--run_dir={run_dir}",
+        *TINY,
+        "--mode=eval",
+        "--eval_split=validation",
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["split"] == "validation" and 0 <= result["top1"] <= 1 and result["examples"] > 0
     assert (run_dir / "metrics.jsonl").read_text() == before
@@ -95,8 +120,16 @@ def test_eval_mode_evaluates_without_training(mirrored_run, tfrecords_dir):
     # evaluation gives what one device gives.
     results = {}
     for name, flags in (("one", ["--strategy=one_device"]), ("two", ["--strategy=mirrored", "--cpu_replicas=2"])):
-        proc = run_cli("trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={run_dir}", *TINY, "--mode=eval",
-                       "--eval_split=validation", "--batch_size=6", *flags)
+        proc = run_cli(
+            "trainer.train",
+            f"--data_dir={tfrecords_dir}",
+            f"--run_dir={run_dir}",
+            *TINY,
+            "--mode=eval",
+            "--eval_split=validation",
+            "--batch_size=6",
+            *flags,
+        )
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert results["one"]["examples"] == results["two"]["examples"] == result["examples"]
     assert results["one"]["examples"] % 6  # the last batch was padded
@@ -104,28 +137,34 @@ def test_eval_mode_evaluates_without_training(mirrored_run, tfrecords_dir):
     assert results["two"]["top1"] == results["one"]["top1"] == pytest.approx(result["top1"])
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--model=resnet9000"], "Known models"),
-    (["--strategy=mirrored", "--cpu_replicas=2", "--batch_size=5"], "not divisible by the 2 replicas"),
-    (["--strategy=multi_worker"], "TF_CONFIG"),
-    (["--preset=fastest"], "known presets"),
-    (["--jit"], "--jit with --deterministic"),
-    (["--precision=float8"], "--precision='float8'"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--model=resnet9000"], "Known models"),
+        (["--strategy=mirrored", "--cpu_replicas=2", "--batch_size=5"], "not divisible by the 2 replicas"),
+        (["--strategy=multi_worker"], "TF_CONFIG"),
+        (["--preset=fastest"], "known presets"),
+        (["--jit"], "--jit with --deterministic"),
+        (["--precision=float8"], "--precision='float8'"),
+    ],
+)
 def test_bad_flags_are_one_line_errors(tfrecords_dir, tmp_path, flags, message):
     proc = train(tfrecords_dir, tmp_path / "run", *flags, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--learning_rate=-1"], "--learning_rate=-1.0: must be > 0"),
-    (["--cpu_replicas=-4"], "--cpu_replicas=-4: must be >= 0"),
-    (["--batch_size=0"], "--batch_size=0: must be >= 1"),
-    (["--epochs=abc"], "--epochs=abc"),
-    (["--preset=fastest"], "known presets"),
-    (["--strategy=mirrored", "--cpu_replicas=TOO_MANY"], "CPU cores"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--learning_rate=-1"], "--learning_rate=-1.0: must be > 0"),
+        (["--cpu_replicas=-4"], "--cpu_replicas=-4: must be >= 0"),
+        (["--batch_size=0"], "--batch_size=0: must be >= 1"),
+        (["--epochs=abc"], "--epochs=abc"),
+        (["--preset=fastest"], "known presets"),
+        (["--strategy=mirrored", "--cpu_replicas=TOO_MANY"], "CPU cores"),
+    ],
+)
 def test_values_out_of_range_are_one_line_usage_errors(tmp_path, flags, message):
     """Exit 2 and one `error:` line, before any work (the data dir is not even looked at)."""
     from trainer import config as config_lib
@@ -146,8 +185,14 @@ def test_data_dir_without_metadata_is_refused(tmp_path):
 def test_resuming_with_another_model_is_refused(mirrored_run, tfrecords_dir):
     run_dir, _ = mirrored_run
     config_before = (run_dir / "config.json").read_text()
-    proc = run_cli("trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={run_dir}",
-                   *[f for f in TINY if not f.startswith("--model")], "--model=resnet18", check=False)
+    proc = run_cli(
+        "trainer.train",
+        f"--data_dir={tfrecords_dir}",
+        f"--run_dir={run_dir}",
+        *[f for f in TINY if not f.startswith("--model")],
+        "--model=resnet18",
+        check=False,
+    )
     assert proc.returncode != 0 and "another model or data" in proc.stderr and "--force" in proc.stderr
     assert (run_dir / "config.json").read_text() == config_before
 
@@ -160,8 +205,9 @@ def test_short_fit_learns(tfrecords_dir, tmp_path):
     assert report["splits"]["train"]["top1"] >= 0.8, report["splits"]
 
 
-@pytest.mark.parametrize("flags", [["--precision=mixed_float16", "--jit", "--nodeterministic"],
-                                   ["--precision=mixed_bfloat16"]])
+@pytest.mark.parametrize(
+    "flags", [["--precision=mixed_float16", "--jit", "--nodeterministic"], ["--precision=mixed_bfloat16"]]
+)
 def test_precision_and_xla_options_train(tfrecords_dir, tmp_path, flags):
     run_dir = tmp_path / "p"
     train(tfrecords_dir, run_dir, "--epochs=1", "--strategy=one_device", "--skip_export", *flags)
@@ -175,9 +221,20 @@ def test_auxiliary_heads_train_and_are_dropped_at_export(tfrecords_dir, tmp_path
     import trainer.models  # noqa: F401  registers the zoo's custom layers
 
     run_dir = tmp_path / "aux"
-    run_cli("trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={run_dir}", "--model=googlenet",
-            "--aux_heads", "--image_size=72", "--batch_size=8", "--epochs=1", "--optimizer=sgd",
-            "--learning_rate=0.01", "--normalization=unit", "--log_every=1")
+    run_cli(
+        "trainer.train",
+        f"--data_dir={tfrecords_dir}",
+        f"--run_dir={run_dir}",
+        "--model=googlenet",
+        "--aux_heads",
+        "--image_size=72",
+        "--batch_size=8",
+        "--epochs=1",
+        "--optimizer=sgd",
+        "--learning_rate=0.01",
+        "--normalization=unit",
+        "--log_every=1",
+    )
     model = keras.saving.load_model(run_dir / "model.keras")
     assert len(model.outputs) == 1 and model.output_shape == (None, 3)
 

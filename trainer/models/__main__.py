@@ -18,20 +18,19 @@ from absl import flags, logging
 
 def _define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_boolean("list", False, "Print the registry as a table (name, family, "
-                         "parameters, FLOPs at the default input, input size, reference).",
-                         flag_values=fv)
+    flags.DEFINE_boolean(
+        "list",
+        False,
+        "Print the registry as a table (name, family, parameters, FLOPs at the default input, input size, reference).",
+        flag_values=fv,
+    )
     flags.DEFINE_list("models", None, "With --list: only these models.", flag_values=fv)
-    flags.DEFINE_boolean("flops", True, "With --list: measure FLOPs (TF profiler; slower).",
-                         flag_values=fv)
+    flags.DEFINE_boolean("flops", True, "With --list: measure FLOPs (TF profiler; slower).", flag_values=fv)
     flags.DEFINE_string("summary", None, "Print model.summary() of this model.", flag_values=fv)
-    flags.DEFINE_string("plot", None, "Draw this model's architecture (needs pydot + Graphviz).",
-                        flag_values=fv)
+    flags.DEFINE_string("plot", None, "Draw this model's architecture (needs pydot + Graphviz).", flag_values=fv)
     flags.DEFINE_string("out", None, "With --plot: the image file to write.", flag_values=fv)
-    flags.DEFINE_integer("num_classes", None, "Classes (default: the model's reference count).",
-                         flag_values=fv)
-    flags.DEFINE_boolean("aux_heads", False, "Build GoogLeNet with its auxiliary heads.",
-                         flag_values=fv)
+    flags.DEFINE_integer("num_classes", None, "Classes (default: the model's reference count).", flag_values=fv)
+    flags.DEFINE_boolean("aux_heads", False, "Build GoogLeNet with its auxiliary heads.", flag_values=fv)
     return fv
 
 
@@ -40,11 +39,15 @@ def plot_dependencies_missing() -> str | None:
     try:
         import pydot  # noqa: F401
     except ImportError:
-        return ("--plot needs the Python package 'pydot' (pip install pydot) and the Graphviz "
-                "system package that provides `dot` (apt-get install graphviz).")
+        return (
+            "--plot needs the Python package 'pydot' (pip install pydot) and the Graphviz "
+            "system package that provides `dot` (apt-get install graphviz)."
+        )
     if shutil.which("dot") is None:
-        return ("--plot needs Graphviz: the `dot` program is missing; install the system "
-                "package 'graphviz' (apt-get install graphviz).")
+        return (
+            "--plot needs Graphviz: the `dot` program is missing; install the system "
+            "package 'graphviz' (apt-get install graphviz)."
+        )
     return None
 
 
@@ -52,8 +55,7 @@ def _build(fv, name):
     from trainer.models import create_model, get_spec
 
     spec = get_spec(name)
-    return create_model(name, num_classes=fv.num_classes or spec.num_classes,
-                        aux_heads=fv.aux_heads)
+    return create_model(name, num_classes=fv.num_classes or spec.num_classes, aux_heads=fv.aux_heads)
 
 
 def main(fv: flags.FlagValues) -> int:

@@ -27,9 +27,17 @@ def build_alexnet(inputs, opts: L.BuildOptions, *, groups=2, fc_units=4096):
     """AlexNet; conv1 is 'valid' (227 -> 55), the rest 'same', pools 3x3 stride 2 'valid'."""
     x = inputs
     for name, filters, kernel, stride, grouped, pool in ALEXNET_CONVS:
-        x = L.conv(x, filters, kernel, opts, name=name, strides=stride,
-                   padding="valid" if stride > 1 else "same",
-                   groups=groups if grouped else 1, activation="relu")
+        x = L.conv(
+            x,
+            filters,
+            kernel,
+            opts,
+            name=name,
+            strides=stride,
+            padding="valid" if stride > 1 else "same",
+            groups=groups if grouped else 1,
+            activation="relu",
+        )
         if pool:
             x = layers.MaxPooling2D(3, strides=2, name=f"pool{name[-1]}")(x)
     if not opts.include_top:
@@ -42,7 +50,14 @@ def build_alexnet(inputs, opts: L.BuildOptions, *, groups=2, fc_units=4096):
 
 
 register_model(
-    ModelSpec(name="alexnet", family="alexnet", default_input_shape=(227, 227, 3),
-              reference="Krizhevsky et al., NIPS 2012 (two-tower grouping, no LRN)",
-              min_input_size=67, default_dropout=0.5),
-    build_alexnet, groups=2)
+    ModelSpec(
+        name="alexnet",
+        family="alexnet",
+        default_input_shape=(227, 227, 3),
+        reference="Krizhevsky et al., NIPS 2012 (two-tower grouping, no LRN)",
+        min_input_size=67,
+        default_dropout=0.5,
+    ),
+    build_alexnet,
+    groups=2,
+)

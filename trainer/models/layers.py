@@ -37,12 +37,31 @@ class BuildOptions:
         }
 
 
-def conv(x, filters, kernel_size, opts: BuildOptions, *, name, strides=1, padding="same",
-         use_bias=True, groups=1, activation=None):
+def conv(
+    x,
+    filters,
+    kernel_size,
+    opts: BuildOptions,
+    *,
+    name,
+    strides=1,
+    padding="same",
+    use_bias=True,
+    groups=1,
+    activation=None,
+):
     """A Conv2D with the model's initializer and weight decay."""
-    return layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-                         groups=groups, activation=activation, name=name,
-                         **opts.kernel_kwargs())(x)
+    return layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        groups=groups,
+        activation=activation,
+        name=name,
+        **opts.kernel_kwargs(),
+    )(x)
 
 
 def batch_norm(x, *, name, epsilon=1e-3, scale=True):
@@ -53,18 +72,39 @@ def relu(x, *, name):
     return layers.Activation("relu", name=name)(x)
 
 
-def conv_bn(x, filters, kernel_size, opts: BuildOptions, *, name, strides=1, padding="same",
-            use_bias=False, groups=1, epsilon=1e-3, scale=True, activate=True):
+def conv_bn(
+    x,
+    filters,
+    kernel_size,
+    opts: BuildOptions,
+    *,
+    name,
+    strides=1,
+    padding="same",
+    use_bias=False,
+    groups=1,
+    epsilon=1e-3,
+    scale=True,
+    activate=True,
+):
     """Conv -> BN (-> ReLU), named `{name}_conv`, `{name}_bn`, `{name}_relu`."""
-    x = conv(x, filters, kernel_size, opts, name=f"{name}_conv", strides=strides,
-             padding=padding, use_bias=use_bias, groups=groups)
+    x = conv(
+        x,
+        filters,
+        kernel_size,
+        opts,
+        name=f"{name}_conv",
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        groups=groups,
+    )
     x = batch_norm(x, name=f"{name}_bn", epsilon=epsilon, scale=scale)
     return relu(x, name=f"{name}_relu") if activate else x
 
 
 def dense(x, units, opts: BuildOptions, *, name, activation=None, use_bias=True):
-    return layers.Dense(units, activation=activation, use_bias=use_bias, name=name,
-                        **opts.kernel_kwargs())(x)
+    return layers.Dense(units, activation=activation, use_bias=use_bias, name=name, **opts.kernel_kwargs())(x)
 
 
 def dropout(x, rate, *, name):
@@ -73,8 +113,7 @@ def dropout(x, rate, *, name):
 
 def logits(x, opts: BuildOptions, *, name="predictions", use_bias=True):
     """The classifier: a linear Dense kept in float32 under a mixed-precision policy."""
-    return layers.Dense(opts.num_classes, use_bias=use_bias, dtype="float32", name=name,
-                        **opts.kernel_kwargs())(x)
+    return layers.Dense(opts.num_classes, use_bias=use_bias, dtype="float32", name=name, **opts.kernel_kwargs())(x)
 
 
 def global_pool(x, pooling, *, name):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from absl import logging
@@ -89,9 +90,11 @@ def register_model(spec: ModelSpec, builder: Callable[..., Any] | None = None, *
       The spec, or (decorator form) the decorated builder.
     """
     if builder is None:
+
         def decorator(fn):
             register_model(spec, fn, **config)
             return fn
+
         return decorator
     if spec.name in _REGISTRY:
         raise ValueError(f"Model {spec.name!r} is already registered.")
@@ -112,8 +115,7 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown model {name!r}. Known models: {', '.join(list_models())}.") from None
+        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(list_models())}.") from None
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -129,20 +131,29 @@ def accepted_overrides(name: str) -> tuple[str, ...]:
 def _resolve_input_shape(spec: ModelSpec, input_shape) -> tuple:
     shape = tuple(spec.default_input_shape if input_shape is None else input_shape)
     if len(shape) != 3 or not shape[2]:
-        raise ValueError(f"input_shape must be (height, width, channels), channels-last. "
-                         f"Received: input_shape={input_shape}")
+        raise ValueError(
+            f"input_shape must be (height, width, channels), channels-last. Received: input_shape={input_shape}"
+        )
     for size in shape[:2]:
         if size is not None and size < spec.min_input_size:
             raise ValueError(
                 f"Input too small for {spec.name}: its pooling needs height and width >= "
-                f"{spec.min_input_size}. Received: input_shape={shape}")
+                f"{spec.min_input_size}. Received: input_shape={shape}"
+            )
     return shape
 
 
-def create_model(name: str, num_classes: int = 10, input_shape=None, include_top: bool = True,
-                 pooling: str | None = None, dropout: float | None = None,
-                 weight_decay: float | None = None, aux_heads: bool = False,
-                 **overrides) -> keras.Model:
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    input_shape=None,
+    include_top: bool = True,
+    pooling: str | None = None,
+    dropout: float | None = None,
+    weight_decay: float | None = None,
+    aux_heads: bool = False,
+    **overrides,
+) -> keras.Model:
     """Builds a registered model.
 
     Args:
@@ -169,13 +180,16 @@ def create_model(name: str, num_classes: int = 10, input_shape=None, include_top
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
         raise UnknownOverrideError(
-            f"Unknown override(s) {unknown} for model {name!r}. Accepted: {', '.join(accepted)}.")
+            f"Unknown override(s) {unknown} for model {name!r}. Accepted: {', '.join(accepted)}."
+        )
     shape = _resolve_input_shape(spec, input_shape)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
     if include_top and pooling is not None:
-        raise ValueError("pooling applies to the backbone only: pass include_top=False. "
-                         f"Received: pooling={pooling!r} with include_top=True")
+        raise ValueError(
+            "pooling applies to the backbone only: pass include_top=False. "
+            f"Received: pooling={pooling!r} with include_top=True"
+        )
     if include_top and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"num_classes must be a positive int. Received: num_classes={num_classes}")
     if aux_heads and not spec.supports_aux_heads:
@@ -190,9 +204,15 @@ def create_model(name: str, num_classes: int = 10, input_shape=None, include_top
     if weight_decay < 0 or not math.isfinite(weight_decay):
         raise ValueError(f"weight_decay must be >= 0. Received: weight_decay={weight_decay}")
 
-    opts = BuildOptions(num_classes=num_classes, include_top=include_top, pooling=pooling,
-                        dropout=dropout, weight_decay=weight_decay, aux_heads=aux_heads,
-                        kernel_initializer=overrides.pop("kernel_initializer", "he_normal"))
+    opts = BuildOptions(
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        dropout=dropout,
+        weight_decay=weight_decay,
+        aux_heads=aux_heads,
+        kernel_initializer=overrides.pop("kernel_initializer", "he_normal"),
+    )
     config = {**dict(entry.config), **overrides}
     inputs = keras.Input(shape=shape, name="input")
     outputs = entry.builder(inputs, opts, **config)

@@ -59,11 +59,26 @@ def _shortcut(x, out_channels, stride, opts, name, *, kind, use_bias, bn, epsilo
     return L.batch_norm(x, name=f"{name}_0_bn", epsilon=epsilon) if bn else x
 
 
-def _block(x, kind, planes, stride, opts, name, *, cardinality, base_width, use_bias,
-           stride_in_1x1, shortcut, shortcut_bn, epsilon):
+def _block(
+    x,
+    kind,
+    planes,
+    stride,
+    opts,
+    name,
+    *,
+    cardinality,
+    base_width,
+    use_bias,
+    stride_in_1x1,
+    shortcut,
+    shortcut_bn,
+    epsilon,
+):
     out_channels = planes * EXPANSION[kind]
-    residual = _shortcut(x, out_channels, stride, opts, name, kind=shortcut, use_bias=use_bias,
-                         bn=shortcut_bn, epsilon=epsilon)
+    residual = _shortcut(
+        x, out_channels, stride, opts, name, kind=shortcut, use_bias=use_bias, bn=shortcut_bn, epsilon=epsilon
+    )
     common = dict(use_bias=use_bias, epsilon=epsilon)
     if kind == "basic":
         x = L.conv_bn(x, planes, 3, opts, name=f"{name}_1", strides=stride, **common)
@@ -72,18 +87,32 @@ def _block(x, kind, planes, stride, opts, name, *, cardinality, base_width, use_
         width = int(planes * base_width / 64) * cardinality
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         x = L.conv_bn(x, width, 1, opts, name=f"{name}_1", strides=s1, **common)
-        x = L.conv_bn(x, width, 3, opts, name=f"{name}_2", strides=s3, groups=cardinality,
-                      **common)
+        x = L.conv_bn(x, width, 3, opts, name=f"{name}_2", strides=s3, groups=cardinality, **common)
         x = L.conv_bn(x, out_channels, 1, opts, name=f"{name}_3", activate=False, **common)
     x = layers.Add(name=f"{name}_add")([residual, x])
     return L.relu(x, name=f"{name}_out")
 
 
-def build_resnet(inputs, opts: L.BuildOptions, *, block, stage_blocks, stage_planes=IMAGENET_PLANES,
-                 stage_strides=None, cardinality=1, base_width=64, stem="imagenet",
-                 stem_width=64, stem_padding="keras", use_bias=True, shortcut="projection",
-                 shortcut_bn=True, stride_in_1x1=True, bn_epsilon=KERAS_BN_EPSILON,
-                 head_bias=True):
+def build_resnet(
+    inputs,
+    opts: L.BuildOptions,
+    *,
+    block,
+    stage_blocks,
+    stage_planes=IMAGENET_PLANES,
+    stage_strides=None,
+    cardinality=1,
+    base_width=64,
+    stem="imagenet",
+    stem_width=64,
+    stem_padding="keras",
+    use_bias=True,
+    shortcut="projection",
+    shortcut_bn=True,
+    stride_in_1x1=True,
+    bn_epsilon=KERAS_BN_EPSILON,
+    head_bias=True,
+):
     """Generic ResNet / ResNeXt.
 
     Args (keyword-only, all overridable through create_model):
@@ -105,15 +134,13 @@ def build_resnet(inputs, opts: L.BuildOptions, *, block, stage_blocks, stage_pla
     if block == "basic" and (cardinality != 1 or base_width != 64):
         raise ValueError("cardinality/base_width need block='bottleneck'.")
     if len(stage_planes) != len(stage_blocks):
-        raise ValueError(f"stage_planes {stage_planes} and stage_blocks {stage_blocks} differ "
-                         "in length.")
+        raise ValueError(f"stage_planes {stage_planes} and stage_blocks {stage_blocks} differ in length.")
     stage_strides = stage_strides or (1,) + (2,) * (len(stage_blocks) - 1)
     common = dict(use_bias=use_bias, epsilon=bn_epsilon)
     if stem == "imagenet":
         if stem_padding == "keras":
             x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-            x = L.conv_bn(x, stem_width, 7, opts, name="conv1", strides=2, padding="valid",
-                          **common)
+            x = L.conv_bn(x, stem_width, 7, opts, name="conv1", strides=2, padding="valid", **common)
             x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
             x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
         elif stem_padding == "same":
@@ -127,10 +154,20 @@ def build_resnet(inputs, opts: L.BuildOptions, *, block, stage_blocks, stage_pla
         raise ValueError(f"stem must be 'imagenet' or 'cifar'. Received: stem={stem!r}")
     for s, (blocks, planes, stride) in enumerate(zip(stage_blocks, stage_planes, stage_strides)):
         for b in range(blocks):
-            x = _block(x, block, planes, stride if b == 0 else 1, opts,
-                       f"conv{s + 2}_block{b + 1}", cardinality=cardinality,
-                       base_width=base_width, stride_in_1x1=stride_in_1x1, shortcut=shortcut,
-                       shortcut_bn=shortcut_bn, **common)
+            x = _block(
+                x,
+                block,
+                planes,
+                stride if b == 0 else 1,
+                opts,
+                f"conv{s + 2}_block{b + 1}",
+                cardinality=cardinality,
+                base_width=base_width,
+                stride_in_1x1=stride_in_1x1,
+                shortcut=shortcut,
+                shortcut_bn=shortcut_bn,
+                **common,
+            )
     return L.gap_head(x, opts, use_bias=head_bias)
 
 
@@ -139,28 +176,57 @@ _XIE_2017 = "Xie et al., CVPR 2017 (arXiv:1611.05431)"
 
 for _depth, (_block_kind, _blocks) in RESNET_SPECS.items():
     register_model(
-        ModelSpec(name=f"resnet{_depth}", family="resnet", default_input_shape=(224, 224, 3),
-                  reference=_HE_2016, min_input_size=32,
-                  keras_application=f"ResNet{_depth}" if _depth >= 50 else None),
-        build_resnet, block=_block_kind, stage_blocks=_blocks)
+        ModelSpec(
+            name=f"resnet{_depth}",
+            family="resnet",
+            default_input_shape=(224, 224, 3),
+            reference=_HE_2016,
+            min_input_size=32,
+            keras_application=f"ResNet{_depth}" if _depth >= 50 else None,
+        ),
+        build_resnet,
+        block=_block_kind,
+        stage_blocks=_blocks,
+    )
 
 for _depth in CIFAR_RESNET_DEPTHS:
     register_model(
-        ModelSpec(name=f"cifar_resnet{_depth}", family="resnet", default_input_shape=(32, 32, 3),
-                  reference=f"{_HE_2016}, Sec. 4.2 (CIFAR-10)", min_input_size=8,
-                  num_classes=10),
-        build_resnet, block="basic", stage_blocks=((_depth - 2) // 6,) * 3,
-        stage_planes=CIFAR_PLANES, stem="cifar", stem_width=16, use_bias=False,
-        shortcut="zero_pad")
+        ModelSpec(
+            name=f"cifar_resnet{_depth}",
+            family="resnet",
+            default_input_shape=(32, 32, 3),
+            reference=f"{_HE_2016}, Sec. 4.2 (CIFAR-10)",
+            min_input_size=8,
+            num_classes=10,
+        ),
+        build_resnet,
+        block="basic",
+        stage_blocks=((_depth - 2) // 6,) * 3,
+        stage_planes=CIFAR_PLANES,
+        stem="cifar",
+        stem_width=16,
+        use_bias=False,
+        shortcut="zero_pad",
+    )
 
 for _name, (_blocks, _cardinality, _width) in RESNEXT_SPECS.items():
     _cifar = len(_blocks) == 3
     register_model(
-        ModelSpec(name=_name, family="resnext",
-                  default_input_shape=(32, 32, 3) if _cifar else (224, 224, 3),
-                  reference=_XIE_2017 + (", Sec. 5.3 (CIFAR)" if _cifar else ""),
-                  min_input_size=8 if _cifar else 32, num_classes=10 if _cifar else 1000),
-        build_resnet, block="bottleneck", stage_blocks=_blocks,
+        ModelSpec(
+            name=_name,
+            family="resnext",
+            default_input_shape=(32, 32, 3) if _cifar else (224, 224, 3),
+            reference=_XIE_2017 + (", Sec. 5.3 (CIFAR)" if _cifar else ""),
+            min_input_size=8 if _cifar else 32,
+            num_classes=10 if _cifar else 1000,
+        ),
+        build_resnet,
+        block="bottleneck",
+        stage_blocks=_blocks,
         stage_planes=RESNEXT29_PLANES if _cifar else IMAGENET_PLANES,
-        cardinality=_cardinality, base_width=_width, stem="cifar" if _cifar else "imagenet",
-        use_bias=False, stride_in_1x1=False)
+        cardinality=_cardinality,
+        base_width=_width,
+        stem="cifar" if _cifar else "imagenet",
+        use_bias=False,
+        stride_in_1x1=False,
+    )

@@ -1,4 +1,4 @@
-"""The seed articles' models, reproduced exactly (see /work/shared/seeds/).
+"""The seed articles' models, reproduced exactly (the five articles are named in trainer/models/__init__.py).
 
 Where a seed model is a configuration of a family builder it is registered here with that
 builder and the seed's settings; the three that have their own layout (seeds 000, 001, 002) have
@@ -32,8 +32,7 @@ SEED_MODELS = {
     "000_2b1ce18881ec2c31.txt": ("seed000_cifar_resnet",),
     "001_c73c302f12a021a3.txt": ("seed001_resnet100",),
     "002_1c1809f04ebf766e.txt": ("seed002_resnet50",),
-    "003_924d51171602d041.txt": ("seed003_alexnet", "seed003_vgg16", "seed003_googlenet",
-                                 "seed003_resnet18"),
+    "003_924d51171602d041.txt": ("seed003_alexnet", "seed003_vgg16", "seed003_googlenet", "seed003_resnet18"),
     "004_5c920be0a47925d0.txt": ("seed004_resnext",),
 }
 
@@ -72,14 +71,24 @@ def build_seed000_cifar_resnet(inputs, opts: L.BuildOptions, *, stages=SEED000_S
 # Every conv has a bias and a ReLU (the expanding 1x1 too, as in the article's `conv`). "same"
 # units keep the width (1x1 to C/4, 3x3, 1x1 to C, identity add); "increase" units double it
 # (1x1 to C/2, 3x3, 1x1 to 2C, plus a 1x1 ReLU projection of the input); "pool" is 2x2/2.
-SEED001_LAYOUT = (("pool", 1), ("same", 1), ("pool", 1), ("same", 5), ("increase", 1),
-                  ("pool", 1), ("same", 10), ("increase", 1), ("pool", 1), ("same", 15),
-                  ("increase", 1))
+SEED001_LAYOUT = (
+    ("pool", 1),
+    ("same", 1),
+    ("pool", 1),
+    ("same", 5),
+    ("increase", 1),
+    ("pool", 1),
+    ("same", 10),
+    ("increase", 1),
+    ("pool", 1),
+    ("same", 15),
+    ("increase", 1),
+)
 
 
-def build_seed001_resnet100(inputs, opts: L.BuildOptions, *, layout=SEED001_LAYOUT,
-                            stem_width=64):
+def build_seed001_resnet100(inputs, opts: L.BuildOptions, *, layout=SEED001_LAYOUT, stem_width=64):
     """conv7x7/1 -> pool -> conv1x1 -> the layout's units and pools -> 7x7 avg-pool -> FC."""
+
     def conv(t, filters, kernel, name):
         return L.conv(t, filters, kernel, opts, name=name, activation="relu")
 
@@ -112,25 +121,29 @@ def build_seed001_resnet100(inputs, opts: L.BuildOptions, *, layout=SEED001_LAYO
 # --- Seed 002: identity_block / convolutional_block ResNet-50 for 64x64 SIGNS ------------------
 # (stage, filters [F1, F2, F3], stride of the convolutional block, blocks); names as the article:
 # res2a_branch2a, bn2a_branch2a, ..., res2a_branch1 (projection), avg_pool, fc<classes>.
-SEED002_STAGES = ((2, (64, 64, 256), 1, 3), (3, (128, 128, 512), 2, 4),
-                  (4, (256, 256, 1024), 2, 6), (5, (512, 512, 2048), 2, 3))
+SEED002_STAGES = (
+    (2, (64, 64, 256), 1, 3),
+    (3, (128, 128, 512), 2, 4),
+    (4, (256, 256, 1024), 2, 6),
+    (5, (512, 512, 2048), 2, 3),
+)
 
 
 def _seed002_block(x, filters, stage, block, stride, opts, *, projection, f=3):
     conv_base, bn_base = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
     f1, f2, f3 = filters
     shortcut = x
-    for part, width, kernel, strides, padding in (("2a", f1, 1, stride, "valid"),
-                                                  ("2b", f2, f, 1, "same"),
-                                                  ("2c", f3, 1, 1, "valid")):
-        x = L.conv(x, width, kernel, opts, name=conv_base + part, strides=strides,
-                   padding=padding)
+    for part, width, kernel, strides, padding in (
+        ("2a", f1, 1, stride, "valid"),
+        ("2b", f2, f, 1, "same"),
+        ("2c", f3, 1, 1, "valid"),
+    ):
+        x = L.conv(x, width, kernel, opts, name=conv_base + part, strides=strides, padding=padding)
         x = L.batch_norm(x, name=bn_base + part)
         if part != "2c":
             x = L.relu(x, name=f"{conv_base}{part}_relu")
     if projection:
-        shortcut = L.conv(shortcut, f3, 1, opts, name=conv_base + "1", strides=stride,
-                          padding="valid")
+        shortcut = L.conv(shortcut, f3, 1, opts, name=conv_base + "1", strides=stride, padding="valid")
         shortcut = L.batch_norm(shortcut, name=bn_base + "1")
     x = layers.Add(name=f"res{stage}{block}_add")([x, shortcut])
     return L.relu(x, name=f"res{stage}{block}_relu")
@@ -144,8 +157,9 @@ def build_seed002_resnet50(inputs, opts: L.BuildOptions, *, stages=SEED002_STAGE
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     for stage, filters, stride, blocks in stages:
         for b in range(blocks):
-            x = _seed002_block(x, filters, stage, "abcdefghijklmnopqrstuvwxyz"[b],
-                               stride if b == 0 else 1, opts, projection=b == 0)
+            x = _seed002_block(
+                x, filters, stage, "abcdefghijklmnopqrstuvwxyz"[b], stride if b == 0 else 1, opts, projection=b == 0
+            )
     if not opts.include_top:
         return L.global_pool(x, opts.pooling, name="features_pool")
     x = layers.AveragePooling2D(2, name="avg_pool")(x)
@@ -159,46 +173,120 @@ def _seed(file, section=""):
 
 
 register_model(
-    ModelSpec(name="seed000_cifar_resnet", family="seed", default_input_shape=(32, 32, 3),
-              reference=_seed("000_2b1ce18881ec2c31.txt"), min_input_size=2, num_classes=10),
-    build_seed000_cifar_resnet)
+    ModelSpec(
+        name="seed000_cifar_resnet",
+        family="seed",
+        default_input_shape=(32, 32, 3),
+        reference=_seed("000_2b1ce18881ec2c31.txt"),
+        min_input_size=2,
+        num_classes=10,
+    ),
+    build_seed000_cifar_resnet,
+)
 register_model(
-    ModelSpec(name="seed001_resnet100", family="seed", default_input_shape=(224, 224, 3),
-              reference=_seed("001_c73c302f12a021a3.txt"), min_input_size=193, num_classes=20),
-    build_seed001_resnet100)
+    ModelSpec(
+        name="seed001_resnet100",
+        family="seed",
+        default_input_shape=(224, 224, 3),
+        reference=_seed("001_c73c302f12a021a3.txt"),
+        min_input_size=193,
+        num_classes=20,
+    ),
+    build_seed001_resnet100,
+)
 register_model(
-    ModelSpec(name="seed002_resnet50", family="seed", default_input_shape=(64, 64, 3),
-              reference=_seed("002_1c1809f04ebf766e.txt"), min_input_size=37, num_classes=6),
-    build_seed002_resnet50)
+    ModelSpec(
+        name="seed002_resnet50",
+        family="seed",
+        default_input_shape=(64, 64, 3),
+        reference=_seed("002_1c1809f04ebf766e.txt"),
+        min_input_size=37,
+        num_classes=6,
+    ),
+    build_seed002_resnet50,
+)
 
 _S3 = "003_924d51171602d041.txt"
 register_model(
-    ModelSpec(name="seed003_alexnet", family="seed", default_input_shape=(227, 227, 1),
-              reference=_seed(_S3, "AlexNet"), min_input_size=67, num_classes=10,
-              default_dropout=0.5),
-    build_alexnet, groups=1)
+    ModelSpec(
+        name="seed003_alexnet",
+        family="seed",
+        default_input_shape=(227, 227, 1),
+        reference=_seed(_S3, "AlexNet"),
+        min_input_size=67,
+        num_classes=10,
+        default_dropout=0.5,
+    ),
+    build_alexnet,
+    groups=1,
+)
 register_model(
-    ModelSpec(name="seed003_vgg16", family="seed", default_input_shape=(224, 224, 1),
-              reference=_seed(_S3, "VGG"), min_input_size=32, num_classes=10,
-              default_dropout=0.5),
-    build_vgg, stages=VGG_SPECS[16])
+    ModelSpec(
+        name="seed003_vgg16",
+        family="seed",
+        default_input_shape=(224, 224, 1),
+        reference=_seed(_S3, "VGG"),
+        min_input_size=32,
+        num_classes=10,
+        default_dropout=0.5,
+    ),
+    build_vgg,
+    stages=VGG_SPECS[16],
+)
 register_model(
-    ModelSpec(name="seed003_googlenet", family="seed", default_input_shape=(224, 224, 3),
-              reference=_seed(_S3, "GoogLeNet"), min_input_size=32, num_classes=10,
-              aux_loss_weights=(0.3, 0.3)),
-    build_googlenet, aux_padding="same", aux_dropout=0.0)
+    ModelSpec(
+        name="seed003_googlenet",
+        family="seed",
+        default_input_shape=(224, 224, 3),
+        reference=_seed(_S3, "GoogLeNet"),
+        min_input_size=32,
+        num_classes=10,
+        aux_loss_weights=(0.3, 0.3),
+    ),
+    build_googlenet,
+    aux_padding="same",
+    aux_dropout=0.0,
+)
 # `Residual`: biased 3x3 convs with BN, a biased 1x1 projection without BN; 'same' stem.
 register_model(
-    ModelSpec(name="seed003_resnet18", family="seed", default_input_shape=(224, 224, 1),
-              reference=_seed(_S3, "ResNet"), min_input_size=32, num_classes=10),
-    build_resnet, block="basic", stage_blocks=(2, 2, 2, 2), stem_padding="same", use_bias=True,
-    shortcut_bn=False, bn_epsilon=1e-3)
+    ModelSpec(
+        name="seed003_resnet18",
+        family="seed",
+        default_input_shape=(224, 224, 1),
+        reference=_seed(_S3, "ResNet"),
+        min_input_size=32,
+        num_classes=10,
+    ),
+    build_resnet,
+    block="basic",
+    stage_blocks=(2, 2, 2, 2),
+    stem_padding="same",
+    use_bias=True,
+    shortcut_bn=False,
+    bn_epsilon=1e-3,
+)
 # `block_module`: 1x1 -> grouped 3x3 (8 groups, stride here) -> 1x1 to 2x filters; bias-free
 # convs and Dense, he_normal, L2 5e-4. Filters 128/256/512 = planes 64/128/256 x base width 16.
 register_model(
-    ModelSpec(name="seed004_resnext", family="seed", default_input_shape=(32, 32, 3),
-              reference=_seed("004_5c920be0a47925d0.txt"), min_input_size=8, num_classes=10,
-              default_weight_decay=5e-4),
-    build_resnet, block="bottleneck", stage_blocks=(3, 3, 3), stage_planes=(64, 128, 256),
-    cardinality=8, base_width=16, stem="cifar", stem_width=64, use_bias=False,
-    stride_in_1x1=False, bn_epsilon=1e-3, head_bias=False)
+    ModelSpec(
+        name="seed004_resnext",
+        family="seed",
+        default_input_shape=(32, 32, 3),
+        reference=_seed("004_5c920be0a47925d0.txt"),
+        min_input_size=8,
+        num_classes=10,
+        default_weight_decay=5e-4,
+    ),
+    build_resnet,
+    block="bottleneck",
+    stage_blocks=(3, 3, 3),
+    stage_planes=(64, 128, 256),
+    cardinality=8,
+    base_width=16,
+    stem="cifar",
+    stem_width=64,
+    use_bias=False,
+    stride_in_1x1=False,
+    bn_epsilon=1e-3,
+    head_bias=False,
+)

@@ -37,8 +37,7 @@ def count_flops(model: keras.Model, batch_size: int = 1) -> int:
     graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    stats = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(),
-                                          cmd="op", options=options)
+    stats = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
     return int(stats.total_float_ops) + _grouped_conv_flops(model, batch_size)
 
 
@@ -67,10 +66,15 @@ def describe(name: str, with_flops: bool = True) -> ModelRow:
     """Builds `name` at its default input and class count, and measures it."""
     spec = get_spec(name)
     model = create_model(name, num_classes=spec.num_classes)
-    row = ModelRow(name=name, family=spec.family, params=count_params(model).total,
-                   flops=count_flops(model) if with_flops else None,
-                   input_shape=spec.default_input_shape, num_classes=spec.num_classes,
-                   reference=spec.reference)
+    row = ModelRow(
+        name=name,
+        family=spec.family,
+        params=count_params(model).total,
+        flops=count_flops(model) if with_flops else None,
+        input_shape=spec.default_input_shape,
+        num_classes=spec.num_classes,
+        reference=spec.reference,
+    )
     del model
     keras.backend.clear_session()
     return row
@@ -80,9 +84,17 @@ def format_table(rows) -> str:
     header = ("name", "family", "params", "GFLOPs", "input", "classes", "reference")
     lines = [header]
     for r in rows:
-        lines.append((r.name, r.family, f"{r.params:,}",
-                      "-" if r.flops is None else f"{r.flops / 1e9:.2f}",
-                      "x".join(map(str, r.input_shape)), str(r.num_classes), r.reference))
+        lines.append(
+            (
+                r.name,
+                r.family,
+                f"{r.params:,}",
+                "-" if r.flops is None else f"{r.flops / 1e9:.2f}",
+                "x".join(map(str, r.input_shape)),
+                str(r.num_classes),
+                r.reference,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for i, line in enumerate(lines):

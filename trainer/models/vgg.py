@@ -27,8 +27,7 @@ def build_vgg(inputs, opts: L.BuildOptions, *, stages, batch_norm=False, fc_unit
     for b, (convs, filters) in enumerate(stages, start=1):
         for c in range(1, convs + 1):
             name = f"block{b}_conv{c}"
-            x = L.conv(x, filters, 3, opts, name=name,
-                       activation=None if batch_norm else "relu")
+            x = L.conv(x, filters, 3, opts, name=name, activation=None if batch_norm else "relu")
             if batch_norm:
                 x = L.batch_norm(x, name=f"{name}_bn", epsilon=1e-5)
                 x = L.relu(x, name=f"{name}_relu")
@@ -45,8 +44,16 @@ def build_vgg(inputs, opts: L.BuildOptions, *, stages, batch_norm=False, fc_unit
 for _depth, _stages in VGG_SPECS.items():
     for _bn in (False, True):
         register_model(
-            ModelSpec(name=f"vgg{_depth}{'_bn' if _bn else ''}", family="vgg",
-                      default_input_shape=(224, 224, 3), min_input_size=32, default_dropout=0.5,
-                      reference="Simonyan & Zisserman, ICLR 2015 (arXiv:1409.1556)",
-                      keras_application=None if _bn or _depth < 16 else f"VGG{_depth}"),
-            build_vgg, stages=_stages, batch_norm=_bn)
+            ModelSpec(
+                name=f"vgg{_depth}{'_bn' if _bn else ''}",
+                family="vgg",
+                default_input_shape=(224, 224, 3),
+                min_input_size=32,
+                default_dropout=0.5,
+                reference="Simonyan & Zisserman, ICLR 2015 (arXiv:1409.1556)",
+                keras_application=None if _bn or _depth < 16 else f"VGG{_depth}",
+            ),
+            build_vgg,
+            stages=_stages,
+            batch_norm=_bn,
+        )
