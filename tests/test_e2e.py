@@ -77,3 +77,7 @@ def test_demo_chain_on_gs_is_consistent_end_to_end(gcs, tmp_path, monkeypatch):
         assert len(probs) == 3 and abs(sum(probs) - 1) < 2e-3, line
     report = fs.read_json(summary["paths"]["report"])
     assert summary["test_top1"] == report["splits"]["test"]["top1"] and report["hardware"]["replicas"] == 2
+    # top-1 is a count of the test split's examples, each once: the padding the 2 replicas need is not counted
+    test = report["splits"]["test"]
+    assert test["examples"] == stats["examples_per_split"]["test"], (test, stats["examples_per_split"])
+    assert abs(test["top1"] * test["examples"] - round(test["top1"] * test["examples"])) < 1e-6, test
