@@ -38,13 +38,14 @@ import uuid
 from absl import app, flags, logging
 
 import cli
-from crawler import net, validate
+from crawler import net
 from crawler.candidates import read_candidates, write_candidates
 from crawler.classes import parse_classes
 from crawler.discovery import discover
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source, source_names
 from crawler.store import CANDIDATES, Store, writing
+from imaging import Limits
 from storage import StorageError, fs, lock
 
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
@@ -262,7 +263,7 @@ def crawl(extra: list[str], classes, source) -> int:
             max_total_bytes=_MAX_TOTAL_BYTES.value,
             max_image_bytes=_MAX_IMAGE_BYTES.value,
             dedup_distance=_DEDUP_DISTANCE.value,
-            limits=validate.Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
+            limits=Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
         )
         if _RUNNER.value == "local":
             stats = download(candidates, store, fetcher, config)

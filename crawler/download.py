@@ -34,6 +34,7 @@ from tqdm import tqdm
 from crawler import dedup, net, validate
 from crawler.candidates import Candidate
 from crawler.store import Store
+from imaging import Limits, Rejected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class DownloadConfig:
     max_total_bytes: int = 10 * 1024**3
     max_image_bytes: int = 20 * 1024**2
     dedup_distance: int = dedup.DEFAULT_HAMMING
-    limits: validate.Limits = validate.Limits()
+    limits: Limits = Limits()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,7 @@ def fetch_and_stage(fetcher: net.Fetcher, url: str, config: DownloadConfig, stor
         phash = dedup.perceptual_hash(img.image)
     except net.FetchError as e:
         return Outcome(url, error=e.reason, detail=e.detail, retryable=e.retryable)
-    except validate.Rejected as e:
+    except Rejected as e:
         return Outcome(url, error=e.reason, detail=e.detail)
     store.stage(img.data, img.sha256, img.ext)
     return Outcome(url, img.sha256, phash, img.width, img.height, len(img.data), img.format, img.source_format)
