@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from crawler import dedup, net, validate
 from crawler.candidates import Candidate
+from crawler.manifest import ManifestRecord
 from crawler.store import Store
 from imaging import Limits, Rejected
 
@@ -65,10 +66,6 @@ class Outcome:
     error: str = ""  # reason label
     detail: str = ""
     retryable: bool = False
-
-    @property
-    def ext(self) -> str:
-        return "jpg" if self.format == "jpeg" else "png"
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -112,12 +109,12 @@ class Committer:
         self.store, self.config = store, config
         state = store.load(config.max_per_class)
         self.index = dedup.DedupIndex(config.dedup_distance)
-        for r in state.accepted + state.retracted:
-            self.index.add(r["sha256"], r["phash"], r["key"], r["class"], r["url"])
+        for r in state.accepted + [ManifestRecord.from_json(line) for line in state.retracted]:
+            self.index.add(r.sha256, r.phash, r.key, r.klass, r.url)
         self.per_class = state.per_class()
         self.done = state.done
         self.accepted_before = len(state.accepted)
-        self.bytes_before = sum(r["bytes"] for r in state.accepted)
+        self.bytes_before = sum(r.bytes for r in state.accepted)
         self.run = collections.Counter()
 
     def plan(self, candidates: Iterable[Candidate]) -> list[Candidate]:
@@ -171,23 +168,26 @@ class Committer:
             self.store.reject({**base, "reason": reason, "detail": detail, "retryable": retryable})
             self.run["rejected"] += 1
             return
-        key = f"{c.klass}/{out.sha256}"
-        record = {
-            **base,
-            "key": key,
-            "sha256": out.sha256,
-            "width": out.width,
-            "height": out.height,
-            "bytes": out.bytes,
-            "format": out.format,
-            "source_format": out.source_format,
-            "phash": out.phash,
-            "query": c.query,
-            "thumbnail_url": c.thumbnail_url,
-            **c.extra,
-        }
-        self.store.accept_staged(record, out.ext)
-        self.index.add(out.sha256, out.phash, key, c.klass, c.url)
+        record = ManifestRecord(
+            c.url,
+            c.klass,
+            c.page_url,
+            c.source,
+            base["time"],
+            key=f"{c.klass}/{out.sha256}",
+            sha256=out.sha256,
+            width=out.width,
+            height=out.height,
+            bytes=out.bytes,
+            format=out.format,
+            source_format=out.source_format,
+            phash=out.phash,
+            query=c.query,
+            thumbnail_url=c.thumbnail_url,
+            extra=c.extra,
+        )
+        self.store.accept_staged(record)
+        self.index.add(out.sha256, out.phash, record.key, c.klass, c.url)
         self.per_class[c.klass] += 1
         self.run["accepted"] += 1
         self.run["bytes"] += out.bytes
@@ -311,7 +311,7 @@ def finish_stats(
       runner: how this run was executed (`{"runner": "local"}` unless given).
     """
     state = store.load()
-    hosts = collections.Counter(urllib.parse.urlsplit(r["url"]).netloc for r in state.accepted)
+    hosts = collections.Counter(urllib.parse.urlsplit(r.url).netloc for r in state.accepted)
     stats = {
         "accepted": len(state.accepted),
         "rejected": len(state.rejected),
@@ -319,7 +319,7 @@ def finish_stats(
         "rejected_per_class": dict(sorted(collections.Counter(r["class"] for r in state.rejected).items())),
         "rejected_per_reason": dict(sorted(collections.Counter(r["reason"] for r in state.rejected).items())),
         "rejected_retryable": sum(1 for r in state.rejected if r.get("retryable")),
-        "bytes": sum(r["bytes"] for r in state.accepted),
+        "bytes": sum(r.bytes for r in state.accepted),
         "top_hosts": dict(hosts.most_common(10)),
         "requests_per_host": dict(sorted(requests_per_host.items())),
         "cross_class_duplicates": [

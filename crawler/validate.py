@@ -14,7 +14,7 @@ import io
 
 from PIL import Image
 
-from crawler import dedup
+from crawler import dedup, manifest
 from imaging import Limits, Rejected, normalise, open_image
 
 _MAGIC = (
@@ -38,7 +38,7 @@ class ValidImage:
 
     @property
     def ext(self) -> str:
-        return "jpg" if self.format == "jpeg" else "png"
+        return manifest.extension(self.format)
 
 
 def sniff_format(data: bytes) -> str | None:
