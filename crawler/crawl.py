@@ -206,12 +206,16 @@ def check_local_out_dir(path: str) -> None:
 
 
 def inputs() -> tuple:
-    """The classes and the source the flags name, checked before any work (UsageError otherwise)."""
+    """The classes, and the source the flags name if the phase discovers (None otherwise), checked before
+    any work: a bad value is a UsageError naming the flag (each source checks its own options)."""
     try:
         classes = parse_classes(_CLASSES.value)
+        if _PHASE.value == "download":  # reads candidates.jsonl: no source
+            return classes, None
         source = get_source(
             _SOURCE.value,
             SourceOptions(
+                classes=tuple(c.slug for c in classes),
                 url_template=_URL_TEMPLATE.value,
                 start_url=_START_URL.value,
                 urls_file=_URLS_FILE.value,
@@ -221,13 +225,6 @@ def inputs() -> tuple:
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    if _SOURCE.value == "html" and _PHASE.value != "download":
-        if bool(_URL_TEMPLATE.value) == bool(_START_URL.value):
-            raise app.UsageError("the html source needs exactly one of --url_template or --start_url")
-        if _URL_TEMPLATE.value and "{query}" not in _URL_TEMPLATE.value:
-            raise app.UsageError(f"--url_template has no {{query}}: {_URL_TEMPLATE.value!r}")
-        if _START_URL.value and len(classes) != 1:
-            raise app.UsageError("--start_url crawls one class: give exactly one in --classes")
     return classes, source
 
 
