@@ -75,6 +75,11 @@ class Outcome:
         return cls(**d)
 
 
+# A manifest record's fields taken from the candidate and from its URL's outcome.
+_FROM_CANDIDATE = ("url", "klass", "page_url", "source", "query", "thumbnail_url", "extra")
+_FROM_OUTCOME = ("sha256", "width", "height", "bytes", "format", "source_format", "phash")
+
+
 def fetch_and_stage(fetcher: net.Fetcher, url: str, config: DownloadConfig, store: Store) -> Outcome:
     """Fetches, validates and hashes one URL; a valid image is written to the store's staging area.
 
@@ -169,22 +174,10 @@ class Committer:
             self.run["rejected"] += 1
             return
         record = ManifestRecord(
-            c.url,
-            c.klass,
-            c.page_url,
-            c.source,
-            base["time"],
+            **{name: getattr(c, name) for name in _FROM_CANDIDATE},
+            **{name: getattr(out, name) for name in _FROM_OUTCOME},
+            time=base["time"],
             key=f"{c.klass}/{out.sha256}",
-            sha256=out.sha256,
-            width=out.width,
-            height=out.height,
-            bytes=out.bytes,
-            format=out.format,
-            source_format=out.source_format,
-            phash=out.phash,
-            query=c.query,
-            thumbnail_url=c.thumbnail_url,
-            extra=c.extra,
         )
         self.store.accept_staged(record)
         self.index.add(out.sha256, out.phash, record.key, c.klass, c.url)

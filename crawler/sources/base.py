@@ -82,6 +82,12 @@ class Source(abc.ABC):
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         """Yields candidates for `klass` in rank order; may stop early when the caller stops."""
 
+    def candidate(
+        self, klass: FlowerClass, query: str, url: str, page_url: str, thumbnail_url: str = "", extra=None
+    ) -> Candidate:
+        """The candidate `url` this source found for `klass` on `page_url` when searching `query`."""
+        return Candidate(url, klass.slug, page_url, query, self.name, thumbnail_url, extra or {})
+
 
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
@@ -128,14 +134,7 @@ class PagedSearchSource(Source):
                     break
                 for r in fresh:
                     seen.add(r.url)
-                    yield Candidate(
-                        r.url,
-                        klass.slug,
-                        page_url=r.page_url or url,
-                        query=query,
-                        source=self.name,
-                        thumbnail_url=r.thumbnail_url,
-                    )
+                    yield self.candidate(klass, query, r.url, r.page_url or url, r.thumbnail_url)
             logging.info("%s %r: %d results", self.name, query, len(seen))
 
 

@@ -143,14 +143,7 @@ class HtmlSource(Source):
                 visited.add(url)
                 links, next_url = parse_results(fetch_text(url), url)
                 for link in links:
-                    yield Candidate(
-                        link.url,
-                        klass.slug,
-                        page_url=url,
-                        query=query,
-                        source=self.name,
-                        thumbnail_url=link.thumbnail_url,
-                    )
+                    yield self.candidate(klass, query, link.url, url, link.thumbnail_url)
                 if "{page}" in self.options.url_template and next_url is None and links:
                     next_url = self.options.url_template.format(query=urllib.parse.quote_plus(query), page=page + 1)
                 url = next_url
