@@ -59,6 +59,7 @@ setup(
             "storage",
             "storage.*",
             "cli",
+            "imaging",
         ]
     ),
     install_requires=INSTALL_REQUIRES,

@@ -97,7 +97,8 @@ def make_images(root: str, n: int) -> str:
 
 def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
     """The plain loop over the job's step functions; (wall, CPU) seconds (file listing excluded, as for Beam)."""
-    from pipelines import build, image_ops, schema, shards
+    import imaging
+    from pipelines import build, schema, shards
     from pipelines.readers import read_image_folder
 
     records = read_image_folder(input_dir)
@@ -105,12 +106,12 @@ def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
     opts = build.BuildOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
     label_index = {n: i for i, n in enumerate(names)}
     feats = schema.features(names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
-    limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
+    limits = imaging.Limits(opts.min_side, opts.max_pixels)
     start, cpu = time.perf_counter(), time.process_time()
     with open(os.path.join(out_dir, "loop.tfrecord"), "wb") as out:
         for r in records:
             with open(r.path, "rb") as f:
-                image = image_ops.decode_image(f.read(), limits, opts.channels)
+                image = imaging.decode_array(f.read(), limits, opts.channels)
             for _, _, _, example in build.make_examples((r, image), opts, label_index, feats):
                 out.write(shards.tfrecord_frame(example))
     return time.perf_counter() - start, time.process_time() - cpu

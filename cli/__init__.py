@@ -22,3 +22,7 @@ def parse_flags(argv: list[str], known_only: bool = False) -> list[str]:
     except flags.Error as e:
         print(f"error: {' '.join(str(e).split())} (see --help)", file=sys.stderr, flush=True)
         sys.exit(2)
+    except SystemExit as e:
+        # absl's --help, --helpshort, --helpfull and --helpxml print what was asked for, then exit 1:
+        # help a user asked for is not a failure.
+        sys.exit(0 if e.code == 1 else e.code)

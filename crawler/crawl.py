@@ -38,13 +38,14 @@ import uuid
 from absl import app, flags, logging
 
 import cli
-from crawler import net, validate
+from crawler import net
 from crawler.candidates import read_candidates, write_candidates
 from crawler.classes import parse_classes
 from crawler.discovery import discover
 from crawler.download import DownloadConfig, download
 from crawler.sources import SourceOptions, get_source, source_names
 from crawler.store import CANDIDATES, Store, writing
+from imaging import Limits
 from storage import StorageError, fs, lock
 
 _PHASE = flags.DEFINE_enum("phase", "all", ["discover", "download", "all"], "Which phase to run.")
@@ -205,12 +206,16 @@ def check_local_out_dir(path: str) -> None:
 
 
 def inputs() -> tuple:
-    """The classes and the source the flags name, checked before any work (UsageError otherwise)."""
+    """The classes, and the source the flags name if the phase discovers (None otherwise), checked before
+    any work: a bad value is a UsageError naming the flag (each source checks its own options)."""
     try:
         classes = parse_classes(_CLASSES.value)
+        if _PHASE.value == "download":  # reads candidates.jsonl: no source
+            return classes, None
         source = get_source(
             _SOURCE.value,
             SourceOptions(
+                classes=tuple(c.slug for c in classes),
                 url_template=_URL_TEMPLATE.value,
                 start_url=_START_URL.value,
                 urls_file=_URLS_FILE.value,
@@ -220,13 +225,6 @@ def inputs() -> tuple:
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    if _SOURCE.value == "html" and _PHASE.value != "download":
-        if bool(_URL_TEMPLATE.value) == bool(_START_URL.value):
-            raise app.UsageError("the html source needs exactly one of --url_template or --start_url")
-        if _URL_TEMPLATE.value and "{query}" not in _URL_TEMPLATE.value:
-            raise app.UsageError(f"--url_template has no {{query}}: {_URL_TEMPLATE.value!r}")
-        if _START_URL.value and len(classes) != 1:
-            raise app.UsageError("--start_url crawls one class: give exactly one in --classes")
     return classes, source
 
 
@@ -262,7 +260,7 @@ def crawl(extra: list[str], classes, source) -> int:
             max_total_bytes=_MAX_TOTAL_BYTES.value,
             max_image_bytes=_MAX_IMAGE_BYTES.value,
             dedup_distance=_DEDUP_DISTANCE.value,
-            limits=validate.Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
+            limits=Limits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
         )
         if _RUNNER.value == "local":
             stats = download(candidates, store, fetcher, config)

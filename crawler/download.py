@@ -33,7 +33,9 @@ from tqdm import tqdm
 
 from crawler import dedup, net, validate
 from crawler.candidates import Candidate
+from crawler.manifest import ManifestRecord
 from crawler.store import Store
+from imaging import Limits, Rejected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +45,7 @@ class DownloadConfig:
     max_total_bytes: int = 10 * 1024**3
     max_image_bytes: int = 20 * 1024**2
     dedup_distance: int = dedup.DEFAULT_HAMMING
-    limits: validate.Limits = validate.Limits()
+    limits: Limits = Limits()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,16 +67,17 @@ class Outcome:
     detail: str = ""
     retryable: bool = False
 
-    @property
-    def ext(self) -> str:
-        return "jpg" if self.format == "jpeg" else "png"
-
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> Outcome:
         return cls(**d)
+
+
+# A manifest record's fields taken from the candidate and from its URL's outcome.
+_FROM_CANDIDATE = ("url", "klass", "page_url", "source", "query", "thumbnail_url", "extra")
+_FROM_OUTCOME = ("sha256", "width", "height", "bytes", "format", "source_format", "phash")
 
 
 def fetch_and_stage(fetcher: net.Fetcher, url: str, config: DownloadConfig, store: Store) -> Outcome:
@@ -89,7 +92,7 @@ def fetch_and_stage(fetcher: net.Fetcher, url: str, config: DownloadConfig, stor
         phash = dedup.perceptual_hash(img.image)
     except net.FetchError as e:
         return Outcome(url, error=e.reason, detail=e.detail, retryable=e.retryable)
-    except validate.Rejected as e:
+    except Rejected as e:
         return Outcome(url, error=e.reason, detail=e.detail)
     store.stage(img.data, img.sha256, img.ext)
     return Outcome(url, img.sha256, phash, img.width, img.height, len(img.data), img.format, img.source_format)
@@ -111,12 +114,12 @@ class Committer:
         self.store, self.config = store, config
         state = store.load(config.max_per_class)
         self.index = dedup.DedupIndex(config.dedup_distance)
-        for r in state.accepted + state.retracted:
-            self.index.add(r["sha256"], r["phash"], r["key"], r["class"], r["url"])
+        for r in state.accepted + [ManifestRecord.from_json(line) for line in state.retracted]:
+            self.index.add(r.sha256, r.phash, r.key, r.klass, r.url)
         self.per_class = state.per_class()
         self.done = state.done
         self.accepted_before = len(state.accepted)
-        self.bytes_before = sum(r["bytes"] for r in state.accepted)
+        self.bytes_before = sum(r.bytes for r in state.accepted)
         self.run = collections.Counter()
 
     def plan(self, candidates: Iterable[Candidate]) -> list[Candidate]:
@@ -170,23 +173,14 @@ class Committer:
             self.store.reject({**base, "reason": reason, "detail": detail, "retryable": retryable})
             self.run["rejected"] += 1
             return
-        key = f"{c.klass}/{out.sha256}"
-        record = {
-            **base,
-            "key": key,
-            "sha256": out.sha256,
-            "width": out.width,
-            "height": out.height,
-            "bytes": out.bytes,
-            "format": out.format,
-            "source_format": out.source_format,
-            "phash": out.phash,
-            "query": c.query,
-            "thumbnail_url": c.thumbnail_url,
-            **c.extra,
-        }
-        self.store.accept_staged(record, out.ext)
-        self.index.add(out.sha256, out.phash, key, c.klass, c.url)
+        record = ManifestRecord(
+            **{name: getattr(c, name) for name in _FROM_CANDIDATE},
+            **{name: getattr(out, name) for name in _FROM_OUTCOME},
+            time=base["time"],
+            key=f"{c.klass}/{out.sha256}",
+        )
+        self.store.accept_staged(record)
+        self.index.add(out.sha256, out.phash, record.key, c.klass, c.url)
         self.per_class[c.klass] += 1
         self.run["accepted"] += 1
         self.run["bytes"] += out.bytes
@@ -310,7 +304,7 @@ def finish_stats(
       runner: how this run was executed (`{"runner": "local"}` unless given).
     """
     state = store.load()
-    hosts = collections.Counter(urllib.parse.urlsplit(r["url"]).netloc for r in state.accepted)
+    hosts = collections.Counter(urllib.parse.urlsplit(r.url).netloc for r in state.accepted)
     stats = {
         "accepted": len(state.accepted),
         "rejected": len(state.rejected),
@@ -318,7 +312,7 @@ def finish_stats(
         "rejected_per_class": dict(sorted(collections.Counter(r["class"] for r in state.rejected).items())),
         "rejected_per_reason": dict(sorted(collections.Counter(r["reason"] for r in state.rejected).items())),
         "rejected_retryable": sum(1 for r in state.rejected if r.get("retryable")),
-        "bytes": sum(r["bytes"] for r in state.accepted),
+        "bytes": sum(r.bytes for r in state.accepted),
         "top_hosts": dict(hosts.most_common(10)),
         "requests_per_host": dict(sorted(requests_per_host.items())),
         "cross_class_duplicates": [

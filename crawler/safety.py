@@ -107,10 +107,6 @@ def classify(addr: Address) -> str:
     return PUBLIC
 
 
-def is_public_address(addr: Address) -> bool:
-    return classify(addr) == PUBLIC
-
-
 def check_address(addr: str | Address, allow_private: bool, host: str = "") -> None:
     """Raises UnsafeURL unless `addr` may be connected to."""
     ip = ipaddress.ip_address(addr.split("%")[0]) if isinstance(addr, str) else addr

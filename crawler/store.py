@@ -1,7 +1,7 @@
 """The crawler's output folder: content-addressed images plus JSONL records.
 
     <out_dir>/<class>/<sha256>.<ext>   accepted images (file names never come from URLs)
-    <out_dir>/manifest.jsonl           one accepted image a line
+    <out_dir>/manifest.jsonl           one accepted image a line (crawler.manifest.ManifestRecord)
     <out_dir>/rejected.jsonl           url, class, reason, detail, retryable
                                        (a retracted image keeps its manifest fields)
     <out_dir>/candidates.jsonl         the discover phase's output
@@ -45,16 +45,16 @@ from collections.abc import Iterator
 from absl import logging
 
 from crawler.classes import CLASS_NAMES
+from crawler.manifest import EXTENSIONS, ManifestRecord, extension
+from crawler.manifest import FILE as MANIFEST
 from storage import StorageError, fs, jsonl
 
-MANIFEST = "manifest.jsonl"
 REJECTED = "rejected.jsonl"
 CANDIDATES = "candidates.jsonl"
 STATS = "crawl_stats.json"
 WORK_DIR = ".download"
 RETRACTED = "cross_class_duplicate"  # reason of an accepted image taken back
-MANIFEST_FIELDS = ("key", "class", "url", "page_url", "sha256", "width", "height", "bytes", "format", "source", "time")
-_IMAGE_FILE = re.compile(r"^([a-z_]+)/([0-9a-f]{64})\.(jpg|png)$")
+_IMAGE_FILE = re.compile(rf"^([a-z_]+)/([0-9a-f]{{64}})\.({'|'.join(sorted(set(EXTENSIONS.values())))})$")
 WORK_SUBDIRS = ("staging", "parts")  # all the crawler makes in WORK_DIR
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
@@ -80,7 +80,7 @@ def writing(path: str) -> Iterator[None]:
 class StoreState:
     """What an earlier (possibly killed) run already decided."""
 
-    accepted: list[dict]
+    accepted: list[ManifestRecord]
     rejected: list[dict]  # retryable ones included
 
     @property
@@ -88,13 +88,9 @@ class StoreState:
         return [r for r in self.rejected if not r.get("retryable")]
 
     @property
-    def done_urls(self) -> set[str]:
-        return {url for url, _ in self.done}
-
-    @property
     def done(self) -> set[tuple[str, str]]:
         """(url, class) pairs decided for good (retryable rejections are tried again)."""
-        return {(r["url"], r["class"]) for r in self.accepted} | {(r["url"], r["class"]) for r in self.final_rejected}
+        return {(r.url, r.klass) for r in self.accepted} | {(r["url"], r["class"]) for r in self.final_rejected}
 
     @property
     def retracted(self) -> list[dict]:
@@ -102,7 +98,7 @@ class StoreState:
         return [r for r in self.rejected if r.get("reason") == RETRACTED and r.get("sha256")]
 
     def per_class(self) -> collections.Counter:
-        return collections.Counter(r["class"] for r in self.accepted)
+        return collections.Counter(r.klass for r in self.accepted)
 
 
 class Store:
@@ -111,7 +107,7 @@ class Store:
         fs.makedirs(out_dir)
         self._manifest: jsonl.Appender | None = None
         self._rejected: jsonl.Appender | None = None
-        self._records: dict[str, dict] | None = None  # the manifest by key, once needed
+        self._records: dict[str, ManifestRecord] | None = None  # the manifest by key, once needed
         self._retracted_since_open = False
         self._warned_foreign_work = False
 
@@ -168,13 +164,7 @@ class Store:
         Retryable rejections stay in rejected.jsonl (and in the stats) until `forget_retryable`
         is called for the candidates about to be tried again.
         """
-        manifest = jsonl.read_all(self.path(MANIFEST))
-        unknown = sorted({d.get("class") for d in manifest} - set(CLASS_NAMES), key=str)
-        if unknown:
-            raise ValueError(
-                f"{self.path(MANIFEST)} holds classes {unknown} that are not in this project's "
-                "class list: use another --out_dir"
-            )
+        manifest = self._read_manifest()
         accepted = _first_of_each_key(manifest)
         if len(accepted) != len(manifest):
             logging.warning(
@@ -185,18 +175,37 @@ class Store:
             )
         state = StoreState(accepted, jsonl.read_all(self.path(REJECTED)))
         taken_back = {r["key"] for r in state.retracted}
-        gone = [r for r in accepted if r.get("key") in taken_back]  # a kill interrupted a retraction
-        kept = [r for r in accepted if r.get("key") not in taken_back]
+        gone = [r for r in accepted if r.key in taken_back]  # a kill interrupted a retraction
+        kept = [r for r in accepted if r.key not in taken_back]
         if max_per_class is not None:
             _warn_over_cap(kept, max_per_class, self.path(MANIFEST))
         if len(kept) != len(manifest):
             with writing(self.path(MANIFEST)):
-                jsonl.write(self.path(MANIFEST), kept)
+                jsonl.write(self.path(MANIFEST), (r.to_json() for r in kept))
             for r in gone:
                 fs.delete(self.image_path(r))
         state.accepted = kept
-        self._records = {r["key"]: r for r in kept}
+        self._records = {r.key: r for r in kept}
         return state
+
+    def _read_manifest(self) -> list[ManifestRecord]:
+        """The manifest's records; ValueError naming the file (and line) of one this crawl cannot have written."""
+        lines = list(jsonl.read(self.path(MANIFEST)))
+        unknown = sorted({d.get("class") for _, d in lines if isinstance(d, dict)} - set(CLASS_NAMES), key=str)
+        if unknown:
+            raise ValueError(
+                f"{self.path(MANIFEST)} holds classes {unknown} that are not in this project's "
+                "class list: use another --out_dir"
+            )
+        records = []
+        for where, d in lines:
+            try:
+                records.append(ManifestRecord.from_json(d))
+            except ValueError as e:
+                raise ValueError(
+                    f"{where}: not a manifest line the crawler writes ({e}): use another --out_dir"
+                ) from None
+        return records
 
     def forget_retryable(self, pairs: set[tuple[str, str]]) -> None:
         """Drops the retryable rejections of these (url, class) pairs: they are about to be tried again."""
@@ -206,9 +215,8 @@ class Store:
             with writing(self.path(REJECTED)):
                 jsonl.write(self.path(REJECTED), kept)
 
-    def image_path(self, record: dict) -> str:
-        ext = "jpg" if record["format"] == "jpeg" else "png"
-        return fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
+    def image_path(self, record: ManifestRecord) -> str:
+        return fs.join(self.out_dir, record.file)
 
     def open(self) -> None:
         with writing(self.path(MANIFEST)):
@@ -234,7 +242,7 @@ class Store:
             raise failed[0]
         if self._retracted_since_open:
             with writing(self.path(MANIFEST)):
-                jsonl.write(self.path(MANIFEST), list(self._records.values()))
+                jsonl.write(self.path(MANIFEST), [r.to_json() for r in self._records.values()])
             self._retracted_since_open = False
         self._delete_unlisted_images()
 
@@ -244,32 +252,21 @@ class Store:
         in again if it accepts it again; whatever no manifest line names is deleted here."""
         if self._records is None:
             return
-        listed = {f"{r['class']}/{r['sha256']}" for r in self._records.values()}
+        listed = {f"{r.klass}/{r.sha256}" for r in self._records.values()}
         for rel in fs.list_files(self.out_dir):
             m = _IMAGE_FILE.match(rel)
             if m and m.group(1) in CLASS_NAMES and f"{m.group(1)}/{m.group(2)}" not in listed:
                 fs.delete(fs.join(self.out_dir, rel))
 
-    def accept(self, record: dict, data: bytes, ext: str) -> str:
-        """Writes the image, then its manifest line; returns the image path."""
-        path = fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
-        with writing(path):
-            fs.write_bytes(path, data)
-        self._add(record)
-        return path
-
-    def _add(self, record: dict) -> None:
-        with writing(self._manifest.path):
-            self._manifest.write(record)
-        if self._records is not None:
-            self._records[record["key"]] = record
-
-    def accept_staged(self, record: dict, ext: str) -> str:
+    def accept_staged(self, record: ManifestRecord) -> str:
         """Moves the image staged for `record` into its class folder, then writes its manifest line."""
-        path = fs.join(self.out_dir, record["class"], f"{record['sha256']}.{ext}")
+        path = self.image_path(record)
         with writing(path):
-            fs.rename(fs.join(self.staging_dir, f"{record['sha256']}.{ext}"), path)
-        self._add(record)
+            fs.rename(fs.join(self.staging_dir, f"{record.sha256}.{extension(record.format)}"), path)
+        with writing(self._manifest.path):
+            self._manifest.write(record.to_json())
+        if self._records is not None:
+            self._records[record.key] = record
         return path
 
     def reject(self, record: dict) -> None:
@@ -286,11 +283,11 @@ class Store:
           The rejected line written, or None if `key` is not in the manifest (already retracted).
         """
         if self._records is None:
-            self._records = {d["key"]: d for d in jsonl.read_all(self.path(MANIFEST)) if "key" in d}
+            self._records = {r.key: r for r in self._read_manifest()}
         record = self._records.pop(key, None)
         if record is None:
             return None
-        line = {**record, **detail, "reason": RETRACTED, "retryable": False}
+        line = {**record.to_json(), **detail, "reason": RETRACTED, "retryable": False}
         with writing(self._rejected.path):
             self._rejected.write(line)
             self._rejected.flush()  # kept before the file goes: from here on, `load` completes the retraction
@@ -303,15 +300,15 @@ class Store:
             fs.write_json(self.path(STATS), stats)
 
 
-def _first_of_each_key(manifest: list[dict]) -> list[dict]:
-    """The manifest's lines, each key's first only (a line without a key is kept as it is)."""
+def _first_of_each_key(manifest: list[ManifestRecord]) -> list[ManifestRecord]:
+    """The manifest's records, each key's first only."""
     seen: set[str] = set()
-    return [r for r in manifest if r.get("key") is None or not (r["key"] in seen or seen.add(r["key"]))]
+    return [r for r in manifest if not (r.key in seen or seen.add(r.key))]
 
 
-def _warn_over_cap(records: list[dict], max_per_class: int, where: str) -> None:
+def _warn_over_cap(records: list[ManifestRecord], max_per_class: int, where: str) -> None:
     """Warns about each class holding more than `max_per_class` images (kept: nothing is deleted)."""
-    count = collections.Counter(r["class"] for r in records)
+    count = collections.Counter(r.klass for r in records)
     for klass, n in sorted(count.items()):
         if n > max_per_class:
             logging.warning(

@@ -13,7 +13,7 @@ a part file of its bundle and passes on only where it put it; the shard stage gr
 small entries by shard and copies the records, in key order, into the shard. Example bytes
 are never shuffled through the runner.
 
-Each step is a plain function (image_ops, splits, shards); this module only wires them.
+Each step is a plain function (imaging, image_ops, splits, shards); this module only wires them.
 The pipeline writes everything into a temporary folder next to the final one; the driver
 merges the part files, publishes the folder (moves the files, the TFDS metadata last) only
 when the run succeeded and the share of bad inputs is within `max_bad_fraction`. Every file
@@ -38,6 +38,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
+import imaging
 from pipelines import dedup, image_ops, publish, quick_exit, schema, shards, splits
 from pipelines.readers import Record
 from storage import fs, jsonl, lock
@@ -93,22 +94,22 @@ class BuildError(RuntimeError):
 # -- steps wrapped for Beam (module level so they pickle) --------------------------------
 def read_file(record: Record) -> bytes:
     if not record.path.lower().endswith(image_ops.IMAGE_EXTENSIONS):  # not read: it may be anything
-        raise image_ops.BadImage("unsupported_extension", f"not one of {' '.join(image_ops.IMAGE_EXTENSIONS)}")
+        raise imaging.Rejected("unsupported_extension", f"not one of {' '.join(image_ops.IMAGE_EXTENSIONS)}")
     return fs.read_bytes(record.path)
 
 
-def load_and_decode(record: Record, limits: image_ops.DecodeLimits, channels: int, plan: dedup.Plan | None = None):
+def load_and_decode(record: Record, limits: imaging.Limits, channels: int, plan: dedup.Plan | None = None):
     """(record, pixels); with a de-duplication `plan`, the record gets its split from it, or is a dead
     letter if it is a dropped copy."""
     if plan is not None:
         if record.key in plan.drop:
-            raise image_ops.BadImage(*plan.drop[record.key])
+            raise imaging.Rejected(*plan.drop[record.key])
         record = dataclasses.replace(record, split=plan.split[record.key])
     if record.data is not None:
         data, record = record.data, dataclasses.replace(record, data=None)  # don't carry the bytes on
     else:
         data = read_file(record)
-    return record, image_ops.decode_image(data, limits, channels)
+    return record, imaging.decode_array(data, limits, channels)
 
 
 def make_plan(fingerprints: list, opts: BuildOptions, stats_path: str) -> dedup.Plan:
@@ -122,9 +123,9 @@ def make_plan(fingerprints: list, opts: BuildOptions, stats_path: str) -> dedup.
 
 def reason_and_detail(exc: Exception) -> tuple[str, str]:
     """A stable snake_case reason code and a human detail for a failed input."""
-    if isinstance(exc, image_ops.BadImage):
+    if isinstance(exc, imaging.Rejected):
         return exc.reason, exc.detail
-    detail = image_ops.without_addresses(f"{type(exc).__name__}: {exc}")
+    detail = imaging.without_addresses(f"{type(exc).__name__}: {exc}")
     return ("read_error" if isinstance(exc, OSError) else "error"), detail
 
 
@@ -145,7 +146,7 @@ def dead_letter_line(record: Record, exc: Exception, stage: str) -> str:
     )
 
 
-def decode_or_dead_letter(record: Record, limits: image_ops.DecodeLimits, channels: int, plan=None):
+def decode_or_dead_letter(record: Record, limits: imaging.Limits, channels: int, plan=None):
     """load_and_decode, or a dead letter line (tag `dead`) with the reason code and detail.
 
     Beam's `with_exception_handling` hands on only the exception's repr; the code and the
@@ -344,7 +345,7 @@ def build_pipeline(
     files; the shard stage then moves only part-file entries through a GroupByKey."""
     feats = schema.features(class_names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
     label_index = {n: i for i, n in enumerate(class_names)}
-    limits = image_ops.DecodeLimits(opts.min_side, opts.max_pixels)
+    limits = imaging.Limits(opts.min_side, opts.max_pixels)
     parts = parts_dirs(tmp_dir)
 
     inputs = read_records(p, records, tmp_dir, loader)

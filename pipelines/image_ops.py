@@ -1,6 +1,7 @@
-"""Per-image steps of the Beam job, as pure functions of bytes and arrays.
+"""Per-image steps of the Beam job, as pure functions of arrays: resize -> augment (train only) -> encode.
 
-decode_image (validate + convert) -> resize -> augment (train only) -> encode.
+The decode before them (checks, reason codes, conversion to uint8 RGB or L) is the crawler's too:
+imaging.decode_array.
 """
 
 from __future__ import annotations
@@ -8,73 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import re
-import warnings
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from crawler.validate import Rejected
-
 RESIZE_POLICIES = ("pad", "crop", "stretch", "keep")
-
-
-# One exception and one set of reason codes for the crawler and the Beam job (dead letters,
-# stats.json): crawler.validate.Rejected(reason, detail), `reason` a stable snake_case code.
-BadImage = Rejected
-# Files a class folder may hold as images: what Pillow decodes here (the job re-encodes them).
+# Files a class folder may hold as images: what imaging decodes (imaging.DECODED_FORMATS; the job re-encodes them).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-_DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeLimits:
-    min_side: int = 16
-    max_pixels: int = 40_000_000
-
-
-def without_addresses(message: str) -> str:
-    """Pillow's messages hold reprs with memory addresses ("<_io.BytesIO object at 0x7f...>"):
-    without them a dead letter file reads the same from every run."""
-    return re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", message)
-
-
-def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits(), channels: int = 3) -> np.ndarray:
-    """Decodes and validates encoded image bytes into uint8 HxWxC.
-
-    CMYK, palette, alpha (composited on white), 16-bit and grayscale are converted. Raises
-    BadImage with reason `empty`, `unsupported_format`, `too_many_pixels` (decompression
-    bombs, before decoding), `corrupt` (truncated, cannot decode) or `too_small`.
-    """
-    if not data:
-        raise BadImage("empty", "zero bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.format not in _DECODED_FORMATS:
-                raise BadImage("unsupported_format", f"{img.format} is not decoded here")
-            w, h = img.size
-            if w * h > limits.max_pixels:
-                raise BadImage("too_many_pixels", f"{w}x{h} over {limits.max_pixels} pixels")
-            img.load()
-    except BadImage:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage("too_many_pixels", without_addresses(str(e))) from e
-    except Exception as e:  # Pillow raises many types on bad data
-        raise BadImage("corrupt", f"{type(e).__name__}: {without_addresses(str(e))}") from e
-    if min(w, h) < limits.min_side:
-        raise BadImage("too_small", f"{w}x{h} below {limits.min_side}px")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        img = Image.new("RGB", rgba.size, (255, 255, 255))
-        img.paste(rgba, mask=rgba.getchannel("A"))
-    elif img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8), "L")
-    target = "RGB" if channels == 3 else "L"
-    arr = np.asarray(img.convert(target))
-    return arr if channels == 3 else arr[..., None]
 
 
 def resize(image: np.ndarray, size: int, policy: str) -> np.ndarray:

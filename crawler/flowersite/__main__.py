@@ -12,6 +12,7 @@ import threading
 
 from absl import app, flags, logging
 
+import cli
 from crawler.flowersite.site import FlowerSite
 
 _PORT = flags.DEFINE_integer("port", 0, "TCP port on 127.0.0.1 (0: a free port).")
@@ -49,7 +50,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,12 @@ Uses the class's Chinese name, the name Baidu's index knows the flower by.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import urllib.parse
-from collections.abc import Iterator
 
-from absl import logging
-
-from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, fresh_results, http_url, register
+from crawler.sources.base import PagedSearchSource, SearchResult, http_url, register
 
 ENDPOINT = "https://image.baidu.com/search/acjson"
 PAGE_SIZE = 30  # Baidu's maximum `rn`
@@ -36,14 +31,6 @@ PAGE_SIZE = 30  # Baidu's maximum `rn`
 _TOKENS = {"_z2C$q": ":", "_z&e3B": ".", "AzdH3F": "/"}
 _CIPHER = str.maketrans("wkv1ju2it3hs4g5r6fp7eo8dn9cm0bla", "abcdefghijklmnoprstuvw1234567890")
 _TAGS = re.compile(r"<[^>]*>")
-
-
-@dataclasses.dataclass(frozen=True)
-class BaiduResult:
-    url: str
-    thumbnail_url: str = ""
-    page_url: str = ""
-    title: str = ""
 
 
 def decode_baidu_url(value: str) -> str:
@@ -63,7 +50,7 @@ def _first_url(*values) -> str:
     return next((u for u in map(_http_url, values) if u), "")
 
 
-def parse_baidu_page(text: str, page_url: str) -> list[BaiduResult]:
+def parse_baidu_page(text: str, page_url: str) -> list[SearchResult]:
     """Pure: the results of one acjson page, in rank order.
 
     Raises:
@@ -80,7 +67,7 @@ def parse_baidu_page(text: str, page_url: str) -> list[BaiduResult]:
     items = data.get("data")
     if not isinstance(items, list):
         raise ValueError(f"{page_url}: no 'data' list")
-    results: list[BaiduResult] = []
+    results: list[SearchResult] = []
     seen: set[str] = set()
     for item in items:
         if not isinstance(item, dict) or not item:
@@ -93,7 +80,7 @@ def parse_baidu_page(text: str, page_url: str) -> list[BaiduResult]:
         seen.add(url)
         title = str(item.get("fromPageTitleEnc") or _TAGS.sub("", str(item.get("fromPageTitle") or "")))
         results.append(
-            BaiduResult(
+            SearchResult(
                 url,
                 _first_url(item.get("thumbURL"), item.get("middleURL")),
                 _first_url(replace.get("FromURL"), item.get("fromURL")),
@@ -120,28 +107,14 @@ def baidu_page_url(query: str, offset: int, endpoint: str = ENDPOINT) -> str:
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{params}"
 
 
-def page_offsets(max_pages: int) -> list[int]:
-    """The `pn=` offsets of a query's pages: 0, 30, 60, ..."""
-    return [i * PAGE_SIZE for i in range(max_pages)]
-
-
 @register
-class BaiduSource(Source):
+class BaiduSource(PagedSearchSource):
     name = "baidu"
     default_endpoint = ENDPOINT
+    parse = staticmethod(parse_baidu_page)
 
-    def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
-        query = klass.chinese
-        pages = (baidu_page_url(query, offset, self.api_url) for offset in page_offsets(self.options.max_pages))
-        n = 0
-        for url, r in fresh_results(pages, fetch_text, parse_baidu_page, f"baidu {klass.slug}"):
-            n += 1
-            yield Candidate(
-                r.url,
-                klass.slug,
-                page_url=r.page_url or url,
-                query=query,
-                source=self.name,
-                thumbnail_url=r.thumbnail_url,
-            )
-        logging.info("baidu %r: %d results", query, n)
+    def queries(self, klass: FlowerClass) -> list[str]:
+        return [klass.chinese]
+
+    def page_url(self, query: str, page: int) -> str:
+        return baidu_page_url(query, page * PAGE_SIZE, self.api_url)  # `pn=`: 0, 30, 60, ...

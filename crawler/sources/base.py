@@ -1,12 +1,17 @@
-"""The source interface and registry."""
+"""The source interface and registry.
+
+A source checks its own options when it is built (`__init__`): a value it cannot use raises
+ValueError, one line naming the flag (`--url_template ...`), which the crawl reports before any
+request (exit 2). Sources with a search API (`default_endpoint`) share the check of
+`--url_template` as a replacement endpoint (`Source.endpoint`).
+"""
 
 from __future__ import annotations
 
 import abc
 import dataclasses
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from absl import logging
 
@@ -17,8 +22,10 @@ from crawler.classes import FlowerClass
 
 @dataclasses.dataclass(frozen=True)
 class SourceOptions:
-    """What the crawl flags tell sources; each source reads the fields it needs."""
+    """What the crawl flags tell sources (a field per flag of the same name); each source reads and
+    checks the fields it needs."""
 
+    classes: tuple[str, ...] = ()  # the slugs of --classes
     url_template: str = ""
     start_url: str = ""
     urls_file: str = ""
@@ -43,30 +50,6 @@ def http_url(value, base: str = "") -> str:
     except ValueError:  # 'http://[::1/x': not a URL
         return ""
     return url if parts.scheme in ("http", "https") and parts.hostname else ""
-
-
-def fresh_results(
-    page_urls: Iterable[str], fetch_text: FetchText, parse: Callable[[str, str], list], label: str
-) -> Iterator[tuple[str, Any]]:
-    """(page URL, result) for results not seen on earlier pages of the same query.
-
-    Stops at the first page that brings nothing new (search engines repeat their last page
-    instead of answering an empty one) or that cannot be parsed (logged: the source's other
-    queries and classes go on). `parse(text, page_url)` returns objects with a `.url`.
-    """
-    seen: set[str] = set()
-    for url in page_urls:
-        try:
-            results = parse(fetch_text(url), url)
-        except ValueError as e:
-            logging.warning("%s: %s", label, e)
-            return
-        fresh = [r for r in results if r.url not in seen]
-        if not fresh:
-            return
-        for r in fresh:
-            seen.add(r.url)
-            yield url, r
 
 
 class Source(abc.ABC):
@@ -98,6 +81,61 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         """Yields candidates for `klass` in rank order; may stop early when the caller stops."""
+
+    def candidate(
+        self, klass: FlowerClass, query: str, url: str, page_url: str, thumbnail_url: str = "", extra=None
+    ) -> Candidate:
+        """The candidate `url` this source found for `klass` on `page_url` when searching `query`."""
+        return Candidate(url, klass.slug, page_url, query, self.name, thumbnail_url, extra or {})
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """One result of a search engine's result page."""
+
+    url: str  # the full-size image
+    thumbnail_url: str = ""
+    page_url: str = ""  # the page that shows the image
+    title: str = ""
+
+
+class PagedSearchSource(Source):
+    """A search engine read page by page: a source names its queries, its result page URLs and its parser.
+
+    A query ends at `--max_pages`, at the first page that brings no result not seen on its earlier
+    pages (search engines repeat their last page instead of answering an empty one), or at a page
+    that cannot be parsed (logged: the other queries and classes go on).
+    """
+
+    @abc.abstractmethod
+    def queries(self, klass: FlowerClass) -> list[str]:
+        """The queries of `klass`, in the order they are searched."""
+
+    @abc.abstractmethod
+    def page_url(self, query: str, page: int) -> str:
+        """The URL of result page `page` (0-based) of `query`."""
+
+    @abc.abstractmethod
+    def parse(self, text: str, page_url: str) -> list[SearchResult]:
+        """The results of one result page in rank order; ValueError if it is not a result page."""
+
+    def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
+        for query in self.queries(klass):
+            seen: set[str] = set()
+            for page in range(self.options.max_pages):
+                url = self.page_url(query, page)
+                try:
+                    results = self.parse(fetch_text(url), url)
+                except ValueError as e:
+                    logging.warning("%s %s: %s", self.name, klass.slug, e)
+                    break
+                fresh = [r for r in results if r.url not in seen]
+                if not fresh:
+                    break
+                for r in fresh:
+                    seen.add(r.url)
+                    yield self.candidate(klass, query, r.url, r.page_url or url, r.thumbnail_url)
+            logging.info("%s %r: %d results", self.name, query, len(seen))
 
 
 _REGISTRY: dict[str, type[Source]] = {}

@@ -14,17 +14,13 @@ test server on 127.0.0.1); the source adds its own query parameters.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import urllib.parse
-from collections.abc import Iterator
 
-from absl import logging
 from bs4 import BeautifulSoup
 
-from crawler.candidates import Candidate
 from crawler.classes import FlowerClass
-from crawler.sources.base import FetchText, Source, fresh_results, http_url, register
+from crawler.sources.base import PagedSearchSource, SearchResult, http_url, register
 
 ENDPOINT = "https://www.bing.com/images/async"
 PAGE_SIZE = 35  # what Bing's own scrolling asks for
@@ -32,22 +28,14 @@ PHOTO_FILTER = "+filterui:photo-photo"  # photographs only: no clip art or line 
 _HIGHLIGHT = dict.fromkeys(map(ord, "\ue000\ue001"))  # private-use marks around matched words in `t`
 
 
-@dataclasses.dataclass(frozen=True)
-class BingResult:
-    url: str
-    thumbnail_url: str = ""
-    page_url: str = ""
-    title: str = ""
-
-
-def parse_bing_page(html: str, page_url: str) -> list[BingResult]:
+def parse_bing_page(html: str, page_url: str) -> list[SearchResult]:
     """Pure: the results of one Bing result page, in rank order.
 
     An anchor whose `m` is not a JSON object or has no http(s) `murl` is skipped: one
     broken result must not cost the page.
     """
     soup = BeautifulSoup(html, "html.parser")
-    results: list[BingResult] = []
+    results: list[SearchResult] = []
     seen: set[str] = set()
     for a in soup.select("a.iusc[m]"):
         try:
@@ -62,7 +50,7 @@ def parse_bing_page(html: str, page_url: str) -> list[BingResult]:
         seen.add(url)
         title = meta.get("t") if isinstance(meta.get("t"), str) else ""
         results.append(
-            BingResult(
+            SearchResult(
                 url,
                 http_url(meta.get("turl"), page_url),
                 http_url(meta.get("purl"), page_url),
@@ -78,9 +66,9 @@ def bing_page_url(query: str, first: int, endpoint: str = ENDPOINT) -> str:
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{params}"
 
 
-def page_offsets(max_pages: int) -> list[int]:
-    """The `first=` offsets of a query's pages: 1, 36, 71, ..."""
-    return [1 + i * PAGE_SIZE for i in range(max_pages)]
+def page_offset(page: int) -> int:
+    """The `first=` offset of 0-based result page `page`: 1, 36, 71, ..."""
+    return 1 + page * PAGE_SIZE
 
 
 def bing_queries(klass: FlowerClass) -> list[str]:
@@ -88,22 +76,11 @@ def bing_queries(klass: FlowerClass) -> list[str]:
 
 
 @register
-class BingSource(Source):
+class BingSource(PagedSearchSource):
     name = "bing"
     default_endpoint = ENDPOINT
+    queries = staticmethod(bing_queries)
+    parse = staticmethod(parse_bing_page)
 
-    def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
-        for query in bing_queries(klass):
-            pages = (bing_page_url(query, first, self.api_url) for first in page_offsets(self.options.max_pages))
-            n = 0
-            for url, r in fresh_results(pages, fetch_text, parse_bing_page, f"bing {klass.slug}"):
-                n += 1
-                yield Candidate(
-                    r.url,
-                    klass.slug,
-                    page_url=r.page_url or url,
-                    query=query,
-                    source=self.name,
-                    thumbnail_url=r.thumbnail_url,
-                )
-            logging.info("bing %r: %d results", query, n)
+    def page_url(self, query: str, page: int) -> str:
+        return bing_page_url(query, page_offset(page), self.api_url)

@@ -153,13 +153,12 @@ class CommonsSource(Source):
             seen_conts.append(cont)
             for f in files:
                 n += 1
-                yield Candidate(
+                yield self.candidate(
+                    klass,
+                    category,
                     f.url,
-                    klass.slug,
-                    page_url=f.file_page or url,
-                    query=category,
-                    source=self.name,
-                    thumbnail_url=f.thumbnail_url,
+                    f.file_page or url,
+                    f.thumbnail_url,
                     extra={
                         "license": f.license,
                         "license_url": f.license_url,

@@ -43,8 +43,10 @@ def _looks_like_image(url: str) -> bool:
 
 
 def check_template(template: str) -> None:
-    """Raises ValueError unless `template` formats with {query} and {page} alone and has no user name or
-    password (which every request would carry)."""
+    """Raises ValueError unless `template` has {query}, formats with {query} and {page} alone and has no
+    user name or password (which every request would carry)."""
+    if "{query}" not in template:
+        raise ValueError(f"--url_template has no {{query}}: {template!r}")
     try:
         template.format(query="q", page=1)
     except (ValueError, KeyError, IndexError) as e:
@@ -108,12 +110,16 @@ class HtmlSource(Source):
 
     def __init__(self, options: SourceOptions):
         super().__init__(options)
+        if bool(options.url_template) == bool(options.start_url):
+            raise ValueError("the html source needs exactly one of --url_template or --start_url")
         if options.url_template:
             check_template(options.url_template)
         if safety.has_userinfo(options.start_url):
             raise ValueError(
                 "--start_url holds a user name or password: not supported (it would be sent to every host)"
             )
+        if options.start_url and len(options.classes) != 1:
+            raise ValueError("--start_url crawls one class: give exactly one in --classes")
 
     def _allowed(self, url: str, first: str) -> bool:
         host = (urllib.parse.urlsplit(url).hostname or "").lower()
@@ -125,9 +131,7 @@ class HtmlSource(Source):
         o = self.options
         if o.url_template:
             return [(q, o.url_template.format(query=urllib.parse.quote_plus(q), page=1)) for q in klass.queries]
-        if o.start_url:
-            return [("", o.start_url)]
-        raise ValueError("the html source needs --url_template (with {query}) or --start_url")
+        return [("", o.start_url)]
 
     def discover(self, klass: FlowerClass, fetch_text: FetchText) -> Iterator[Candidate]:
         for query, first in self.start_pages(klass):
@@ -139,14 +143,7 @@ class HtmlSource(Source):
                 visited.add(url)
                 links, next_url = parse_results(fetch_text(url), url)
                 for link in links:
-                    yield Candidate(
-                        link.url,
-                        klass.slug,
-                        page_url=url,
-                        query=query,
-                        source=self.name,
-                        thumbnail_url=link.thumbnail_url,
-                    )
+                    yield self.candidate(klass, query, link.url, url, link.thumbnail_url)
                 if "{page}" in self.options.url_template and next_url is None and links:
                     next_url = self.options.url_template.format(query=urllib.parse.quote_plus(query), page=page + 1)
                 url = next_url

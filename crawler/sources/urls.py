@@ -104,11 +104,11 @@ def read_urls_file(path: str) -> list[UrlLine]:
     try:
         text = fs.read_bytes(path).decode("utf-8-sig")  # -sig: spreadsheets often start CSV files with a BOM
     except StorageError as e:
-        raise ValueError(f"urls file {e}") from None
+        raise ValueError(f"--urls_file={e}") from None
     except OSError as e:
-        raise ValueError(f"{path}: cannot read the urls file ({e.strerror or e})") from None
+        raise ValueError(f"--urls_file={path}: cannot read the urls file ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise ValueError(f"--urls_file={path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse_url_lines(text, path)
 
 

@@ -1,22 +1,18 @@
 """The crawler's output folder: manifest.jsonl next to <class>/<sha256>.<ext> files (local or in a bucket).
 
-A manifest is input, not code: a line whose class is not one plain folder name, whose sha256
-is not 64 hex digits or whose format is not the crawler's is not followed anywhere (a
-tampered `"class": "/etc"` would pull files from outside the folder); it becomes a dead
-letter (`bad_manifest_line`) and every other line is kept.
+A manifest is input, not code: a line `crawler.manifest.ManifestRecord.from_json` refuses (its
+class, sha256 or format would lead outside the folder, e.g. a tampered `"class": "/etc"`) is not
+followed anywhere; it becomes a dead letter (`bad_manifest_line`) and every other line is kept.
 """
 
 from __future__ import annotations
 
-import re
-
+from crawler.manifest import FILE as MANIFEST
+from crawler.manifest import ManifestRecord
 from pipelines.readers.base import Record
 from storage import fs, jsonl
 
-MANIFEST = "manifest.jsonl"
 BAD_LINE = "bad_manifest_line"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_EXT = {"jpeg": "jpg", "png": "png"}  # what the crawler stores (crawler.validate)
 
 
 def _manifest_dir(input_dir: str) -> str | None:
@@ -30,21 +26,6 @@ def is_crawl_dir(input_dir: str) -> bool:
     return _manifest_dir(input_dir) is not None
 
 
-def line_problem(m: dict) -> str:
-    """Why a manifest line cannot be followed to a file inside the folder ('' if it can)."""
-    missing = [f for f in ("key", "class", "sha256", "format") if not isinstance(m.get(f), str) or not m[f]]
-    if missing:
-        return f"no {', '.join(missing)}"
-    klass = m["class"]
-    if klass in (".", "..") or any(c in klass for c in "/\\\0") or klass != klass.strip():
-        return f"class {klass!r} is not a folder name inside the input folder"
-    if not _SHA256.fullmatch(m["sha256"]):
-        return f"sha256 {m['sha256'][:80]!r} is not 64 hex digits"
-    if m["format"] not in _EXT:
-        return f"format {m['format'][:20]!r} is not one the crawler stores ({', '.join(_EXT)})"
-    return ""
-
-
 def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
     """Records for every good manifest line (the crawler's key, URL and hashes kept), and a dead
     letter for every line that names no file inside the folder."""
@@ -52,10 +33,11 @@ def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
     if d is None:
         raise ValueError(f"{input_dir} has no {MANIFEST}")
     records, rejected = [], []
-    for where, m in jsonl.read(fs.join(d, MANIFEST)):
-        problem = line_problem(m) if isinstance(m, dict) else "not a JSON object"
-        if problem:
-            key = m.get("key") if isinstance(m, dict) and isinstance(m.get("key"), str) else where
+    for where, line in jsonl.read(fs.join(d, MANIFEST)):
+        try:
+            m = ManifestRecord.from_json(line)
+        except ValueError as e:
+            key = line.get("key") if isinstance(line, dict) and isinstance(line.get("key"), str) else where
             rejected.append(
                 {
                     "key": key,
@@ -64,19 +46,11 @@ def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
                     "label": "",
                     "stage": "read",
                     "reason": BAD_LINE,
-                    "detail": f"{where}: {problem}",
+                    "detail": f"{where}: {e}",
                 }
             )
             continue
-        path = fs.join(d, m["class"], f"{m['sha256']}.{_EXT[m['format']]}")
         records.append(
-            Record(
-                key=m["key"],
-                path=path,
-                label=m["class"],
-                source=m.get("url", ""),
-                sha256=m["sha256"],
-                phash=m.get("phash", "") if isinstance(m.get("phash"), str) else "",
-            )
+            Record(key=m.key, path=fs.join(d, m.file), label=m.klass, source=m.url, sha256=m.sha256, phash=m.phash)
         )
     return records, rejected

@@ -25,6 +25,7 @@ from crawler import dedup, net, safety
 from crawler.candidates import Candidate, write_candidates
 from crawler.download import DownloadConfig, download
 from crawler.flowersite.site import bomb_png
+from crawler.manifest import ManifestRecord
 from crawler.store import Store
 from tests.conftest import run_cli
 from tests.crawler import badserver as bs
@@ -581,31 +582,35 @@ def test_cross_class_near_duplicate_is_rejected_from_both_and_reported(site, tmp
     assert again.accepted == c.accepted | {(x_copy, "rose")}
 
 
+def _accepted(klass: str, ch: str) -> ManifestRecord:
+    """A manifest record of a 3-byte image named `ch * 64`."""
+    return ManifestRecord(
+        f"http://h/{ch}.jpg", klass, "", "t", "t", f"{klass}/{ch * 64}", ch * 64, bytes=3, format="jpeg", phash="0" * 16
+    )
+
+
+def _accept(store: Store, record: ManifestRecord, data: bytes) -> None:
+    """Stages `data` and accepts it, as the download's committer does."""
+    store.stage(data, record.sha256, "jpg")
+    store.accept_staged(record)
+
+
 def test_an_interrupted_retraction_is_finished_on_load(tmp_path):
     store = Store(str(tmp_path))
     store.open()
-    record = {
-        "key": "daisy/" + "a" * 64,
-        "class": "daisy",
-        "url": "http://h/a.jpg",
-        "sha256": "a" * 64,
-        "phash": "0" * 16,
-        "format": "jpeg",
-        "bytes": 3,
-        "page_url": "",
-        "source": "t",
-        "time": "t",
-    }
-    store.accept(record, b"abc", "jpg")
-    store.accept({**record, "key": "rose/" + "b" * 64, "class": "rose", "sha256": "b" * 64}, b"def", "jpg")
+    record = _accepted("daisy", "a")
+    _accept(store, record, b"abc")
+    _accept(store, _accepted("rose", "b"), b"def")
     # killed right after the retraction's rejected line: manifest and file still there
-    store.reject({**record, "reason": "cross_class_duplicate", "retryable": False, "other_url": "http://h/b.jpg"})
+    store.reject(
+        {**record.to_json(), "reason": "cross_class_duplicate", "retryable": False, "other_url": "http://h/b.jpg"}
+    )
     store.close()
     state = Store(str(tmp_path)).load()
-    assert [r["key"] for r in state.accepted] == ["rose/" + "b" * 64]
+    assert [r.key for r in state.accepted] == ["rose/" + "b" * 64]
     assert [r["key"] for r in read_jsonl(str(tmp_path / "manifest.jsonl"))] == ["rose/" + "b" * 64]
     assert not (tmp_path / "daisy" / ("a" * 64 + ".jpg")).exists()
-    assert [r["key"] for r in state.retracted] == [record["key"]]
+    assert [r["key"] for r in state.retracted] == [record.key]
 
 
 def test_closing_the_store_deletes_images_no_manifest_line_names(tmp_path):
@@ -614,19 +619,7 @@ def test_closing_the_store_deletes_images_no_manifest_line_names(tmp_path):
     store = Store(str(tmp_path))
     store.load()
     store.open()
-    record = {
-        "key": "daisy/" + "a" * 64,
-        "class": "daisy",
-        "url": "http://h/a.jpg",
-        "sha256": "a" * 64,
-        "phash": "0" * 16,
-        "format": "jpeg",
-        "bytes": 3,
-        "page_url": "",
-        "source": "t",
-        "time": "t",
-    }
-    store.accept(record, b"abc", "jpg")
+    _accept(store, _accepted("daisy", "a"), b"abc")
     (tmp_path / "rose").mkdir()
     (tmp_path / "rose" / ("b" * 64 + ".jpg")).write_bytes(b"orphan")
     (tmp_path / "rose" / "notes.txt").write_text("not ours")
@@ -645,18 +638,7 @@ def test_load_repairs_duplicate_keys_and_never_deletes_for_a_smaller_cap(tmp_pat
     its images (nothing accepted is deleted), with a warning."""
 
     def record(klass: str, ch: str) -> dict:
-        return {
-            "key": f"{klass}/{ch * 64}",
-            "class": klass,
-            "url": f"http://h/{ch}.jpg",
-            "sha256": ch * 64,
-            "phash": "0" * 16,
-            "format": "jpeg",
-            "bytes": 3,
-            "page_url": "",
-            "source": "t",
-            "time": ch,
-        }
+        return dataclasses.replace(_accepted(klass, ch), time=ch).to_json()
 
     lines = [
         record("daisy", "a"),
@@ -673,7 +655,7 @@ def test_load_repairs_duplicate_keys_and_never_deletes_for_a_smaller_cap(tmp_pat
         (tmp_path / r["class"]).mkdir(exist_ok=True)
         (tmp_path / r["class"] / f"{r['sha256']}.jpg").write_bytes(b"abc")
     state = Store(str(tmp_path)).load()
-    assert [(r["key"][:7], r["time"]) for r in state.accepted] == [
+    assert [(r.key[:7], r.time) for r in state.accepted] == [
         ("daisy/a", "a"),
         ("daisy/b", "b"),
         ("rose/cc", "c"),

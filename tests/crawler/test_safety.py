@@ -1,6 +1,8 @@
+import urllib.parse
+
 import pytest
 
-from crawler.safety import UnsafeURL, check_url
+from crawler.safety import PRIVATE, PUBLIC, UnsafeURL, check_url, classify, resolve
 
 
 @pytest.mark.parametrize(
@@ -61,11 +63,26 @@ def test_only_http_and_https(url):
         check_url(url, allow_private=True)
 
 
-def test_public_address_and_allow_private():
-    check_url("http://8.8.8.8/flower.jpg", allow_private=False)
-    check_url("http://[2606:4700:4700::1111]/flower.jpg", allow_private=False)
-    check_url("http://[::ffff:8.8.8.8]/flower.jpg", allow_private=False)
-    check_url("http://[64:ff9b::808:808]/flower.jpg", allow_private=False)
-    check_url("http://127.0.0.1:8000/x.jpg", allow_private=True)
-    check_url("http://10.1.2.3/x.jpg", allow_private=True)
-    check_url("http://localhost:8000/x.jpg", allow_private=True)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://8.8.8.8/flower.jpg",
+        "http://[2606:4700:4700::1111]/flower.jpg",
+        "http://[::ffff:8.8.8.8]/flower.jpg",
+        "http://[64:ff9b::808:808]/flower.jpg",
+    ],
+)
+def test_public_addresses_are_fetched_with_or_without_allow_private(url):
+    host = urllib.parse.urlsplit(url).hostname
+    assert [classify(a) for a in resolve(host, 80)] == [PUBLIC]
+    assert check_url(url, allow_private=False) is None  # raises otherwise
+    assert check_url(url, allow_private=True) is None
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/x.jpg", "http://10.1.2.3/x.jpg", "http://localhost:8000/x.jpg"])
+def test_loopback_and_private_addresses_are_fetched_only_with_allow_private(url):
+    parts = urllib.parse.urlsplit(url)
+    assert {classify(a) for a in resolve(parts.hostname, parts.port or 80)} == {PRIVATE}
+    assert check_url(url, allow_private=True) is None  # raises otherwise
+    with pytest.raises(UnsafeURL, match="non-public address .* --allow_private_hosts"):
+        check_url(url, allow_private=False)

@@ -3,8 +3,10 @@ HTTP server on 127.0.0.1 serving those fixtures, and the urls source end to end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from crawler.flowersite.catalog import item_path
 from crawler.sources import SourceOptions, get_source, source_names
 from crawler.sources.baidu import baidu_page_url, decode_baidu_url, parse_baidu_page
 from crawler.sources.bing import bing_page_url, bing_queries, parse_bing_page
-from crawler.sources.bing import page_offsets as bing_offsets
+from crawler.sources.bing import page_offset as bing_offset
 from crawler.sources.commons import category_title, commons_api_url, parse_commons_page
 from crawler.sources.urls import parse_url_lines, read_urls_file
 from tests.conftest import run_cli
@@ -136,6 +138,35 @@ def test_every_search_source_is_tested_here():
     assert set(source_names()) - {"html"} <= {"bing", "baidu", "commons", "urls"}
 
 
+# What a user may get wrong in the crawl flags the sources read (SourceOptions: one field per flag).
+BAD_OPTIONS = [
+    SourceOptions(),
+    SourceOptions(url_template="http://127.0.0.1:9/search"),
+    SourceOptions(url_template="http://127.0.0.1:9/{query}/{"),
+    SourceOptions(url_template="ftp://127.0.0.1:9/search?q={query}"),
+    SourceOptions(url_template="http://user:pw@127.0.0.1:9/search?q={query}"),
+    SourceOptions(start_url="http://user:pw@127.0.0.1:9/", classes=("daisy",)),
+    SourceOptions(start_url="http://127.0.0.1:9/", classes=("daisy", "rose")),
+    SourceOptions(urls_file="/nonexistent/urls.csv"),
+]
+SOURCE_FLAGS = re.compile("|".join(rf"--{f.name}\b" for f in dataclasses.fields(SourceOptions)))
+
+
+@pytest.mark.parametrize("name", source_names())
+def test_every_source_refuses_a_bad_option_in_one_line_naming_the_flag(name):
+    """Each registered source checks its own options when built (the crawl then exits 2 with that line);
+    whatever it refuses, it refuses naming the flag, and never with a password in the message."""
+    refused = 0
+    for options in BAD_OPTIONS:
+        try:
+            get_source(name, options)
+        except ValueError as e:
+            refused += 1
+            message = str(e)
+            assert "\n" not in message and SOURCE_FLAGS.search(message) and "pw" not in message, (options, message)
+    assert refused  # every source needs something of the flags, or refuses a bad endpoint
+
+
 # -- bing -----------------------------------------------------------------------------------
 
 BING_PAGE1 = [
@@ -179,7 +210,7 @@ def test_bing_parser_on_pages_without_results():
 
 
 def test_bing_page_urls_step_by_offset():
-    assert bing_offsets(3) == [1, 36, 71]
+    assert [bing_offset(page) for page in range(3)] == [1, 36, 71]
     url = bing_page_url("tulip flower", 36)
     assert url.startswith("https://www.bing.com/images/async?")
     params = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)

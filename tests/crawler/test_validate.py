@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.validate import Limits, Rejected, sniff_format, validate_image
+from crawler.validate import sniff_format, validate_image
+from imaging import Limits, Rejected, decode_array
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -83,3 +84,20 @@ def test_format_comes_from_magic_bytes():
     assert sniff_format(encode(rgb(), "WEBP")) == "webp"
     assert sniff_format(b"\xff\xd8\xff\xe0rest") == "jpeg"
     assert sniff_format(b"hello") is None
+
+
+@pytest.mark.parametrize(
+    "data,limits,reason",
+    [
+        (b"", Limits(), "empty"),
+        (encode(rgb(300, 300), "JPEG")[:2000], Limits(), "corrupt"),
+        (encode(rgb(30, 30), "PNG"), Limits(), "too_small"),
+        (encode(rgb(200, 200), "PNG"), Limits(max_pixels=10_000), "too_many_pixels"),
+    ],
+)
+def test_the_crawler_and_the_beam_job_refuse_an_image_for_the_same_reason(data, limits, reason):
+    with pytest.raises(Rejected) as crawler:
+        validate_image(data, limits)
+    with pytest.raises(Rejected) as job:
+        decode_array(data, limits)
+    assert crawler.value.reason == job.value.reason == reason

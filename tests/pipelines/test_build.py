@@ -16,7 +16,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipelines import build, image_ops
+import imaging
+from pipelines import build
 from pipelines.readers import Record, read_image_folder
 from storage import fs
 from tests.conftest import run_cli
@@ -187,7 +188,7 @@ def test_decode_step_with_beam_exception_handling(image_folder):
         good, bad = (
             p
             | beam.Create(records)
-            | beam.Map(build.load_and_decode, image_ops.DecodeLimits(), 3).with_exception_handling()
+            | beam.Map(build.load_and_decode, imaging.Limits(min_side=16), 3).with_exception_handling()
         )
         assert_that(
             good | "GoodKeys" >> beam.Map(lambda ri: ri[0].key),
