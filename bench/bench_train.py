@@ -103,7 +103,7 @@ def our_loop_rate(data_dir: str, strategy: str, replicas: int, steps: int, run_d
     from trainer import strategy as strategy_lib
 
     config = _config(data_dir, strategy, replicas)
-    strat = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
+    strat = strategy_lib.make_strategy(config.runtime.strategy, config.runtime.cpu_replicas)
     info = data_lib.open_dataset(data_dir)
     trainer = loop.Trainer(config, run_dir, strat, info, [0.0] * 3, [255.0] * 3)
     it = trainer._train_stream(0)
@@ -113,7 +113,7 @@ def our_loop_rate(data_dir: str, strategy: str, replicas: int, steps: int, run_d
     for _ in range(steps):
         out = trainer._train_step(next(it))
     float(out[0])
-    return steps * config.batch_size / (time.perf_counter() - t0)
+    return steps * config.optim.batch_size / (time.perf_counter() - t0)
 
 
 def keras_fit_rate(data_dir: str, steps: int) -> float:

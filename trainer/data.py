@@ -22,14 +22,9 @@ import tensorflow_datasets as tfds
 
 from pipelines import schema
 from storage import fs
+from trainer.normalization import NORMALIZATIONS
 
 AUTOTUNE = tf.data.AUTOTUNE
-NORMALIZATIONS = {
-    "imagenet": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
-    # 004_5c920be0a47925d0.txt's color_preprocessing for CIFAR-10.
-    "cifar10_seed004": ([125.307, 122.95, 113.865], [62.9932, 62.0887, 66.7048]),
-    "unit": ([0.0, 0.0, 0.0], [255.0, 255.0, 255.0]),
-}
 
 
 @dataclasses.dataclass(frozen=True)

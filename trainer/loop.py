@@ -73,41 +73,41 @@ class Trainer:
         self.chief = is_chief(strategy)
         self.replicas = strategy.num_replicas_in_sync
         self.replicas_per_worker = len(strategy.extended.worker_devices)
-        if config.batch_size % self.replicas:
+        if config.optim.batch_size % self.replicas:
             raise ValueError(
-                f"--batch_size={config.batch_size} is not divisible by the {self.replicas} replicas: "
+                f"--batch_size={config.optim.batch_size} is not divisible by the {self.replicas} replicas: "
                 f"use a multiple of {self.replicas}"
             )
-        spec = get_spec(config.model)
-        self.image_size = config.image_size or spec.default_input_shape[0]
+        spec = get_spec(config.model.name)
+        self.image_size = config.model.image_size or spec.default_input_shape[0]
         self.num_classes = len(info.class_names)
-        self.aux_weights = tuple(spec.aux_loss_weights) if config.aux_heads else ()
-        self.train_examples = info.split_sizes[config.train_split]
-        self.steps_per_epoch = self.train_examples // config.batch_size
+        self.aux_weights = tuple(spec.aux_loss_weights) if config.model.aux_heads else ()
+        self.train_examples = info.split_sizes[config.data.train_split]
+        self.steps_per_epoch = self.train_examples // config.optim.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(
-                f"the {config.train_split} split has {self.train_examples} examples, fewer than one "
-                f"batch of {config.batch_size}: lower --batch_size"
+                f"the {config.data.train_split} split has {self.train_examples} examples, fewer than one "
+                f"batch of {config.optim.batch_size}: lower --batch_size"
             )
-        if config.precision != "float32":
-            keras.mixed_precision.set_global_policy(config.precision)
-        keras.utils.set_random_seed(config.seed)
+        if config.runtime.precision != "float32":
+            keras.mixed_precision.set_global_policy(config.runtime.precision)
+        keras.utils.set_random_seed(config.runtime.seed)
         with strategy.scope():
             self.model = create_model(
-                config.model,
+                config.model.name,
                 num_classes=self.num_classes,
                 input_shape=(self.image_size, self.image_size, info.channels),
-                dropout=config.dropout,
-                weight_decay=config.weight_decay,
-                aux_heads=config.aux_heads,
+                dropout=config.model.dropout,
+                weight_decay=optim.kernel_l2(config.optim),  # 0 when the optimizer decays the weights itself
+                aux_heads=config.model.aux_heads,
             )
             for layer in self.model._flatten_layers():
                 if isinstance(layer, keras.layers.BatchNormalization):
-                    if config.bn_momentum is not None:
-                        layer.momentum = config.bn_momentum
-                    layer.synchronized = config.sync_bn
-            optimizer = optim.make_optimizer(config)
-            if config.precision == "mixed_float16":
+                    if config.model.bn_momentum is not None:
+                        layer.momentum = config.model.bn_momentum
+                    layer.synchronized = config.model.sync_bn
+            optimizer = optim.make_optimizer(config.optim)
+            if config.runtime.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
@@ -129,8 +129,8 @@ class Trainer:
         ckpt_dir = fs.join(run_dir, "checkpoints")
         if not self.chief:  # other workers write to throwaway dirs, as TF recommends
             ckpt_dir = tempfile.mkdtemp(prefix="worker-ckpt-")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=config.max_to_keep)
-        self.plateau = optim.PlateauController(config.decay_rate, config.plateau_patience, config.min_learning_rate)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=config.runtime.max_to_keep)
+        self.lr_schedule = optim.LearningRate(config.optim, self.steps_per_epoch)
         self._stop_requested = False
         self._preemption = None
         self._stream = None  # the training iterator, kept until the process ends (see fit)
@@ -148,7 +148,7 @@ class Trainer:
         else:
             onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
         loss_fn = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=c.label_smoothing, reduction=None
+            from_logits=True, label_smoothing=c.optim.label_smoothing, reduction=None
         )
         heads = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         weights = (1.0, *self.aux_weights)[: len(heads)]
@@ -157,8 +157,8 @@ class Trainer:
 
     def _make_train_step(self):
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
-        global_batch = self.config.batch_size
-        mixed16 = self.config.precision == "mixed_float16"
+        global_batch = self.config.optim.batch_size
+        mixed16 = self.config.runtime.precision == "mixed_float16"
 
         def replica_step(images, labels):
             images = data_lib.normalize(images, self.mean, self.std)  # on the replica's device
@@ -175,7 +175,7 @@ class Trainer:
 
         # Takes a distributed batch, not the iterator: each epoch has a new iterator, and an
         # iterator argument would make tf.function trace the whole step again every epoch.
-        @tf.function(jit_compile=self.config.jit or None, reduce_retracing=True)
+        @tf.function(jit_compile=self.config.runtime.jit or None, reduce_retracing=True)
         def train_step(batch):
             per_replica = strategy.run(replica_step, args=batch)
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None) for x in per_replica]
@@ -224,22 +224,22 @@ class Trainer:
         c = self.config
 
         def input_fn(ctx: tf.distribute.InputContext):
-            per_replica = ctx.get_per_replica_batch_size(c.batch_size)
+            per_replica = ctx.get_per_replica_batch_size(c.optim.batch_size)
             batches_per_step = self.replicas // ctx.num_input_pipelines
             return data_lib.make_train_dataset(
                 self.info,
-                c.train_split,
+                c.data.train_split,
                 batch_size=per_replica,
                 image_size=self.image_size,
-                seed=c.seed,
+                seed=c.runtime.seed,
                 start_batch=start_step * batches_per_step,
-                flip=c.augment_flip,
-                crop_pad=c.augment_crop_pad,
-                shuffle_buffer=c.shuffle_buffer,
-                mixup_alpha=c.mixup_alpha,
-                cutmix_alpha=c.cutmix_alpha,
-                deterministic=c.deterministic,
-                cache=c.cache,
+                flip=c.data.augment_flip,
+                crop_pad=c.data.augment_crop_pad,
+                shuffle_buffer=c.data.shuffle_buffer,
+                mixup_alpha=c.data.mixup_alpha,
+                cutmix_alpha=c.data.cutmix_alpha,
+                deterministic=c.runtime.deterministic,
+                cache=c.data.cache,
                 input_context=ctx,
             )
 
@@ -255,9 +255,7 @@ class Trainer:
             self.checkpoint.restore(path)
             logging.info("resumed from %s at step %d", path, int(self.step.numpy()))
             best, wait, scale = (float(v) for v in self.plateau_state.numpy())
-            self.plateau.load({"best": best, "wait": int(wait), "scale": scale})
-            if self.config.schedule == "plateau":
-                self._plateau_lr = max(self.config.learning_rate * scale, self.config.min_learning_rate)
+            self.lr_schedule.plateau.load({"best": best, "wait": int(wait), "scale": scale})
         return int(self.step.numpy())
 
     def request_stop(self, *_):
@@ -268,7 +266,7 @@ class Trainer:
         c = self.config
         if split not in self._eval_datasets:  # kept: with --cache, later passes read memory
             self._eval_datasets[split] = data_lib.make_eval_dataset(
-                self.info, split, batch_size=c.batch_size, image_size=self.image_size, cache=c.cache
+                self.info, split, batch_size=c.optim.batch_size, image_size=self.image_size, cache=c.data.cache
             )
         ds = self._eval_datasets[split]
         if self.replicas_per_worker == self.replicas:  # split each batch across the local replicas
@@ -297,15 +295,15 @@ class Trainer:
         c = self.config
         history = jsonl.read_all(fs.join(self.run_dir, "metrics.jsonl"))
         start_step = int(self.step.numpy())
-        total_steps = c.epochs * self.steps_per_epoch
+        total_steps = c.optim.epochs * self.steps_per_epoch
         if start_step >= total_steps:
-            logging.info("already trained %d steps (%d epochs)", start_step, c.epochs)
+            logging.info("already trained %d steps (%d epochs)", start_step, c.optim.epochs)
             return history
         previous = signal.signal(signal.SIGTERM, self.request_stop)
         self._preemption = self._preemption_handler()  # multi-worker: replaces that SIGTERM handler
         try:
             # After SIGTERM the process ends within the grace period, even if a step never returns.
-            with shutdown.StopWatchdog(c.stop_grace_seconds, lambda: self.manager.latest_checkpoint):
+            with shutdown.StopWatchdog(c.runtime.stop_grace_seconds, lambda: self.manager.latest_checkpoint):
                 return self._train_epochs(start_step, history, on_epoch_end)
         finally:
             self._preemption = None  # its watcher threads stop when it is dropped
@@ -319,7 +317,7 @@ class Trainer:
         if self.writer and start_step == 0:
             self._log_sample_images()
         epoch = start_step // self.steps_per_epoch
-        while epoch < c.epochs:
+        while epoch < c.optim.epochs:
             done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
             try:
                 record = self._train_epoch(iterator, epoch, done_in_epoch)
@@ -389,11 +387,11 @@ class Trainer:
         interactive = sys.stderr.isatty()
         for i in range(done_in_epoch, self.steps_per_epoch):
             step = int(self.step.numpy())
-            lr = self._lr(epoch + i / self.steps_per_epoch)
+            lr = self._lr(step)
             optim.set_lr(
                 self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer") else self.optimizer, lr
             )
-            batch = self._next_batch(iterator, c.train_split)
+            batch = self._next_batch(iterator, c.data.train_split)
             loss_sum, top1, top5, n = (float(x) for x in self._train_step(batch))
             if not math.isfinite(loss_sum):
                 self._handle_nan(loss_sum, step + 1, epoch)
@@ -402,11 +400,12 @@ class Trainer:
             sums += (loss_sum, top1, top5, n)
             window_n += n
             step = int(self.step.numpy())
-            if c.log_every and step % c.log_every == 0:
+            if c.runtime.log_every and step % c.runtime.log_every == 0:
                 rate = window_n / max(time.time() - window_t, 1e-9)
                 window_t, window_n = time.time(), 0.0
                 msg = (
-                    f"epoch {epoch + 1}/{c.epochs} step {i + 1}/{self.steps_per_epoch} loss {sums[0] / sums[3]:.4f} "
+                    f"epoch {epoch + 1}/{c.optim.epochs} step {i + 1}/{self.steps_per_epoch} "
+                    f"loss {sums[0] / sums[3]:.4f} "
                     f"top1 {sums[1] / sums[3]:.4f} lr {lr:.3g} {rate:.0f} img/s"
                 )
                 if interactive:
@@ -419,7 +418,7 @@ class Trainer:
                         tf.summary.scalar("train/top1", sums[1] / sums[3])
                         tf.summary.scalar("learning_rate", lr)
                         tf.summary.scalar("images_per_second", rate)
-            if c.checkpoint_every and step % c.checkpoint_every == 0:
+            if c.runtime.checkpoint_every and step % c.runtime.checkpoint_every == 0:
                 self.manager.save(checkpoint_number=step)
             if i < self.steps_per_epoch - 1 and self._stop_point(step):
                 return None
@@ -436,18 +435,17 @@ class Trainer:
             "seconds": round(seconds, 2),
             "images_per_second": round(sums[3] / max(seconds, 1e-9), 1),
         }
-        if c.validation_split in self.info.split_sizes:
-            val, _, _ = self.evaluate(c.validation_split)
+        if c.data.validation_split in self.info.split_sizes:
+            val, _, _ = self.evaluate(c.data.validation_split)
             record.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
-            if c.schedule == "plateau":
-                self._plateau_lr = self.plateau.update(val.loss, c.learning_rate)
-                state = self.plateau.state()
-                self.plateau_state.assign([state["best"], state["wait"], state["scale"]])
+            self.lr_schedule.end_epoch(val.loss)
+            state = self.lr_schedule.plateau.state()
+            self.plateau_state.assign([state["best"], state["wait"], state["scale"]])
         self.manager.save(checkpoint_number=int(self.step.numpy()))  # after the plateau update it holds
         logging.info(
             "epoch %d/%d: loss %.4f top1 %.4f%s (%.1fs, %.0f img/s)",
             epoch + 1,
-            c.epochs,
+            c.optim.epochs,
             record["loss"],
             record["top1"],
             f" | val loss {record['val_loss']:.4f} top1 {record['val_top1']:.4f}" if "val_loss" in record else "",
@@ -466,14 +464,14 @@ class Trainer:
         c = self.config
         ds = data_lib.make_train_dataset(
             self.info,
-            c.train_split,
+            c.data.train_split,
             batch_size=count,
             image_size=self.image_size,
-            seed=c.seed,
-            flip=c.augment_flip,
-            crop_pad=c.augment_crop_pad,
+            seed=c.runtime.seed,
+            flip=c.data.augment_flip,
+            crop_pad=c.data.augment_crop_pad,
         )
-        images, labels = self._next_batch(iter(ds), c.train_split)
+        images, labels = self._next_batch(iter(ds), c.data.train_split)
         with self.writer.as_default(step=0):
             tf.summary.image(
                 "train/inputs",
@@ -482,12 +480,8 @@ class Trainer:
                 description="labels: " + ", ".join(self.info.class_names[int(i)] for i in labels),
             )
 
-    def _lr(self, epoch: float) -> float:
-        if self.config.schedule == "plateau":
-            base = getattr(self, "_plateau_lr", self.config.learning_rate)
-        else:
-            base = optim.lr_at(self.config, epoch)
-        return base * float(self.lr_scale.numpy())
+    def _lr(self, step: int) -> float:
+        return self.lr_schedule(step) * float(self.lr_scale.numpy())
 
     def _next_batch(self, iterator, split: str):
         """The next batch of a stream of `split` (None at its end); a record that cannot be read
@@ -508,12 +502,12 @@ class Trainer:
         """
         c = self.config
         last = self.manager.latest_checkpoint
-        if not c.recover_from_nan or last is None or self.nan_recoveries >= c.max_nan_recoveries:
+        if not c.runtime.recover_from_nan or last is None or self.nan_recoveries >= c.runtime.max_nan_recoveries:
             why = (
                 "no checkpoint to roll back to"
-                if c.recover_from_nan and last is None
+                if c.runtime.recover_from_nan and last is None
                 else f"{self.nan_recoveries} roll-backs already"
-                if c.recover_from_nan
+                if c.runtime.recover_from_nan
                 else ""
             )
             raise TrainingError(
@@ -522,7 +516,7 @@ class Trainer:
                 "--learning_rate, add --clip_norm, or pass --recover_from_nan"
             )
         self.checkpoint.restore(last)
-        self.lr_scale.assign(self.lr_scale * c.nan_lr_factor)
+        self.lr_scale.assign(self.lr_scale * c.runtime.nan_lr_factor)
         self.nan_recoveries += 1
         logging.warning(
             "loss %s at step %d: rolled back to %s (step %d), learning rate x%g",

@@ -2,16 +2,20 @@
 
 On a machine without GPUs, `cpu_replicas=N` splits the CPU into N logical devices so
 `MirroredStrategy` runs for real (what is tested on 2 logical CPUs is what runs on 8 GPUs).
-`multi_worker` reads the cluster from TF_CONFIG.
+`multi_worker` reads the cluster from TF_CONFIG. TensorFlow is imported when a strategy is
+made: the names are the `--strategy` flag's choices, defined before TensorFlow loads.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
 from absl import logging
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
@@ -39,6 +43,8 @@ def check_tf_config() -> dict:
 
 def make_strategy(name: str, cpu_replicas: int = 0, num_gpus: int = -1) -> tf.distribute.Strategy:
     """Builds the strategy; must run before any other TensorFlow op (device setup)."""
+    import tensorflow as tf
+
     if name not in STRATEGIES:
         raise ValueError(f"unknown --strategy={name!r}; known: {', '.join(STRATEGIES)}")
     if name == "multi_worker":
@@ -67,6 +73,7 @@ def make_strategy(name: str, cpu_replicas: int = 0, num_gpus: int = -1) -> tf.di
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one process that writes the run directory (no cluster: this one)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True

@@ -3,8 +3,8 @@
     python -m trainer.train --data_dir=workspace/tfrecords/flowers/1.0.0 --run_dir=workspace/runs/demo \
         --preset=demo_flowers --strategy=mirrored --cpu_replicas=2
 
-Every field of the typed config (trainer/config.py) is a flag; precedence is
-defaults < --preset < --config_file < flags given on the command line. Running the same
+Every field of the typed config (trainer/config.py: sections model, data, optim, runtime) is a
+flat flag; precedence is defaults < --preset < --config_file < flags given on the command line. Running the same
 command again resumes from the last checkpoint. `--mode=eval` evaluates the latest
 checkpoint on --eval_split without training. Multi-worker: set TF_CONFIG on every worker
 and pass --strategy=multi_worker (see README.md).
@@ -24,8 +24,6 @@ import os
 import platform
 import sys
 import time
-import types
-import typing
 
 from absl import app, flags, logging
 
@@ -35,80 +33,30 @@ from storage import StorageError, fs
 from trainer import config as config_lib
 from trainer import shutdown
 
-_HELP = {
-    "model": "Zoo model name (python -m trainer.models --list).",
-    "image_size": "Model input size (0: the model's default).",
-    "dropout": "Dropout before the classifier (default: the model's).",
-    "weight_decay": "L2 factor on kernels (default: the model's).",
-    "bn_momentum": "Override the momentum of every BatchNormalization (0.9 suits small datasets).",
-    "sync_bn": "Synchronise BatchNormalization statistics across replicas (same maths as one device).",
-    "aux_heads": "Train auxiliary heads (GoogLeNet), weighted by the model's aux loss weights.",
-    "data_dir": "A <dataset>/<version> folder written by pipelines.build_tfrecords (local or gs://).",
-    "tfds_name": "A TFDS image classification dataset already on disk (never downloaded).",
-    "tfds_data_dir": "TFDS data_dir holding --tfds_name.",
-    "train_split": "Training split name.",
-    "validation_split": "Validation split name (evaluated each epoch if present).",
-    "test_split": "Test split name (evaluated at the end if present).",
-    "shuffle_buffer": "Examples in the shuffle buffer.",
-    "cache": "Keep the decoded, resized images in memory after the first epoch (image_size^2 * channels bytes "
-    "per example, per input pipeline), so later epochs and evaluations decode nothing.",
-    "augment_flip": "Online random horizontal flip.",
-    "augment_crop_pad": "Online random crop after padding by this many pixels (0: off).",
-    "mixup_alpha": "Mixup with Beta(alpha, alpha) (0: off).",
-    "cutmix_alpha": "CutMix with Beta(alpha, alpha) (0: off; with mixup, one of the two per batch).",
-    "normalization": "Per-channel normalisation: dataset (computed from train), imagenet, cifar10_seed004, unit.",
-    "epochs": "Epochs to train.",
-    "batch_size": "Global batch size (split across replicas).",
-    "optimizer": "sgd, adam, adamw or rmsprop.",
-    "learning_rate": "Base learning rate.",
-    "momentum": "SGD/RMSprop momentum.",
-    "nesterov": "Nesterov momentum for SGD.",
-    "schedule": "constant, step, cosine, exponential or plateau.",
-    "boundaries": "step schedule: epochs where the rate changes (comma list).",
-    "values": "step schedule: rates per interval (one more than boundaries).",
-    "warmup_epochs": "Linear warmup epochs.",
-    "decay_rate": "exponential: factor per epoch; plateau: factor on plateau.",
-    "plateau_patience": "plateau: epochs without val-loss improvement before decaying.",
-    "min_learning_rate": "Floor of the cosine/exponential/plateau schedules.",
-    "label_smoothing": "Label smoothing.",
-    "clip_norm": "Global gradient norm clipping (0: off).",
-    "strategy": "auto, one_device, mirrored or multi_worker (reads TF_CONFIG).",
-    "cpu_replicas": "Without GPUs: split the CPU into this many logical devices for mirrored (at most 4x the cores).",
-    "num_gpus": "GPUs to use (-1: all visible).",
-    "precision": "float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
-    "jit": "Compile the train step with XLA.",
-    "seed": "Seed of weights, data order and augmentation.",
-    "deterministic": "Deterministic data order and TF ops: a resumed run ends with the same weights (slower).",
-    "log_every": "Log every N steps.",
-    "checkpoint_every": "Also checkpoint every N steps (0: at epoch ends only).",
-    "max_to_keep": "Checkpoints kept.",
-    "recover_from_nan": "On a NaN/Inf loss, roll back to the last checkpoint with a lower LR instead of stopping.",
-    "nan_lr_factor": "LR multiplier at each NaN roll-back.",
-    "max_nan_recoveries": "Stop after this many NaN roll-backs.",
-    "stop_grace_seconds": "After SIGTERM the run saves a checkpoint once the step in progress returns and exits 143; "
-    "if that takes longer than this, it exits 143 anyway, keeping the last checkpoint "
-    "(preemption leaves ~30 s).",
-}
-
 
 def _define_config_flags() -> None:
-    """One flag per TrainConfig field, typed from the dataclass (flags live in one place)."""
-    hints = typing.get_type_hints(config_lib.TrainConfig)
-    for f in dataclasses.fields(config_lib.TrainConfig):
-        hint, default, help_ = hints[f.name], f.default, _HELP[f.name]
-        optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
-        base = next(a for a in hint.__args__ if a is not type(None)) if optional else hint
-        origin = typing.get_origin(base)
-        if origin is tuple:
-            flags.DEFINE_list(f.name, [str(v) for v in default], help_)
-        elif base is bool:
-            flags.DEFINE_bool(f.name, default, help_)
-        elif base is int:
-            flags.DEFINE_integer(f.name, default, help_)
-        elif base is float:
-            flags.DEFINE_float(f.name, default, help_)
+    """One flat flag per config field (`--learning_rate` sets optim.learning_rate), typed, with the
+    help, bounds and choices of the field's metadata (trainer/config.py): flags live in one place."""
+    for p in config_lib.PARAMS.values():
+        help_ = p.help_text()
+        if p.choices:
+            flags.DEFINE_enum(p.flag, p.default, p.choices, help_)
+        elif p.item_type:
+            flags.DEFINE_list(p.flag, [str(v) for v in p.default], help_)
+        elif p.type is bool:
+            flags.DEFINE_bool(p.flag, p.default, help_)
+        elif p.type is int:
+            flags.DEFINE_integer(p.flag, p.default, help_)
+        elif p.type is float:
+            flags.DEFINE_float(p.flag, p.default, help_)
         else:
-            flags.DEFINE_string(f.name, default, help_)
+            flags.DEFINE_string(p.flag, p.default, help_)
+    flags.DEFINE_float(
+        "decay_rate",
+        None,
+        "Old name of --step_decay_rate, --exponential_decay_rate and --plateau_factor: sets the one of the "
+        "--schedule in effect.",
+    )
 
 
 _define_config_flags()
@@ -119,7 +67,12 @@ _RUN_DIR = flags.DEFINE_string(
     "or gs:// (multi-worker: storage every worker reaches).",
 )
 _PRESET = flags.DEFINE_string("preset", "", f"Named recipe: {', '.join(sorted(config_lib.PRESETS))}.")
-_CONFIG_FILE = flags.DEFINE_string("config_file", "", "YAML or JSON file of config fields.")
+_CONFIG_FILE = flags.DEFINE_string(
+    "config_file",
+    "",
+    "YAML or JSON file of config fields: flat keys named as the flags (learning_rate: 0.1), or in "
+    "their sections (optim: {learning_rate: 0.1}; sections: " + ", ".join(config_lib.SECTIONS) + ").",
+)
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train, or eval a checkpoint without training.")
 _EVAL_SPLIT = flags.DEFINE_string("eval_split", "test", "--mode=eval: the split to evaluate.")
 _FORCE = flags.DEFINE_bool(
@@ -136,15 +89,8 @@ DATASET_FILE = "dataset.json"  # the dataset a run started on (trainer.data.data
 
 def config_from_flags() -> config_lib.TrainConfig:
     """Defaults < preset < config file < flags set on the command line."""
-    hints = typing.get_type_hints(config_lib.TrainConfig)
-    overrides = {}
-    for f in dataclasses.fields(config_lib.TrainConfig):
-        if FLAGS[f.name].present:
-            value = FLAGS[f.name].value
-            if typing.get_origin(hints[f.name]) is tuple:
-                inner = typing.get_args(hints[f.name])[0]
-                value = tuple(inner(v) for v in value)
-            overrides[f.name] = value
+    names = [*config_lib.PARAMS, "decay_rate"]
+    overrides = {name: FLAGS[name].value for name in names if FLAGS[name].present}
     return config_lib.build_config(_PRESET.value, _CONFIG_FILE.value, overrides)
 
 
@@ -226,7 +172,7 @@ def main(argv):
         code = run(config, run_dir, _MODE.value, _EVAL_SPLIT.value, _FORCE.value, not _NO_EXPORT.value)
     except (ValueError, StorageError) as e:
         code = usage_error(str(e))
-    if code == shutdown.SIGTERM_EXIT or config.strategy != "multi_worker":
+    if code == shutdown.SIGTERM_EXIT or config.runtime.strategy != "multi_worker":
         # Every file is written and closed: end now rather than wait for TensorFlow's teardown
         # (up to a minute, see trainer/shutdown.py). A worker of a cluster that finished normally
         # exits the usual way, saying goodbye to the cluster the chief may still be using.
@@ -244,8 +190,8 @@ def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
     """Paths TensorFlow will read or write: a scheme it has, and a store that answers (run dir: takes a write)."""
     for flag, path in (
         ("--run_dir", run_dir),
-        ("--data_dir", config.data_dir),
-        ("--tfds_data_dir", config.tfds_data_dir),
+        ("--data_dir", config.data.data_dir),
+        ("--tfds_data_dir", config.data.tfds_data_dir),
     ):
         if path:
             fs.check(path, flag, tensorflow=True)
@@ -255,13 +201,11 @@ def check_paths(config: config_lib.TrainConfig, run_dir: str) -> None:
 def check_config(config: config_lib.TrainConfig) -> None:
     """Values out of range and contradictory settings: one-line errors before any work."""
     config_lib.check_values(config)
-    if config.jit and config.deterministic:
+    if config.runtime.jit and config.runtime.deterministic:
         raise ValueError(
             "--jit with --deterministic: XLA has no deterministic version of some gradients (MaxPool); "
             "drop one of the two"
         )
-    if config.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
-        raise ValueError(f"--precision={config.precision!r}: use float32, mixed_float16 or mixed_bfloat16")
 
 
 def run(
@@ -276,24 +220,24 @@ def run(
     # Strategy first: logical devices must be configured before any TensorFlow op.
     from trainer import strategy as strategy_lib
 
-    if config.deterministic:
+    if config.runtime.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas, config.num_gpus)
+    strategy = strategy_lib.make_strategy(config.runtime.strategy, config.runtime.cpu_replicas, config.runtime.num_gpus)
     from trainer import data as data_lib
     from trainer import export as export_lib
     from trainer import loop
     from trainer.models import get_spec
 
-    get_spec(config.model)  # unknown model: the list of known ones, before any work
-    info = data_lib.open_dataset(config.data_dir, config.tfds_name, config.tfds_data_dir)
+    get_spec(config.model.name)  # unknown model: the list of known ones, before any work
+    info = data_lib.open_dataset(config.data.data_dir, config.data.tfds_name, config.data.tfds_data_dir)
     if mode == "eval" and not fs.exists(fs.join(run_dir, "config.json")):
         raise ValueError(f"--mode=eval: {run_dir} has no config.json (nothing trained there)")
     # Only the chief owns the run directory; other workers follow its config.
     resuming = prepare_run_dir(run_dir, config, force) if strategy_lib.is_chief(strategy) else False
     prep_path = fs.join(run_dir, export_lib.PREPROCESSING_FILE)
-    image_size = config.image_size or get_spec(config.model).default_input_shape[0]
+    image_size = config.model.image_size or get_spec(config.model.name).default_input_shape[0]
     identity = data_lib.dataset_identity(info)
     if resuming and fs.exists(prep_path):
         prep = fs.read_json(prep_path)
@@ -307,7 +251,9 @@ def run(
         mean, std = prep["mean"], prep["std"]
     else:
         try:
-            mean, std = data_lib.normalization_constants(config.normalization, info, config.train_split, image_size)
+            mean, std = data_lib.normalization_constants(
+                config.data.normalization, info, config.data.train_split, image_size
+            )
         except data_lib.CorruptDataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 3
@@ -364,7 +310,11 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
     names = trainer.info.class_names
     results = {}
     cm = None
-    for key, split in (("train", c.train_split), ("validation", c.validation_split), ("test", c.test_split)):
+    for key, split in (
+        ("train", c.data.train_split),
+        ("validation", c.data.validation_split),
+        ("test", c.data.test_split),
+    ):
         if split not in trainer.info.split_sizes:
             continue
         metrics, logits, labels = trainer.evaluate(split)
@@ -374,10 +324,10 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
             cm_split = split
     report.plot_curves(history, fs.join(run_dir, "curves.png"))
     if cm is not None:
-        report.plot_confusion(cm, names, fs.join(run_dir, "confusion.png"), f"{c.model} on {cm_split}")
+        report.plot_confusion(cm, names, fs.join(run_dir, "confusion.png"), f"{c.model.name} on {cm_split}")
     train_rates = [h["images_per_second"] for h in history]
     out = {
-        "model": c.model,
+        "model": c.model.name,
         "class_names": names,
         "splits": results,
         "per_class": report.per_class(cm, names) if cm is not None else {},
@@ -394,7 +344,8 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
     fs.write_json(fs.join(run_dir, "report.json"), out)
     test = results.get("test") or results.get("validation") or {}
     print(
-        f"train: {c.model} {len(history)} epochs in {seconds:.0f}s; test top-1 {test.get('top1', float('nan')):.4f} "
+        f"train: {c.model.name} {len(history)} epochs in {seconds:.0f}s; "
+        f"test top-1 {test.get('top1', float('nan')):.4f} "
         f"top-5 {test.get('top5', float('nan')):.4f} -> {fs.join(run_dir, 'report.json')}",
         flush=True,
     )

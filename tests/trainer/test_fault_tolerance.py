@@ -178,7 +178,8 @@ def test_resuming_on_a_dataset_rebuilt_with_another_class_order_is_refused(tfrec
     shutil.copytree(tfrecords_dir, data)
     shutil.copytree(one_epoch_run, run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    (run_dir / "config.json").write_text(json.dumps({**config, "data_dir": str(data)}))
+    config["data"]["data_dir"] = str(data)
+    (run_dir / "config.json").write_text(json.dumps(config))
     recorded = json.loads((run_dir / "dataset.json").read_text())
     assert recorded["class_names"] == ["daisy", "rose", "tulip"] and recorded["fingerprint"]
     (data / "label.labels.txt").write_text("rose\ndaisy\ntulip\n")  # what a rebuild with --class_names writes
@@ -368,16 +369,16 @@ def test_reduce_on_plateau_state_survives_a_resume(tfrecords_dir, tmp_path):
         "--strategy=one_device",
         "--schedule=plateau",
         "--plateau_patience=1",
-        "--decay_rate=0.5",
+        "--plateau_factor=0.5",
         "--learning_rate=1e-7",
         "--bn_momentum=1.0",
     ]
     run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=2", *flags)[2:])
     run_cli(*train_argv(tfrecords_dir, run_dir, "--epochs=3", *flags)[2:])  # resumes at epoch 3
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    replay = PlateauController(0.5, 1, 0.0)
+    replay = PlateauController(0.5, 1)
     expected = [1e-7]
     for h in history[:-1]:
-        expected.append(replay.update(h["val_loss"], 1e-7))
+        expected.append(1e-7 * replay.update(h["val_loss"]))
     assert [h["lr"] for h in history] == pytest.approx(expected, rel=1e-6)
     assert history[-1]["lr"] < 1e-7  # decayed before the resume, and still after it

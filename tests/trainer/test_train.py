@@ -145,7 +145,7 @@ def test_eval_mode_evaluates_without_training(mirrored_run, tfrecords_dir):
         (["--strategy=multi_worker"], "TF_CONFIG"),
         (["--preset=fastest"], "known presets"),
         (["--jit"], "--jit with --deterministic"),
-        (["--precision=float8"], "--precision='float8'"),
+        (["--precision=float8"], "--precision=float8"),
     ],
 )
 def test_bad_flags_are_one_line_errors(tfrecords_dir, tmp_path, flags, message):
