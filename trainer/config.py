@@ -301,6 +301,10 @@ _BY_PATH = {p.path: p for p in PARAMS.values()}
 # `decay_rate` was one field for three schedules; a flat file (or flag) giving it sets the one
 # of the schedule in effect once its layer is applied.
 LEGACY_DECAY_RATE = {"step": "step_decay_rate", "exponential": "exponential_decay_rate", "plateau": "plateau_factor"}
+# Flat keys that are no field, each also a (float) flag, with that flag's help.
+LEGACY_KEYS = {
+    "decay_rate": f"Old name of --{', --'.join(LEGACY_DECAY_RATE.values())}: sets the one of the --schedule in effect."
+}
 
 IDENTITY_FIELDS = (
     "model.name",
@@ -431,7 +435,7 @@ def flat_overrides(overrides: dict[str, Any], origin: str) -> dict[str, Any]:
                     unknown.append(f"{key}.{name}")
                 else:
                     put(p.flag, v, f"{key}.{name}")
-        elif key in PARAMS or key == "decay_rate":
+        elif key in PARAMS or key in LEGACY_KEYS:
             put(key, value, key)
         else:
             unknown.append(key)

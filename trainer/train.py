@@ -51,12 +51,8 @@ def _define_config_flags() -> None:
             flags.DEFINE_float(p.flag, p.default, help_)
         else:
             flags.DEFINE_string(p.flag, p.default, help_)
-    flags.DEFINE_float(
-        "decay_rate",
-        None,
-        "Old name of --step_decay_rate, --exponential_decay_rate and --plateau_factor: sets the one of the "
-        "--schedule in effect.",
-    )
+    for name, help_ in config_lib.LEGACY_KEYS.items():
+        flags.DEFINE_float(name, None, help_)
 
 
 _define_config_flags()
@@ -89,7 +85,7 @@ DATASET_FILE = "dataset.json"  # the dataset a run started on (trainer.data.data
 
 def config_from_flags() -> config_lib.TrainConfig:
     """Defaults < preset < config file < flags set on the command line."""
-    names = [*config_lib.PARAMS, "decay_rate"]
+    names = [*config_lib.PARAMS, *config_lib.LEGACY_KEYS]
     overrides = {name: FLAGS[name].value for name in names if FLAGS[name].present}
     return config_lib.build_config(_PRESET.value, _CONFIG_FILE.value, overrides)
 
