@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.readers.base import Record
+from pipelines.readers.base import Input, Reader, ReaderOptions, Record, register
 from storage import fs, jsonl
 
 MANIFEST = "manifest.jsonl"
@@ -80,3 +80,23 @@ def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
             )
         )
     return records, rejected
+
+
+@register
+class CrawledReader(Reader):
+    """The crawler's folder: asked before the folder reader; labels in the crawler's class order."""
+
+    name = "crawled"
+    input_flag = "input_dir"
+    rank = 0
+
+    def accepts(self, options: ReaderOptions) -> bool:
+        return is_crawl_dir(options.input_dir)
+
+    def read(self, options: ReaderOptions) -> Input:
+        from crawler.classes import CLASS_NAMES
+
+        records, rejected = read_crawl_dir(options.input_dir)
+        present = {r.label for r in records}
+        names = [c for c in CLASS_NAMES if c in present] + sorted(present - set(CLASS_NAMES))
+        return Input(records, names, f"crawl {options.input_dir}", rejected)
