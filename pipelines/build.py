@@ -39,7 +39,7 @@ from pipelines.options import JobOptions
 from pipelines.readers import Input, Record
 from storage import fs, jsonl, lock
 
-__all__ = ["BuildError", "JobOptions", "describe_runner", "run_build", "with_splits"]
+__all__ = ["BuildError", "JobOptions", "run_build", "with_splits"]  # BuildError, JobOptions: for callers
 
 
 def with_splits(records: list[Record], opts: JobOptions) -> list[Record]:

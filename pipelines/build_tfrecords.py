@@ -27,6 +27,13 @@ explicitly, so Beam never tries to download the Prism runner).
 --input_dir, --output_dir and --class_names=@file may be local paths or buckets (gs://, s3://;
 --tfds_data_dir: local or gs://, read by TensorFlow). A bucket that does not exist, refuses
 access or does not answer stops the job before any work, exit 2; nothing is published.
+
+Which reader reads the input is the registry's choice (pipelines/readers/): a folder with a
+crawler's manifest.jsonl is a crawl, any other folder an image folder, --tfds_name a TFDS dataset.
+It prints one line per step (inputs listed, read tasks, job started and finished, merged,
+published), a warning naming the rejected inputs' reasons, and the summary on stdout; libraries'
+INFO lines and TensorFlow's C++ banners only with -v 1. stats.json gets the train split's
+per-channel mean and std (channel_stats).
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from storage import fs, jsonl
 DEAD_LETTER = "dead_letter.jsonl"
 STATS = schema.STATS_FILE
 HISTOGRAM = "class_histogram.png"
-TFDS_METADATA = "metadata.json"  # tfds.core.MetadataDict: builder.info.metadata
 DUPLICATE_REASONS = ("duplicate", "near_duplicate")  # dead letters of --dedup=drop
 
 

@@ -19,13 +19,11 @@ from pipelines.readers.base import (
     ReaderOptions,
     Record,
     candidates,
-    check_class_names,
-    check_unique_keys,
     load,
     pick,
     reader_names,
-    readers,
     register,
+    registered,
 )
 
 for _mod in pkgutil.iter_modules(__path__):
@@ -39,11 +37,9 @@ __all__ = [
     "ReaderOptions",
     "Record",
     "candidates",
-    "check_class_names",
-    "check_unique_keys",
     "load",
     "pick",
     "reader_names",
-    "readers",
     "register",
+    "registered",
 ]

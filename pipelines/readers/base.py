@@ -91,7 +91,7 @@ def register(cls: type[Reader]) -> type[Reader]:
     return cls
 
 
-def readers() -> list[Reader]:
+def registered() -> list[Reader]:
     """Every registered reader, in the order they are asked: by input flag, then rank, then name."""
     return sorted(_REGISTRY.values(), key=lambda r: (r.input_flag, r.rank, r.name))
 
@@ -104,7 +104,7 @@ def candidates(options: ReaderOptions) -> list[Reader]:
     """The readers of the one input flag given, in rank order; ValueError if not exactly one input flag is
     given, or if an option is given that none of them reads. Looks at the flags only (no I/O)."""
     by_flag: dict[str, list[Reader]] = collections.defaultdict(list)
-    for r in readers():
+    for r in registered():
         by_flag[r.input_flag].append(r)
     given = [f for f in by_flag if getattr(options, f)]
     if len(given) != 1:
@@ -115,8 +115,8 @@ def candidates(options: ReaderOptions) -> list[Reader]:
     for field in dataclasses.fields(ReaderOptions):
         value = getattr(options, field.name)
         if value and field.name not in readable:
-            owners = [r.name for r in readers() if field.name in r.option_flags]
-            owner_flags = sorted({f"--{r.input_flag}" for r in readers() if field.name in r.option_flags})
+            owners = [r.name for r in registered() if field.name in r.option_flags]
+            owner_flags = sorted({f"--{r.input_flag}" for r in registered() if field.name in r.option_flags})
             raise ValueError(
                 f"--{field.name}={value} is an option of the {'/'.join(owners)} reader: it needs "
                 f"{' or '.join(owner_flags)}, not --{given[0]}"
