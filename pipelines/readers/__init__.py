@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 
 from pipelines.readers.base import (
+    DirectoryReader,
     Input,
     Loader,
     Reader,
@@ -31,6 +32,7 @@ for _mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = [
+    "DirectoryReader",
     "Input",
     "Loader",
     "Reader",

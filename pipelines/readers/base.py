@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from pipelines import schema
+from storage import fs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +78,16 @@ class Reader(abc.ABC):
     @abc.abstractmethod
     def read(self, options: ReaderOptions) -> Input:
         """Lists the input: records and label names; the inputs it cannot follow become `rejected` dead letters."""
+
+
+class DirectoryReader(Reader):
+    """A reader of a folder named by --input_dir (local or in a bucket)."""
+
+    input_flag = "input_dir"
+
+    def check(self, options: ReaderOptions) -> None:
+        if not fs.isdir(options.input_dir):
+            raise ValueError(f"--input_dir={options.input_dir} does not exist or is not a folder")
 
 
 _REGISTRY: dict[str, Reader] = {}

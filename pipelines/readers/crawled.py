@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.readers.base import Input, Reader, ReaderOptions, Record, register
+from pipelines.readers.base import DirectoryReader, Input, ReaderOptions, Record, register
 from storage import fs, jsonl
 
 MANIFEST = "manifest.jsonl"
@@ -83,12 +83,10 @@ def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
 
 
 @register
-class CrawledReader(Reader):
+class CrawledReader(DirectoryReader):
     """The crawler's folder: asked before the folder reader; labels in the crawler's class order."""
 
     name = "crawled"
-    input_flag = "input_dir"
-    rank = 0
 
     def accepts(self, options: ReaderOptions) -> bool:
         return is_crawl_dir(options.input_dir)

@@ -7,7 +7,7 @@ or a dead letter of the job (`unsupported_extension`), never skipped without a w
 from __future__ import annotations
 
 from pipelines.image_ops import IMAGE_EXTENSIONS
-from pipelines.readers.base import Input, Reader, ReaderOptions, Record, register
+from pipelines.readers.base import DirectoryReader, Input, ReaderOptions, Record, register
 from storage import fs
 
 KNOWN_SPLITS = ("train", "validation", "val", "test")
@@ -57,16 +57,11 @@ def read_image_folder(root: str) -> list[Record]:
 
 
 @register
-class FolderReader(Reader):
+class FolderReader(DirectoryReader):
     """Any image folder: the reader of --input_dir that no reader of lower rank accepted."""
 
     name = "folder"
-    input_flag = "input_dir"
     rank = 100
-
-    def check(self, options: ReaderOptions) -> None:
-        if not fs.isdir(options.input_dir):
-            raise ValueError(f"--input_dir={options.input_dir} does not exist or is not a folder")
 
     def read(self, options: ReaderOptions) -> Input:
         records = read_image_folder(options.input_dir)

@@ -232,22 +232,7 @@ def test_worker_reads_ranges_across_real_shard_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner(tmp_path):
-    write_real_dataset(tmp_path / "tfds")
-    run_cli(
-        "pipelines.build_tfrecords",
-        "--tfds_name=mnist",
-        f"--tfds_data_dir={tmp_path / 'tfds'}",
-        f"--output_dir={tmp_path / 'out'}",
-        "--dataset_name=m",
-        "--image_size=32",
-    )
-    stats = json.loads((tmp_path / "out" / "m" / "1.0.0" / "stats.json").read_text())
-    assert stats["examples_per_split"] == {"test": 4, "train": 13} and stats["rejected"] == 0
-
-
-@pytest.mark.slow
-def test_a_build_says_what_it_does_and_what_went_wrong_without_library_noise(tmp_path):
+def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner_says_what_it_does(tmp_path):
     """TFDS starts TensorFlow on the driver and in every worker: its C++ banners, TFDS's INFO lines
     and Beam's "Discarding unparseable args" used to bury the job's own lines. An unknown flag
     still gets Beam's one "did you mean" line, a bad image the closing warning."""
@@ -282,3 +267,5 @@ def test_a_build_says_what_it_does_and_what_went_wrong_without_library_noise(tmp
     ):
         assert expected in err, (expected, err)
     assert f"-> {final}" in proc.stdout
+    stats = json.loads((final / "stats.json").read_text())
+    assert stats["examples_per_split"] == {"test": 4, "train": 12} and stats["rejected_per_reason"] == {"corrupt": 1}
