@@ -21,8 +21,9 @@ TFRecords and no TFDS metadata, since TFDS cannot read them. Check any output wi
 Flags this program does not know are Beam pipeline options and pass through, e.g.
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp` or
 `--runner=PortableRunner --job_endpoint=host:8099` (Flink, Spark: see README.md). The
-default runner is the local DirectRunner in multi-processing mode on all cores (named
-explicitly, so Beam never tries to download the Prism runner).
+default runner is Beam's local FnApiRunner (the engine of the DirectRunner's batch jobs) in
+multi-processing mode on all cores, named directly: the DirectRunner itself first tries the
+Prism runner, which it downloads from GitHub.
 
 --input_dir, --output_dir and --class_names=@file may be local paths or buckets (gs://, s3://;
 --tfds_data_dir: local or gs://, read by TensorFlow). A bucket that does not exist, refuses
@@ -155,8 +156,9 @@ _COMPRESSION = flags.DEFINE_enum(
     "TFRecord compression; gzip only with --layout=model_garden (TFDS cannot read compressed TFRecords).",
 )
 
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 DEFAULT_RUNNER_ARGS = [
-    "--runner=DirectRunner",
+    f"--runner={LOCAL_RUNNER}",
     "--direct_running_mode=multi_processing",
     "--direct_num_workers=0",
     "--default_sdk_harness_log_level=CRITICAL",
@@ -164,7 +166,7 @@ DEFAULT_RUNNER_ARGS = [
 
 
 def pipeline_args(extra: list[str]) -> list[str]:
-    """Pass-through Beam options; the local multi-process DirectRunner unless a runner is named."""
+    """Pass-through Beam options; the local multi-process FnApiRunner unless a runner is named."""
     if any(a.startswith("--runner") for a in extra):
         return extra
     named = {a.split("=")[0] for a in extra}
@@ -272,8 +274,6 @@ def check_options(opts: JobOptions) -> None:
         raise ValueError(f"--dataset_name={opts.dataset_name!r}: use lower case letters, digits and _")
     if not opts.keep_input_splits:
         splits.parse_splits(opts.splits)
-    if not 0 <= opts.max_bad_fraction <= 1:
-        raise ValueError("--max_bad_fraction must be within [0, 1]")
     if fs.isdir(opts.final_dir) and not opts.overwrite:
         raise ValueError(f"{opts.final_dir} already exists: pass --overwrite to replace it, or another --version")
 

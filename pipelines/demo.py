@@ -4,7 +4,7 @@
 
 1. starts the local flower site on a free port of 127.0.0.1;
 2. crawls it with `python -m crawler.crawl` (the real crawler) into <workspace>/raw/;
-3. builds TFRecords with `python -m pipelines.build_tfrecords` (Beam DirectRunner) into
+3. builds TFRecords with `python -m pipelines.build_tfrecords` (Beam's local runner) into
    <workspace>/tfrecords/flowers/1.0.0/;
 4. trains with `python -m trainer.train` under MirroredStrategy over 2 logical CPUs into
    <workspace>/runs/demo/;

@@ -20,8 +20,6 @@ transforms only wire them. Everything a worker writes goes into `_parts/` of the
 folder; the driver merges it after the job (pipelines.finish).
 """
 
-from __future__ import annotations
-
 import collections
 import dataclasses
 import json

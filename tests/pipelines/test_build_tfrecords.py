@@ -87,3 +87,22 @@ def test_tfds_input_keeps_its_splits_unless_splits_is_given():
     with parsed_flags("--tfds_name=mnist", "--splits=train:0.9,test:0.1", "--grayscale=false"):
         opts = build_tfrecords.options_from_flags(mnist)
         assert not opts.keep_input_splits and opts.channels == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", [[], ["--runner=DirectRunner"]])
+def test_the_default_runner_never_tries_to_download_prism(folder, tmp_path, monkeypatch, runner):
+    """Beam's DirectRunner first tries the Prism runner (a binary it downloads; offline it falls back);
+    the job's default names the local engine itself."""
+    from apache_beam.runners.portability import prism_runner
+
+    tried = []
+
+    def offline(self, *args, **kwargs):
+        tried.append(True)
+        raise RuntimeError("no prism here")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", offline)
+    argv = [f"--input_dir={folder}", f"--output_dir={tmp_path}", "--image_size=16", *IN_PROCESS, *runner]
+    assert run_main(build_tfrecords.main, *argv) == 0
+    assert tried == ([True] if runner else [])  # named, the DirectRunner still tries it
