@@ -61,10 +61,10 @@ def with_splits(records: list[Record], opts: JobOptions) -> list[Record]:
 
 
 def describe_runner(options: PipelineOptions) -> str:
-    """The runner and its workers, in a few words: 'FnApiRunner (multi_processing, 2 workers)'."""
+    """The runner and its workers, in a few words: 'DirectRunner (multi_processing, 2 workers)'."""
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     name = runner.rsplit(".", 1)[-1]
-    if name.endswith("DirectRunner") or name == "FnApiRunner":  # the local runners: DirectOptions
+    if name.endswith("DirectRunner"):
         direct = options.view_as(DirectOptions)
         mode = direct.direct_running_mode
         n = 1 if mode == "in_memory" else (direct.direct_num_workers or os.cpu_count() or 1)

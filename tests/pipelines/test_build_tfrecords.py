@@ -93,7 +93,7 @@ def test_tfds_input_keeps_its_splits_unless_splits_is_given():
 @pytest.mark.parametrize("runner", [[], ["--runner=DirectRunner"]])
 def test_the_default_runner_never_tries_to_download_prism(folder, tmp_path, monkeypatch, runner):
     """Beam's DirectRunner first tries the Prism runner (a binary it downloads; offline it falls back);
-    the job's default names the local engine itself."""
+    the job's default runner options keep it from that."""
     from apache_beam.runners.portability import prism_runner
 
     tried = []
@@ -105,4 +105,4 @@ def test_the_default_runner_never_tries_to_download_prism(folder, tmp_path, monk
     monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", offline)
     argv = [f"--input_dir={folder}", f"--output_dir={tmp_path}", "--image_size=16", *IN_PROCESS, *runner]
     assert run_main(build_tfrecords.main, *argv) == 0
-    assert tried == ([True] if runner else [])  # named, the DirectRunner still tries it
+    assert tried == ([True] if runner else [])  # named without the job's defaults, the DirectRunner tries it

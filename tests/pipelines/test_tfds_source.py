@@ -258,7 +258,7 @@ def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner_says_what_i
     for expected in (
         "inputs: 17 listed from tfds mnist",
         "read tasks: 2 written (17 records)",
-        "job: started on FnApiRunner (multi_processing, ",
+        "job: started on DirectRunner (multi_processing, ",
         "job: finished in",
         "merged: 2 shard(s)",
         f"published: {final}",
