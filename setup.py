@@ -69,7 +69,7 @@ setup(
             "flower-site=crawler.flowersite.__main__:run",
             "flower-crawl=crawler.crawl:run",
             "flower-build-tfrecords=pipelines.build_tfrecords:run",
-            "flower-inspect=pipelines.inspect:run",
+            "flower-inspect=pipelines.inspect_dataset:run",
             "flower-train=trainer.train:run_cli",
             "flower-predict=trainer.predict:run",
             "flower-models=trainer.models.__main__:run",

@@ -98,12 +98,13 @@ def make_images(root: str, n: int) -> str:
 def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
     """The plain loop over the job's step functions; (wall, CPU) seconds (file listing excluded, as for Beam)."""
     import imaging
-    from pipelines import build, schema, shards
-    from pipelines.readers import read_image_folder
+    from pipelines import schema, shards, transforms
+    from pipelines.options import JobOptions
+    from pipelines.readers.folder import read_image_folder
 
     records = read_image_folder(input_dir)
     names = sorted({r.label for r in records})
-    opts = build.BuildOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
+    opts = JobOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
     label_index = {n: i for i, n in enumerate(names)}
     feats = schema.features(names, opts.channels, opts.encoding, opts.layout, opts.fixed_size)
     limits = imaging.Limits(opts.min_side, opts.max_pixels)
@@ -112,8 +113,8 @@ def run_loop(input_dir: str, out_dir: str) -> tuple[float, float]:
         for r in records:
             with open(r.path, "rb") as f:
                 image = imaging.decode_array(f.read(), limits, opts.channels)
-            for _, _, _, example in build.make_examples((r, image), opts, label_index, feats):
-                out.write(shards.tfrecord_frame(example))
+            for example in transforms.make_examples(transforms.Decoded(r, image), opts, label_index, feats):
+                out.write(shards.tfrecord_frame(example.data))  # records without a split: no pixel sums
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -123,13 +124,15 @@ def run_beam(input_dir: str, out_dir: str, runner_args: list[str]) -> tuple[floa
     CPU time includes the runner's worker processes (children the runner has waited for).
     """
     from pipelines import build, build_tfrecords
-    from pipelines.readers import read_image_folder
+    from pipelines.options import JobOptions
+    from pipelines.readers import Input
+    from pipelines.readers.folder import read_image_folder
 
     records = read_image_folder(input_dir)
     names = sorted({r.label for r in records})
-    opts = build.BuildOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
+    opts = JobOptions(output_dir=out_dir, dataset_name="bench", image_size=_IMAGE_SIZE)
     start, cpu = time.perf_counter(), _cpu_with_children()
-    build.run_build(records, names, opts, build_tfrecords.pipeline_args(runner_args), input_dir)
+    build.run_build(Input(records, names, input_dir), opts, build_tfrecords.pipeline_args(runner_args))
     return time.perf_counter() - start, _cpu_with_children() - cpu
 
 
@@ -259,9 +262,9 @@ def report(sizes: list[int], wall: dict, cpu: dict, whole: dict, load_before: fl
 def main(argv):
     del argv
     if _CHILD.value:
-        from pipelines import quick_exit
+        from pipelines import exit_gc
 
-        quick_exit.skip_final_gc()  # as the command does: the "whole process" time ends like a command's
+        exit_gc.skip_final_gc()  # as the command does: the "whole process" time ends like a command's
         if _CHILD.value == "loop":
             got = run_loop(_CHILD_INPUT.value, _CHILD_OUTPUT.value)
         else:

@@ -16,41 +16,36 @@ dead_letter.jsonl (inputs rejected, with the reason). Load it with
 `tfds.builder_from_directory(<that folder>)`. `--layout=model_garden` writes TF Model Garden's
 keys instead (see pipelines/schema.py); `--compression=gzip` (model_garden only) writes GZIP
 TFRecords and no TFDS metadata, since TFDS cannot read them. Check any output with
-`python -m pipelines.inspect <that folder>`.
+`python -m pipelines.inspect_dataset <that folder>`.
 
 Flags this program does not know are Beam pipeline options and pass through, e.g.
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp` or
 `--runner=PortableRunner --job_endpoint=host:8099` (Flink, Spark: see README.md). The
 default runner is the local DirectRunner in multi-processing mode on all cores (named
-explicitly, so Beam never tries to download the Prism runner).
+explicitly, and kept from trying the Prism runner first, which it would download from GitHub).
 
 --input_dir, --output_dir and --class_names=@file may be local paths or buckets (gs://, s3://;
 --tfds_data_dir: local or gs://, read by TensorFlow). A bucket that does not exist, refuses
 access or does not answer stops the job before any work, exit 2; nothing is published.
+
+Which reader reads the input is the registry's choice (pipelines/readers/): a folder with a
+crawler's manifest.jsonl is a crawl, any other folder an image folder, --tfds_name a TFDS dataset.
+It prints one line per step (inputs listed, read tasks, job started and finished, merged,
+published), a warning naming the rejected inputs' reasons, and the summary on stdout; libraries'
+INFO lines and TensorFlow's C++ banners only with -v 1. stats.json gets the train split's
+per-channel mean and std (channel_stats).
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import logging as std_logging
-import os
 import re
 import sys
-import threading
+import time
 
 from absl import app, flags, logging
 
-import cli
-from pipelines import build, dedup, image_ops, quick_exit, schema, splits
-from pipelines.readers import (
-    check_class_names,
-    check_unique_keys,
-    is_crawl_dir,
-    read_crawl_dir,
-    read_image_folder,
-    read_tfds,
-)
+from pipelines import console, dedup, exit_gc, image_ops, readers, schema, splits
+from pipelines.options import JobOptions
 from storage import StorageError, fs
 
 _INPUT_DIR = flags.DEFINE_string(
@@ -164,8 +159,12 @@ DEFAULT_RUNNER_ARGS = [
     "--runner=DirectRunner",
     "--direct_running_mode=multi_processing",
     "--direct_num_workers=0",
-    "--default_sdk_harness_log_level=CRITICAL",
-]  # a worker's failure is reported by the driver
+    "--default_sdk_harness_log_level=CRITICAL",  # a worker's failure is reported by the driver
+    # The DirectRunner first tries the Prism runner on any pipeline it deems fit, a binary it downloads
+    # (offline it fails and falls back); it does not with this option, which changes nothing else
+    # here: the job sets no triggers. Then it runs the FnApiRunner, as it does after Prism failed.
+    "--allow_unsafe_triggers",
+]
 
 
 def pipeline_args(extra: list[str]) -> list[str]:
@@ -174,21 +173,26 @@ def pipeline_args(extra: list[str]) -> list[str]:
         return extra
     named = {a.split("=")[0] for a in extra}
     defaults = [a for a in DEFAULT_RUNNER_ARGS if a.split("=")[0] not in named]
-    if logging.get_verbosity() >= 1:  # -v 1: the workers' warnings too
+    if "--direct_running_mode=in_memory" in extra:  # one worker: Beam warns about a worker count for it
+        defaults = [a for a in defaults if not a.startswith("--direct_num_workers")]
+    if console.verbose():  # -v 1: the workers' warnings too
         defaults = [a.replace("=CRITICAL", "=WARNING") for a in defaults]
     return defaults + extra
 
 
-def _channels(tfds_channels: int | None) -> int:
-    if _GRAYSCALE.present or tfds_channels is None:
-        return 1 if _GRAYSCALE.value else 3
-    return tfds_channels
+def reader_options() -> readers.ReaderOptions:
+    return readers.ReaderOptions(
+        input_dir=_INPUT_DIR.value or "", tfds_name=_TFDS_NAME.value or "", tfds_data_dir=_TFDS_DATA_DIR.value or ""
+    )
 
 
-def options_from_flags(tfds_channels: int | None = None) -> build.BuildOptions:
-    """The job's options; a TFDS input keeps its splits unless --splits is given, and its channels."""
-    keep = _KEEP_SPLITS.value or (bool(_TFDS_NAME.value) and not _SPLITS.present)
-    return build.BuildOptions(
+def options_from_flags(inp: readers.Input | None = None) -> JobOptions:
+    """The job's options; an input with splits of its own (TFDS) keeps them unless --splits is given, and its
+    channel count unless --grayscale is."""
+    keep = _KEEP_SPLITS.value or (inp is not None and inp.own_splits and not _SPLITS.present)
+    own_channels = inp.channels if inp is not None else None
+    channels = own_channels if own_channels and not _GRAYSCALE.present else (1 if _GRAYSCALE.value else 3)
+    return JobOptions(
         output_dir=_OUTPUT_DIR.value,
         dataset_name=_DATASET_NAME.value,
         version=_VERSION.value,
@@ -197,7 +201,7 @@ def options_from_flags(tfds_channels: int | None = None) -> build.BuildOptions:
         split_salt=_SPLIT_SALT.value,
         image_size=_IMAGE_SIZE.value,
         resize=_RESIZE.value,
-        channels=_channels(tfds_channels),
+        channels=channels,
         augment_copies=_AUGMENT_COPIES.value,
         augment=image_ops.AugmentParams(
             flip=_FLIP.value,
@@ -225,11 +229,8 @@ def options_from_flags(tfds_channels: int | None = None) -> build.BuildOptions:
 
 
 def check_flags() -> None:
-    """Flags that contradict each other, before anything is read."""
-    if bool(_INPUT_DIR.value) == bool(_TFDS_NAME.value):
-        raise ValueError("give exactly one of --input_dir (a folder) or --tfds_name (a prepared TFDS dataset)")
-    if _TFDS_DATA_DIR.value and not _TFDS_NAME.value:
-        raise ValueError(f"--tfds_data_dir={_TFDS_DATA_DIR.value} needs --tfds_name")
+    """Flags that contradict each other, before anything is read (the readers check their own)."""
+    readers.candidates(reader_options())  # one input flag, and no option of another reader
     if _KEEP_SPLITS.value and _SPLITS.present:
         raise ValueError(f"--keep_input_splits and --splits={_SPLITS.value} contradict each other: give one")
     if _NUM_SHARDS.value and _SHARD_SIZE_MB.present:
@@ -267,7 +268,7 @@ def class_names_from_flag(value: str | None) -> list[str] | None:
     return names
 
 
-def check_options(opts: build.BuildOptions) -> None:
+def check_options(opts: JobOptions) -> None:
     """Contradictory or impossible flags: one-line errors before any work."""
     if not re.fullmatch(r"\d+\.\d+\.\d+", opts.version):
         raise ValueError(f"--version={opts.version!r} must look like 1.0.0")
@@ -275,100 +276,56 @@ def check_options(opts: build.BuildOptions) -> None:
         raise ValueError(f"--dataset_name={opts.dataset_name!r}: use lower case letters, digits and _")
     if not opts.keep_input_splits:
         splits.parse_splits(opts.splits)
-    if not 0 <= opts.max_bad_fraction <= 1:
-        raise ValueError("--max_bad_fraction must be within [0, 1]")
     if fs.isdir(opts.final_dir) and not opts.overwrite:
         raise ValueError(f"{opts.final_dir} already exists: pass --overwrite to replace it, or another --version")
 
 
-def read_input(input_dir: str, opts: build.BuildOptions, class_names: list[str] | None = None):
-    """(records, class names, description, dead letters) of the input folder; `class_names` (if given)
-    must match. A crawl's manifest lines that name no file inside the folder are dead letters."""
-    if not fs.isdir(input_dir):
-        raise ValueError(f"--input_dir={input_dir} does not exist or is not a folder")
-    if is_crawl_dir(input_dir):
-        from crawler.classes import CLASS_NAMES  # the project's class order for crawled data
-
-        records, rejected = read_crawl_dir(input_dir)
-        present = {r.label for r in records}
-        names = [c for c in CLASS_NAMES if c in present] + sorted(present - set(CLASS_NAMES))
-        desc = f"crawl {input_dir}"
-    else:
-        records, rejected = read_image_folder(input_dir), []
-        names = sorted({r.label for r in records})
-        desc = f"image folder {input_dir}"
-    if not records:
-        raise ValueError(f"{input_dir} holds no images")
-    check_unique_keys(records)
-    if opts.keep_input_splits and any(not r.split for r in records):
-        raise ValueError(f"--keep_input_splits: {input_dir} is not laid out as <split>/<label>/<image>")
-    schema.check_class_names(names, f"{input_dir}: class folder")
-    if class_names is not None:
-        check_class_names({r.label for r in records}, class_names)
-        names = class_names
-    return records, names, desc, rejected
-
-
-def read_tfds_input(name: str, data_dir: str, class_names: list[str] | None = None):
-    """(records, class names, description, loader, channels) of a prepared TFDS dataset."""
-    records, info, loader = read_tfds(name, data_dir)
-    if not records:
-        raise ValueError(f"--tfds_name={name} holds no examples")
-    names = info.class_names
-    if class_names is not None:  # the dataset's label names, in the order given
-        check_class_names(names, class_names)
-        names = class_names
-    return records, names, f"tfds {name} ({data_dir or 'default data dir'})", loader, info.channels
-
-
 def check_paths(extra: list[str]) -> None:
-    """Every path flag: a scheme this job can use, and a store that answers (output: takes a write)."""
+    """The job's path flags: a scheme this job can use, and a store that answers (output: takes a write).
+    A reader's own paths (--tfds_data_dir) are its `check`'s."""
     fs.configure(pipeline_args(extra))  # --s3_endpoint_url and friends reach the driver's reads and writes too
     if _INPUT_DIR.value:
         fs.preflight(_INPUT_DIR.value, "--input_dir")
     if _CLASS_NAMES.value and _CLASS_NAMES.value.startswith("@"):
         fs.preflight(fs.dirname(_CLASS_NAMES.value[1:]), "--class_names")
-    if _TFDS_DATA_DIR.value:
-        fs.check(_TFDS_DATA_DIR.value, "--tfds_data_dir", tensorflow=True)  # TFDS reads through TensorFlow
-        fs.preflight(_TFDS_DATA_DIR.value, "--tfds_data_dir")
     fs.preflight(_OUTPUT_DIR.value, "--output_dir", write=True)
 
 
-class _WorkerLogs(std_logging.Filter):
-    """Holds back the log entries Beam's local runner forwards from its SDK workers (a failing
-    element's 300-line traceback, once per retry): the job's failure is reported in one line at
-    its end. `-v 1` shows them."""
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        forwarded = record.pathname.endswith(("worker_handlers.py", "local_job_service.py"))
-        return not forwarded or logging.get_verbosity() >= 1
+def read_input(class_names: list[str] | None) -> readers.Input:
+    """What the registered reader that takes the input read, checked as every input is (readers.load);
+    `class_names` (--class_names) must be its labels, and set their order."""
+    options = reader_options()
+    return readers.load(readers.pick(options), options, class_names, need_splits=_KEEP_SPLITS.value)
 
 
 def main(argv):
+    console.quiet_libraries()
     extra = argv[1:]
-    std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
-    logging.get_absl_handler().addFilter(_WorkerLogs())
-    loader, rejected = None, []
     try:
         check_flags()
         check_paths(extra)
         class_names = class_names_from_flag(_CLASS_NAMES.value)
         check_options(options_from_flags())
-        if _TFDS_NAME.value:
-            records, names, desc, loader, channels = read_tfds_input(
-                _TFDS_NAME.value, _TFDS_DATA_DIR.value or "", class_names
-            )
-            opts = options_from_flags(channels)
-        else:
-            opts = options_from_flags()
-            records, names, desc, rejected = read_input(_INPUT_DIR.value, opts, class_names)
+        t = time.time()
+        with console.held_stderr():  # TFDS's reader starts TensorFlow: its C++ banners
+            inp = read_input(class_names)
+        opts = options_from_flags(inp)
     except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    logging.info("building %s from %s: %d inputs, %d classes", opts.final_dir, desc, len(records), len(names))
+    logging.info(
+        "inputs: %d listed from %s: %d classes, %d rejected by the reader, in %.1fs",
+        len(inp.records),
+        inp.description,
+        len(inp.class_names),
+        len(inp.rejected),
+        time.time() - t,
+    )
+    from pipelines import build  # Beam: not for --help or a flag error
+
     try:
-        with _worker_stderr():
-            stats = build.run_build(records, names, opts, pipeline_args(extra), desc, loader, rejected)
+        with console.held_stderr():
+            stats = build.run_build(inp, opts, pipeline_args(extra))
     except build.BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -379,6 +336,20 @@ def main(argv):
         logging.debug("the job failed", exc_info=True)
         print(f"error: {job_failure(e, opts.final_dir)}", file=sys.stderr)
         return 1
+    report(stats, opts)
+    return 0
+
+
+def report(stats: dict, opts: JobOptions) -> None:
+    """The closing lines: a warning naming the rejected inputs' reasons, then the summary (stdout)."""
+    if stats["rejected"]:
+        logging.warning(
+            "%d of %d inputs rejected (see %s): %s",
+            stats["rejected"],
+            stats["inputs"],
+            fs.join(opts.final_dir, "dead_letter.jsonl"),
+            ", ".join(f"{reason} {n}" for reason, n in stats["rejected_per_reason"].items()),
+        )
     dups = stats["duplicates"]
     found = (
         ""
@@ -398,49 +369,6 @@ def main(argv):
         f"{opts.final_dir} ({stats['wall_time_seconds']:.1f}s)",
         flush=True,
     )
-    return 0
-
-
-@contextlib.contextmanager
-def _worker_stderr():
-    """Holds back this process's stderr, which Beam's local workers inherit, while the job runs.
-
-    A failing worker prints its traceback (hundreds of lines, once per retry) straight to that
-    stream. Everything written goes through a pipe into memory (its last 1 MB kept; nothing
-    touches a disk that may be full): played back to stderr when the job succeeds, dropped when
-    it fails (the driver then says what failed in one line). -v 1 holds nothing back.
-    """
-    if logging.get_verbosity() >= 1:
-        yield
-        return
-    held = collections.deque()
-    size = [0]
-    read_end, write_end = os.pipe()
-
-    def drain():
-        while chunk := os.read(read_end, 65536):
-            held.append(chunk)
-            size[0] += len(chunk)
-            while size[0] > 1 << 20 and len(held) > 1:
-                size[0] -= len(held.popleft())
-
-    reader = threading.Thread(target=drain, name="held-stderr", daemon=True)
-    reader.start()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # the pipe ends when every worker that inherited it has exited
-        os.close(saved)
-        reader.join(timeout=2)
-        if ok:
-            sys.stderr.write(b"".join(list(held)).decode("utf-8", "replace"))
 
 
 _ERRNO = re.compile(r"\[Errno (\d+)\] ([^\n\[:]+)(?:: '([^'\n]*)')?")
@@ -480,11 +408,11 @@ def _chain(exc: BaseException | None):
 
 
 def _parse(argv):
-    return cli.parse_flags(argv, known_only=True)  # the rest are Beam pipeline options
+    return console.parse_flags(argv, known_only=True)  # the rest are Beam pipeline options
 
 
 def run():
-    quick_exit.skip_final_gc()
+    exit_gc.skip_final_gc()
     app.run(main, flags_parser=_parse)
 
 

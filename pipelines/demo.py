@@ -4,14 +4,16 @@
 
 1. starts the local flower site on a free port of 127.0.0.1;
 2. crawls it with `python -m crawler.crawl` (the real crawler) into <workspace>/raw/;
-3. builds TFRecords with `python -m pipelines.build_tfrecords` (Beam DirectRunner) into
+3. builds TFRecords with `python -m pipelines.build_tfrecords` (Beam's local runner) into
    <workspace>/tfrecords/flowers/1.0.0/;
 4. trains with `python -m trainer.train` under MirroredStrategy over 2 logical CPUs into
    <workspace>/runs/demo/;
-5. prints the test accuracy, per-class accuracy and the paths of what it wrote.
-Each stage runs as its own program, exactly as a user would run it. The demo starts from
-scratch: it replaces the raw/, tfrecords/flowers/ and runs/demo/ folders it owns.
---workspace may be a local folder or a gs:// bucket path (every stage then reads and writes there).
+5. prints the test accuracy, per-class accuracy and where it wrote what.
+Each stage runs as its own program, exactly as a user would run it (its command is printed,
+with `python` for this interpreter). The demo starts from scratch: it replaces the raw/,
+tfrecords/flowers/ and runs/demo/ folders it owns. --workspace may be a local folder or a gs://
+bucket path (every stage then reads and writes there). The output is meant to fit on one
+screen; `-v 1` passes `--verbosity=1` to every stage and shows all they log.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from storage import StorageError, fs
 
@@ -49,6 +51,7 @@ class DemoConfig:
     dataset: str = "flowers"
     version: str = "1.0.0"
     extra_train_flags: tuple[str, ...] = ()
+    verbosity: int = 0  # > 0: passed on to every stage
 
     @property
     def raw_dir(self) -> str:
@@ -67,8 +70,15 @@ class DemoConfig:
         return fs.join(self.workspace, "runs", "demo")
 
 
-def _stage(title: str, argv: list[str]) -> float:
-    print(f"\n=== {title}\n$ {' '.join(argv)}", flush=True)
+def command_line(argv: list[str]) -> str:
+    """The command as a user types it: `python` for this interpreter."""
+    return " ".join(["python" if argv[0] == sys.executable else argv[0], *argv[1:]])
+
+
+def _stage(title: str, argv: list[str], verbosity: int = 0) -> float:
+    if verbosity > 0:
+        argv = [*argv, f"--verbosity={verbosity}"]
+    print(f"=== {title}: {command_line(argv)}", flush=True)
     t0 = time.time()
     proc = subprocess.run(argv)
     if proc.returncode != 0:
@@ -112,6 +122,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                 "--workers=8",
                 f"--max_per_class={cfg.per_class}",
             ],
+            cfg.verbosity,
         )
     timings["tfrecords"] = _stage(
         "Beam TFRecords",
@@ -126,6 +137,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             f"--image_size={cfg.image_size}",
             "--overwrite",
         ],
+        cfg.verbosity,
     )
     train = [
         py,
@@ -142,7 +154,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         train.append(f"--epochs={cfg.epochs}")
     if cfg.model:
         train.append(f"--model={cfg.model}")
-    timings["train"] = _stage("train (MirroredStrategy, 2 logical CPUs)", train + list(cfg.extra_train_flags))
+    timings["train"] = _stage(
+        f"train (MirroredStrategy, {cfg.cpu_replicas} logical CPUs)", train + list(cfg.extra_train_flags), cfg.verbosity
+    )
     report = fs.read_json(fs.join(cfg.run_dir, "report.json"))
     summary = {
         "test_top1": report["splits"]["test"]["top1"],
@@ -161,19 +175,27 @@ def run_demo(cfg: DemoConfig) -> dict:
             "export": report.get("export_dir"),
         },
     }
-    fs.write_json(fs.join(cfg.workspace, "demo_summary.json"), summary)
+    fs.write_json(summary_file(cfg), summary)
     return summary
 
 
-def print_summary(summary: dict) -> None:
-    print("\n=== demo finished", flush=True)
-    print(f"test accuracy: {summary['test_top1']:.4f} (top-5 {summary['test_top5']:.4f})")
+def summary_file(cfg: DemoConfig) -> str:
+    return fs.join(cfg.workspace, "demo_summary.json")
+
+
+def summary_lines(summary: dict, summary_path: str) -> list[str]:
+    """The closing lines (every path is in the summary file too)."""
+    s, paths = summary["seconds"], summary["paths"]
     worst = sorted(summary["per_class_accuracy"].items(), key=lambda kv: kv[1])
-    print("per-class accuracy: " + ", ".join(f"{k} {v:.2f}" for k, v in worst))
-    s = summary["seconds"]
-    print(f"time: crawl {s['crawl']}s, tfrecords {s['tfrecords']}s, train {s['train']}s, total {s['total']}s")
-    for name, path in summary["paths"].items():
-        print(f"  {name:10s} {path}")
+    return [
+        f"=== demo finished in {s['total']:.0f}s (crawl {s['crawl']:.0f}s, tfrecords {s['tfrecords']:.0f}s, "
+        f"train {s['train']:.0f}s)",
+        f"test accuracy: {summary['test_top1']:.4f} (top-5 {summary['test_top5']:.4f})",
+        "per-class accuracy, worst first: " + ", ".join(f"{k} {v:.2f}" for k, v in worst),
+        f"data: {paths['raw']} (crawl), {paths['tfrecords']} (TFRecords)",
+        f"run:  {paths['run']} (report.json, curves.png, confusion.png, model.keras, export/)",
+        f"all paths and timings: {summary_path}",
+    ]
 
 
 def main(argv):
@@ -186,9 +208,12 @@ def main(argv):
         image_size=f.image_size,
         epochs=f.epochs,
         model=f.model,
+        verbosity=max(0, f.verbosity),
     )
+    if f.verbosity < 1:  # the flower site's own log lines: the demo says where it is
+        logging.set_verbosity(logging.WARNING)
     try:
-        print_summary(run_demo(cfg))
+        print("\n".join(summary_lines(run_demo(cfg), summary_file(cfg))), flush=True)
     except StorageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,21 +29,25 @@ exactly these, so uncompressed shards still load with `tfds.builder_from_directo
 
 Bump `LAYOUT_VERSION` when a layout changes; it is written into every dataset's metadata.
 
-Importing this module does not import TensorFlow (TFDS features and its example serializer
-do not need it): Beam workers serialize examples without paying TensorFlow's start-up.
-Only the parse side (`parse_spec`, `parse`) and `layout_of` import it, when called.
+Importing this module imports neither TensorFlow nor TensorFlow Datasets (the programs' --help
+and flag checks use it). TFDS features and its example serializer, imported when an example is
+built, do not need TensorFlow: Beam workers serialize examples without paying TensorFlow's
+start-up. Only the parse side (`parse_spec`, `parse`) imports it, when called.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core import example_serializer
 
 from storage import fs
+
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import example_serializer
 
 LAYOUT_VERSION = 1
 IMAGE, LABEL, KEY, PARENT_KEY, SOURCE = "image", "label", "key", "parent_key", "source"
@@ -74,11 +78,15 @@ class Layout:
 
 
 def _image_feature(channels, encoding, image_size):
+    import tensorflow_datasets as tfds
+
     side = image_size or None
     return tfds.features.Image(shape=(side, side, channels), encoding_format=encoding)
 
 
 def _tfds_features(class_names, channels, encoding, image_size):
+    import tensorflow_datasets as tfds
+
     return tfds.features.FeaturesDict(
         {
             IMAGE: _image_feature(channels, encoding, image_size),
@@ -107,6 +115,8 @@ def _tfds_spec():
 
 
 def _mg_features(class_names, channels, encoding, image_size):
+    import tensorflow_datasets as tfds
+
     text, int64 = tfds.features.Text, lambda: tfds.features.Scalar(np.int64)
     return tfds.features.FeaturesDict(
         {
@@ -234,6 +244,8 @@ def serialize(
 def _serializer(feats: tfds.features.FeaturesDict) -> example_serializer.ExampleSerializer:
     cached = getattr(feats, "_flowerpipe_serializer", None)
     if cached is None:
+        from tensorflow_datasets.core import example_serializer
+
         cached = example_serializer.ExampleSerializer(feats.get_serialized_info())
         feats._flowerpipe_serializer = cached
     return cached

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from pipelines import inspect
+from pipelines import inspect_dataset
 from storage import fs, jsonl
 from tests.conftest import run_cli
 from tests.pipelines.conftest import run_main
@@ -77,6 +77,6 @@ def test_crawl_build_and_inspect_on_s3(s3, s3_server, crawled_dir, capsys):
     assert not [p for p in fs.list_files(out) if ".incomplete" in p]
 
     # inspect, here in this process, reads through boto3's environment (the s3 fixture set it)
-    assert run_main(inspect.main, data, "--examples=2") == 0
+    assert run_main(inspect_dataset.main, data, "--examples=2") == 0
     assert f"OK: 2 shard(s), {len(manifest)} records verified" in capsys.readouterr().out
     assert not os.path.exists("s3:")

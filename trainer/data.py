@@ -432,13 +432,13 @@ def locate_corruption(info: DatasetInfo, split: str, image_size: int | None = No
     """Names the first bad record of a split ('path: file F, record N: reason'), or None.
 
     First every record's framing and CRC, with the Beam job's own shard verifier
-    (`pipelines.inspect`, so both programs report corruption alike); then, given `image_size`,
+    (`pipelines.inspect_dataset`, so both programs report corruption alike); then, given `image_size`,
     every image through the decoder training uses (a record can be intact and hold a JPEG cut
     short by its writer).
     """
     import collections
 
-    from pipelines import inspect as inspect_lib
+    from pipelines import inspect_dataset as inspect_lib
 
     files = split_files(info, split)
     for index, path in enumerate(files):

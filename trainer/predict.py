@@ -18,7 +18,7 @@ import sys
 from absl import app, flags
 
 import cli
-from pipelines import quick_exit
+from pipelines import exit_gc
 from storage import StorageError, fs
 from trainer import export as export_lib
 
@@ -124,7 +124,7 @@ def main(argv):
 
 
 def run():
-    quick_exit.skip_final_gc()
+    exit_gc.skip_final_gc()
     app.run(main, flags_parser=cli.parse_flags)
 
 

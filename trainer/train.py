@@ -28,7 +28,7 @@ import time
 from absl import app, flags, logging
 
 import cli
-from pipelines import quick_exit
+from pipelines import exit_gc
 from storage import StorageError, fs
 from trainer import config as config_lib
 from trainer import shutdown
@@ -349,7 +349,7 @@ def finish(trainer, history, run_dir, prep, seconds, strategy, do_export) -> int
 
 
 def run_cli():
-    quick_exit.skip_final_gc()
+    exit_gc.skip_final_gc()
     app.run(main, flags_parser=cli.parse_flags)
 
 

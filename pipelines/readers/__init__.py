@@ -1,34 +1,47 @@
-"""Input readers: each turns one kind of dataset into `Record`s (key, bytes, label).
+"""Input readers of the Beam job: each turns one kind of input into `Record`s (key, path or bytes, label).
 
-The readers run on the driver and are imported on first use: Beam workers unpickle `Record`s
-(this package), and must not pay for TensorFlow, which the folder readers use for gs:// paths.
+A reader is a module of this package that registers a `Reader` (see base.py); the modules are
+imported here by scanning the package, so adding a reader touches no other module, and
+tests/pipelines/test_readers.py runs every registered one. Reader modules import what is heavy
+(TensorFlow Datasets) only when they read: Beam workers import this package to unpickle
+`Record`s and must not pay for it.
 """
 
+from __future__ import annotations
+
 import importlib
+import pkgutil
 
-from pipelines.readers.base import Record, check_class_names, check_unique_keys
+from pipelines.readers.base import (
+    DirectoryReader,
+    Input,
+    Loader,
+    Reader,
+    ReaderOptions,
+    Record,
+    candidates,
+    load,
+    pick,
+    reader_names,
+    register,
+    registered,
+)
 
-_LAZY = {
-    "is_crawl_dir": "crawled",
-    "read_crawl_dir": "crawled",
-    "read_image_folder": "folder",
-    "TfdsSource": "tfds_source",
-    "read_tfds": "tfds_source",
-}
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name != "base":
+        importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = [
+    "DirectoryReader",
+    "Input",
+    "Loader",
+    "Reader",
+    "ReaderOptions",
     "Record",
-    "TfdsSource",
-    "check_class_names",
-    "check_unique_keys",
-    "is_crawl_dir",
-    "read_crawl_dir",
-    "read_image_folder",
-    "read_tfds",
+    "candidates",
+    "load",
+    "pick",
+    "reader_names",
+    "register",
+    "registered",
 ]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"pipelines.readers.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from crawler.manifest import FILE as MANIFEST
 from crawler.manifest import ManifestRecord
-from pipelines.readers.base import Record
+from pipelines.readers.base import DirectoryReader, Input, ReaderOptions, Record, register
 from storage import fs, jsonl
 
 BAD_LINE = "bad_manifest_line"
@@ -54,3 +54,21 @@ def read_crawl_dir(input_dir: str) -> tuple[list[Record], list[dict]]:
             Record(key=m.key, path=fs.join(d, m.file), label=m.klass, source=m.url, sha256=m.sha256, phash=m.phash)
         )
     return records, rejected
+
+
+@register
+class CrawledReader(DirectoryReader):
+    """The crawler's folder: asked before the folder reader; labels in the crawler's class order."""
+
+    name = "crawled"
+
+    def accepts(self, options: ReaderOptions) -> bool:
+        return is_crawl_dir(options.input_dir)
+
+    def read(self, options: ReaderOptions) -> Input:
+        from crawler.classes import CLASS_NAMES
+
+        records, rejected = read_crawl_dir(options.input_dir)
+        present = {r.label for r in records}
+        names = [c for c in CLASS_NAMES if c in present] + sorted(present - set(CLASS_NAMES))
+        return Input(records, names, f"crawl {options.input_dir}", rejected)

@@ -7,7 +7,7 @@ or a dead letter of the job (`unsupported_extension`), never skipped without a w
 from __future__ import annotations
 
 from pipelines.image_ops import IMAGE_EXTENSIONS
-from pipelines.readers.base import Record
+from pipelines.readers.base import DirectoryReader, Input, ReaderOptions, Record, register
 from storage import fs
 
 KNOWN_SPLITS = ("train", "validation", "val", "test")
@@ -54,3 +54,15 @@ def read_image_folder(root: str) -> list[Record]:
             f"{root}: {', '.join(e + '/' for e in empty)}"
         )
     return records
+
+
+@register
+class FolderReader(DirectoryReader):
+    """Any image folder: the reader of --input_dir that no reader of lower rank accepted."""
+
+    name = "folder"
+    rank = 100
+
+    def read(self, options: ReaderOptions) -> Input:
+        records = read_image_folder(options.input_dir)
+        return Input(records, sorted({r.label for r in records}), f"image folder {options.input_dir}")

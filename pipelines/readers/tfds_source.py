@@ -10,6 +10,7 @@ Two passes over the data, both without decoding an image (`SkipDecoding`):
   the driver's records. The pipeline carries ranges, not images, until the workers read them.
 
 Keys are `<name>/<split>/<index>` (index in the split's on-disk order): deterministic and unique.
+TensorFlow Datasets is imported when the reader reads, not with this module (see the package's docstring).
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import tensorflow_datasets as tfds
+from pipelines import console
+from pipelines.readers.base import Input, Reader, ReaderOptions, Record, register
+from storage import fs
 
-from pipelines.readers.base import Record
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
 
 READ_CHUNK = 1000  # examples per worker read task
 
@@ -36,11 +41,15 @@ class TfdsInfo:
 
 
 def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    import tensorflow_datasets as tfds
+
     return tfds.builder(name, data_dir=data_dir or None)  # reads only the metadata: cheap next to a read task
 
 
 def open_tfds(name: str, data_dir: str = "") -> tuple[tfds.core.DatasetBuilder, TfdsInfo]:
     """The prepared builder and what the job needs of it; ValueError (one line) if it can't be used."""
+    import tensorflow_datasets as tfds
+
     try:
         builder = _builder(name, data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -82,6 +91,8 @@ def open_tfds(name: str, data_dir: str = "") -> tuple[tfds.core.DatasetBuilder, 
 
 
 def _examples(builder, info: TfdsInfo, split: str):
+    import tensorflow_datasets as tfds
+
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders={info.image_key: tfds.decode.SkipDecoding()})
     return tfds.as_numpy(ds)
 
@@ -91,7 +102,8 @@ def read_tfds(name: str, data_dir: str = "") -> tuple[list[Record], TfdsInfo, Tf
     builder, info = open_tfds(name, data_dir)
     records = []
     for split in sorted(info.splits):
-        for index, ex in enumerate(_examples(builder, info, split)):
+        rows = _examples(builder, info, split)
+        for index, ex in enumerate(console.track(rows, f"listing {name} {split}", info.splits[split], "examples")):
             key = f"{info.name}/{split}/{index}"
             records.append(
                 Record(
@@ -144,3 +156,29 @@ class TfdsSource:
             yield dataclasses.replace(record, data=bytes(ex[self.info.image_key]))
         if seen < len(chunk):
             raise RuntimeError(f"tfds {self.name} {split}[{start}:{start + len(chunk)}]: only {seen} examples read")
+
+
+@register
+class TfdsReader(Reader):
+    """A TFDS dataset prepared on disk (--tfds_name, --tfds_data_dir): keeps its splits, labels and channels."""
+
+    name = "tfds"
+    input_flag = "tfds_name"
+    option_flags = ("tfds_data_dir",)
+
+    def check(self, options: ReaderOptions) -> None:
+        if options.tfds_data_dir:
+            fs.check(options.tfds_data_dir, "--tfds_data_dir", tensorflow=True)  # TFDS reads through TensorFlow
+            fs.preflight(options.tfds_data_dir, "--tfds_data_dir")
+
+    def read(self, options: ReaderOptions) -> Input:
+        records, info, loader = read_tfds(options.tfds_name, options.tfds_data_dir)
+        where = options.tfds_data_dir or "default data dir"
+        return Input(
+            records,
+            info.class_names,
+            f"tfds {options.tfds_name} ({where})",
+            loader=loader,
+            channels=info.channels,
+            own_splits=True,
+        )

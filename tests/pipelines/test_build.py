@@ -17,8 +17,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 import imaging
-from pipelines import build
-from pipelines.readers import Record, read_image_folder
+from pipelines import build, finish, transforms
+from pipelines.options import JobOptions
+from pipelines.readers import Record
+from pipelines.readers.folder import read_image_folder
 from storage import fs
 from tests.conftest import run_cli
 
@@ -95,7 +97,7 @@ def test_good_images_kept_bad_ones_in_the_dead_letter(built, image_folder):
     stats = json.loads((built / "stats.json").read_text())
     originals = {s: n - stats["augmented_per_split"].get(s, 0) for s, n in stats["examples_per_split"].items()}
     # Splits are cut over all inputs of a class (on the driver); the bad ones then drop out.
-    opts = build.BuildOptions(output_dir="", dataset_name="pets", splits="train:0.6,validation:0.2,test:0.2")
+    opts = JobOptions(output_dir="", dataset_name="pets", splits="train:0.6,validation:0.2,test:0.2")
     expected = collections.Counter(
         r.split
         for r in build.with_splits(read_image_folder(str(image_folder)), opts)
@@ -188,7 +190,7 @@ def test_decode_step_with_beam_exception_handling(image_folder):
         good, bad = (
             p
             | beam.Create(records)
-            | beam.Map(build.load_and_decode, imaging.Limits(min_side=16), 3).with_exception_handling()
+            | beam.Map(transforms.load_and_decode, imaging.Limits(min_side=16), 3).with_exception_handling()
         )
         assert_that(
             good | "GoodKeys" >> beam.Map(lambda ri: ri[0].key),
@@ -202,7 +204,7 @@ def test_decode_step_with_beam_exception_handling(image_folder):
 
 def test_splits_are_assigned_per_class_on_the_driver():
     recs = [Record(key=f"{c}/{i}", path="", label=c) for c in "ab" for i in range(10)]
-    opts = build.BuildOptions(output_dir="", dataset_name="x", splits="train:0.8,validation:0.1,test:0.1")
+    opts = JobOptions(output_dir="", dataset_name="x", splits="train:0.8,validation:0.1,test:0.1")
     out = build.with_splits(recs, opts)
     for c in "ab":
         assert sorted(r.split for r in out if r.label == c) == ["test"] + ["train"] * 8 + ["validation"]
@@ -211,7 +213,7 @@ def test_splits_are_assigned_per_class_on_the_driver():
 def test_two_phase_write_gives_the_shards_a_direct_write_gives(tmp_path):
     # Examples go to per-bundle part files; shards are assembled from (file, offset) entries.
     examples = [
-        (
+        transforms.Example(
             "train" if i % 4 else "test",
             f"c{i % 3}",
             f"k{i:03d}" + ("#aug0" if i % 5 == 0 else ""),
@@ -219,15 +221,17 @@ def test_two_phase_write_gives_the_shards_a_direct_write_gives(tmp_path):
         )
         for i in range(60)
     ]
-    parts = build.parts_dirs(str(tmp_path / "tmp"))
-    opts = build.BuildOptions(output_dir=str(tmp_path), dataset_name="x", num_shards=2)
+    parts = transforms.parts_dirs(str(tmp_path / "tmp"))
+    opts = JobOptions(output_dir=str(tmp_path), dataset_name="x", num_shards=2)
     with TestPipeline(runner="DirectRunner") as p:
-        entries = p | beam.Create(examples, reshuffle=True) | beam.ParDo(build.WriteExampleParts(parts["examples"]))
+        entries = (
+            p | beam.Create(examples, reshuffle=True) | beam.ParDo(transforms.WriteExampleParts(parts["examples"]))
+        )
         lines = (
             entries
-            | beam.Map(build.keyed_for_shard, {}, opts)
+            | beam.Map(transforms.keyed_for_shard, {}, opts)
             | beam.GroupByKey()
-            | beam.Map(build.write_one_shard, str(tmp_path), "x")
+            | beam.Map(transforms.write_one_shard, str(tmp_path), "x", "")
         )
         assert_that(
             lines | beam.Map(lambda line: json.loads(line)["count"]) | beam.CombineGlobally(sum), equal_to([60])
@@ -235,8 +239,10 @@ def test_two_phase_write_gives_the_shards_a_direct_write_gives(tmp_path):
     for split in ("train", "test"):
         for i in range(2):
             name = f"x-{split}.tfrecord-{i:05d}-of-00002"
-            mine = [(key, data) for s, _, key, data in examples if s == split and build.shards.shard_of(key, 2) == i]
-            build.shards.write_shard(str(tmp_path / "want"), mine)
+            mine = [
+                (key, data) for s, _, key, data in examples if s == split and transforms.shards.shard_of(key, 2) == i
+            ]
+            transforms.shards.write_shard(str(tmp_path / "want"), mine)
             assert (tmp_path / name).read_bytes() == (tmp_path / "want").read_bytes(), name
 
 
@@ -244,11 +250,11 @@ def test_part_lines_merge_dedupes_retries_and_skips_only_a_torn_last_line(tmp_pa
     a = {"key": "b", "reason": "x"}
     (tmp_path / "attempt1").write_text(json.dumps(a) + "\n" + '{"key": "a", "rea')  # died mid-line
     (tmp_path / "attempt2").write_text(json.dumps({"key": "a", "reason": "y"}) + "\n" + json.dumps(a) + "\n")
-    got = build._read_part_lines(str(tmp_path), lambda d: d["key"])
+    got = finish.read_part_lines(str(tmp_path), lambda d: d["key"])
     assert got == [{"key": "a", "reason": "y"}, a]
     (tmp_path / "bad").write_text('{"key": oops}\n' + json.dumps(a) + "\n")
     with pytest.raises(ValueError, match="bad: corrupt line"):
-        build._read_part_lines(str(tmp_path), lambda d: d["key"])
+        finish.read_part_lines(str(tmp_path), lambda d: d["key"])
 
 
 def test_a_build_killed_on_gs_and_run_again_publishes_the_uninterrupted_bytes(image_folder, gcs):

@@ -3,6 +3,7 @@
 import pytest
 
 from pipelines import build_tfrecords
+from pipelines.readers import Input
 from tests.pipelines.conftest import IN_PROCESS, make_image_folder, parsed_flags, run_main
 
 
@@ -33,9 +34,9 @@ def test_class_names_must_match_the_input(folder, tmp_path, capsys, class_names,
 
 def test_class_names_from_a_file_set_the_label_order(folder, tmp_path):
     (tmp_path / "names.txt").write_text("# label order\nowls\ncats\n\ndogs\n")
-    opts = build_tfrecords.build.BuildOptions(output_dir=str(tmp_path), dataset_name="x")
     names = build_tfrecords.class_names_from_flag(f"@{tmp_path / 'names.txt'}")
-    _, got, _, _ = build_tfrecords.read_input(str(folder), opts, names)
+    with parsed_flags(f"--input_dir={folder}"):
+        got = build_tfrecords.read_input(names).class_names
     assert got == ["owls", "cats", "dogs"]
 
 
@@ -79,9 +80,29 @@ def test_a_class_whose_every_image_is_bad_fails_the_job_naming_it(folder, tmp_pa
 
 
 def test_tfds_input_keeps_its_splits_unless_splits_is_given():
+    mnist = Input([], [], "tfds mnist", channels=1, own_splits=True)  # what the tfds reader says of MNIST
     with parsed_flags("--tfds_name=mnist"):
-        assert build_tfrecords.options_from_flags(1).keep_input_splits
-        assert build_tfrecords.options_from_flags(1).channels == 1
+        assert build_tfrecords.options_from_flags(mnist).keep_input_splits
+        assert build_tfrecords.options_from_flags(mnist).channels == 1
     with parsed_flags("--tfds_name=mnist", "--splits=train:0.9,test:0.1", "--grayscale=false"):
-        opts = build_tfrecords.options_from_flags(1)
+        opts = build_tfrecords.options_from_flags(mnist)
         assert not opts.keep_input_splits and opts.channels == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", [[], ["--runner=DirectRunner"]])
+def test_the_default_runner_never_tries_to_download_prism(folder, tmp_path, monkeypatch, runner):
+    """Beam's DirectRunner first tries the Prism runner (a binary it downloads; offline it falls back);
+    the job's default runner options keep it from that."""
+    from apache_beam.runners.portability import prism_runner
+
+    tried = []
+
+    def offline(self, *args, **kwargs):
+        tried.append(True)
+        raise RuntimeError("no prism here")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", offline)
+    argv = [f"--input_dir={folder}", f"--output_dir={tmp_path}", "--image_size=16", *IN_PROCESS, *runner]
+    assert run_main(build_tfrecords.main, *argv) == 0
+    assert tried == ([True] if runner else [])  # named without the job's defaults, the DirectRunner tries it

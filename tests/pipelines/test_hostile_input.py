@@ -20,8 +20,8 @@ import tensorflow as tf
 from absl.testing import flagsaver
 from PIL import Image
 
-from pipelines import build, build_tfrecords, dedup, publish, shards
-from pipelines import inspect as inspect_tool
+from pipelines import build, build_tfrecords, dedup, inspect_dataset, publish, shards
+from pipelines.options import JobOptions
 from storage import fs
 from tests.pipelines.conftest import run_main
 
@@ -152,7 +152,7 @@ def test_class_folders_tfds_cannot_name_are_refused_naming_the_folder(tmp_path, 
 def test_inspect_compares_the_label_file_and_decodes_every_image(grouped, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(grouped, copy)
-    assert run_main(inspect_tool.main, str(copy)) == 0
+    assert run_main(inspect_dataset.main, str(copy)) == 0
     labels = copy / "label.labels.txt"
     labels.write_text("cats\ndo\ngs\n")  # what a class named "do\ngs" made TFDS read
     # a JPEG cut short inside a record whose CRC is right
@@ -166,7 +166,7 @@ def test_inspect_compares_the_label_file_and_decodes_every_image(grouped, tmp_pa
         for r in records:
             w.write(r)
     capsys.readouterr()
-    assert run_main(inspect_tool.main, str(copy)) == 1
+    assert run_main(inspect_dataset.main, str(copy)) == 1
     out = capsys.readouterr().out
     assert "label.labels.txt: TFDS reads 3 class names" in out
     assert f"{shard.name}, record 1" in out and "does not decode" in out
@@ -231,15 +231,16 @@ def test_a_second_build_of_a_version_in_progress_is_refused(odd_folder, tmp_path
 
 
 def test_a_version_published_while_a_build_ran_is_not_replaced_without_overwrite(odd_folder, tmp_path):
-    from pipelines.readers import read_image_folder
+    from pipelines.readers import Input
+    from pipelines.readers.folder import read_image_folder
 
-    opts = build.BuildOptions(output_dir=str(tmp_path), dataset_name="pets", image_size=16, dedup="off")
+    opts = JobOptions(output_dir=str(tmp_path), dataset_name="pets", image_size=16, dedup="off")
     records = [r for r in read_image_folder(str(odd_folder)) if r.key.endswith(".jpg")]
     final = tmp_path / "pets" / "1.0.0"
     final.mkdir(parents=True)
     (final / "stats.json").write_text("{}")  # another build published meanwhile
     with pytest.raises(build.BuildError, match="published while this build ran"):
-        build.run_build(records, ["cats", "dogs"], opts, ["--runner=DirectRunner", *LOCAL], "test")
+        build.run_build(Input(records, ["cats", "dogs"], "test"), opts, ["--runner=DirectRunner", *LOCAL])
     assert (final / "stats.json").read_text() == "{}" and sorted(p.name for p in final.parent.iterdir()) == ["1.0.0"]
 
 

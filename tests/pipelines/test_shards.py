@@ -32,7 +32,8 @@ def test_gzip_shards_read_with_tensorflow_and_overwrite_in_place(tmp_path):
 def test_worker_side_modules_do_not_import_tensorflow():
     # Beam workers import these to run the build's steps; TensorFlow would cost seconds per worker.
     code = (
-        "import sys; import pipelines.build, pipelines.shards, pipelines.schema, pipelines.image_ops; "
+        "import sys; import pipelines.build, pipelines.transforms, pipelines.finish, pipelines.shards, "
+        "pipelines.schema, pipelines.image_ops, pipelines.channel_stats; "
         "from pipelines.readers import Record; "
         "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')))"
     )

@@ -7,6 +7,8 @@ The mock lives in this process, so these builds run the in-memory DirectRunner h
 
 import contextlib
 import json
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -14,8 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import build_tfrecords
-from pipelines.readers import TfdsSource, read_tfds
-from pipelines.readers.tfds_source import TfdsInfo
+from pipelines.readers.tfds_source import TfdsInfo, TfdsSource, read_tfds
 from tests.conftest import run_cli
 from tests.pipelines.conftest import IN_PROCESS, run_main
 
@@ -102,10 +103,15 @@ def test_mnist_build_keeps_splits_labels_and_one_channel(tfds_dir, tmp_path):
     assert stats["examples_per_split"] == {"test": N, "train": N} and stats["channels"] == 1
     builder = tfds.builder_from_directory(str(out))
     assert builder.info.features["label"].names == [str(i) for i in range(10)]
+    pixels = []
     for ex in tfds.as_numpy(builder.as_dataset(split="train")):
         assert ex["image"].shape == (36, 36, 1)
+        pixels.append(ex["image"].astype(np.float64))
         index = int(ex["key"].decode().rsplit("/", 1)[1])
         assert ex["source"].decode() == f"tfds:mnist/train/{index}" and ex["label"] == labels[index]
+    cs = stats["channel_stats"]  # of the pixels before JPEG: the decoded ones are within JPEG's error
+    assert (cs["split"], cs["images"], cs["pixels"]) == ("train", N, N * 36 * 36) and len(cs["mean"]) == 1
+    assert abs(cs["mean"][0] - np.mean(pixels)) < 1 and abs(cs["std"][0] - np.std(pixels)) < 1
 
 
 @pytest.mark.slow
@@ -175,8 +181,9 @@ def test_the_worker_read_step_pickles():
     assert pickler.loads(pickler.dumps(source)) == source
 
 
-def write_real_dataset(data_dir, name="mnist", sizes=(("train", (7, 6)), ("test", (4,)))):
-    """A genuinely prepared dataset (real shards and metadata, random pixels), no mock involved.
+def write_real_dataset(data_dir, name="mnist", sizes=(("train", (7, 6)), ("test", (4,))), broken=0):
+    """A genuinely prepared dataset (real shards and metadata, random pixels), no mock involved; the
+    first `broken` train examples hold bytes that are no image.
 
     Returns {split: [(image, label), ...]} in on-disk order.
     """
@@ -196,7 +203,12 @@ def write_real_dataset(data_dir, name="mnist", sizes=(("train", (7, 6)), ("test"
                 for _ in range(n):
                     image = rng.integers(0, 255, feats["image"].shape, np.uint8)
                     label = int(rng.integers(0, 10))
-                    w.write(feats.serialize_example({"image": image, "label": label}))
+                    example = feats.serialize_example({"image": image, "label": label})
+                    if split == "train" and len(written[split]) < broken:
+                        ex = tf.train.Example.FromString(example)
+                        ex.features.feature["image"].bytes_list.value[0] = b"not an image"
+                        example = ex.SerializeToString()
+                    w.write(example)
                     written[split].append((image, label))
         infos.append(
             tfds.core.SplitInfo(name=split, shard_lengths=list(shard_lengths), num_bytes=0, filename_template=template)
@@ -220,15 +232,40 @@ def test_worker_reads_ranges_across_real_shard_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner(tmp_path):
-    write_real_dataset(tmp_path / "tfds")
-    run_cli(
+def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner_says_what_it_does(tmp_path):
+    """TFDS starts TensorFlow on the driver and in every worker: its C++ banners, TFDS's INFO lines
+    and Beam's "Discarding unparseable args" used to bury the job's own lines. An unknown flag
+    still gets Beam's one "did you mean" line, a bad image the closing warning."""
+    write_real_dataset(tmp_path / "tfds", broken=1)
+    proc = run_cli(
         "pipelines.build_tfrecords",
         "--tfds_name=mnist",
         f"--tfds_data_dir={tmp_path / 'tfds'}",
         f"--output_dir={tmp_path / 'out'}",
         "--dataset_name=m",
         "--image_size=32",
+        "--direct_num_workrs=2",
     )
-    stats = json.loads((tmp_path / "out" / "m" / "1.0.0" / "stats.json").read_text())
-    assert stats["examples_per_split"] == {"test": 4, "train": 13} and stats["rejected"] == 0
+    err = proc.stderr
+    for noise in ("absl::InitializeLog", "cpu_feature_guard", "cuInit", "Discarding unparseable", "dataset_info.py"):
+        assert noise not in err, err
+    root = pathlib.Path(build_tfrecords.__file__).parent.parent
+    ours = {p.name for package in ("pipelines", "storage") for p in (root / package).rglob("*.py")}
+    for line in err.splitlines():  # Python log lines only (no C++ ones); INFO lines only of this job's modules
+        m = re.match(r"([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ([\w.]+\.py):\d+\] ", line)
+        assert m and (m[1] != "I" or m[2] in ours), line
+    final = tmp_path / "out" / "m" / "1.0.0"
+    for expected in (
+        "inputs: 17 listed from tfds mnist",
+        "read tasks: 2 written (17 records)",
+        "job: started on DirectRunner (multi_processing, ",
+        "job: finished in",
+        "merged: 2 shard(s)",
+        f"published: {final}",
+        "Unparseable argument: --direct_num_workrs=2. Did you mean '--direct_num_workers'",
+        f"1 of 17 inputs rejected (see {final}/dead_letter.jsonl): corrupt 1",
+    ):
+        assert expected in err, (expected, err)
+    assert f"-> {final}" in proc.stdout
+    stats = json.loads((final / "stats.json").read_text())
+    assert stats["examples_per_split"] == {"test": 4, "train": 12} and stats["rejected_per_reason"] == {"corrupt": 1}

@@ -62,10 +62,10 @@ def test_an_unreachable_store_is_named_after_the_timeout(gcs, tmp_path, monkeypa
 
 
 def test_inspect_names_a_missing_bucket(gcs, capsys):
-    from pipelines import inspect
+    from pipelines import inspect_dataset
     from tests.pipelines.conftest import run_main
 
-    assert run_main(inspect.main, "gs://no-such-bucket/tfrecords/x/1.0.0") == 2
+    assert run_main(inspect_dataset.main, "gs://no-such-bucket/tfrecords/x/1.0.0") == 2
     assert (
         capsys.readouterr().err
         == "error: gs://no-such-bucket/tfrecords/x/1.0.0: bucket no-such-bucket does not exist\n"

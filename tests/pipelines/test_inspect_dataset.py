@@ -1,4 +1,4 @@
-"""`python -m pipelines.inspect`: summary, decoded examples, and every shard verified."""
+"""`python -m pipelines.inspect_dataset`: summary, decoded examples, and every shard verified."""
 
 import json
 import shutil
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import build_tfrecords, inspect
+from pipelines import build_tfrecords, inspect_dataset
 from tests.pipelines.conftest import IN_PROCESS, make_image_folder, run_main
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def _record_spans(path):
 
 
 def _inspect(capsys, path, *flags):
-    rc = run_main(inspect.main, str(path), *flags)
+    rc = run_main(inspect_dataset.main, str(path), *flags)
     out = capsys.readouterr()
     return rc, out.out, out.err
 

@@ -1,15 +1,18 @@
 """Inspects and verifies a folder written by the Beam job.
 
-    python -m pipelines.inspect workspace/tfrecords/flowers/1.0.0 [--contact_sheet=sheet.png] [--examples=6]
+    python -m pipelines.inspect_dataset workspace/tfrecords/flowers/1.0.0 [--contact_sheet=sheet.png] [--examples=6]
 
-Prints the layout, splits, example counts, classes and a few decoded examples (optionally
+Prints the layout, splits, example counts, classes, the train split's per-channel mean and std
+(stats.json's channel_stats) and a few decoded examples (optionally
 saved as a contact sheet), then verifies every shard: every record is read with its CRC
 checked, parsed with the layout of pipelines/schema.py, its label range-checked, its image
 decoded (--nodeep skips that), and the counts are compared with stats.json (and
 dataset_info.json when present); the TFDS label file must read back as stats.json's class names. Exits 1 naming the
 file and record (0-based index) of every problem found, 0 if all is well; 2 if DIR cannot be
 read. DIR may be local or in a bucket (gs://, s3://): shards are read through the storage
-layer and checked here (pipelines.shards.read_records), TensorFlow only parses them.
+layer and checked here (pipelines.shards.read_records), TensorFlow only parses them (imported
+when the check starts: --help does not wait for it). Named inspect_dataset, not inspect: a
+module named like the standard library's `inspect` shadows it wherever its folder is on the path.
 """
 
 from __future__ import annotations
@@ -21,10 +24,9 @@ import re
 import sys
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from pipelines import quick_exit, schema, shards
+from pipelines import console, exit_gc, schema, shards
 from storage import StorageError, fs
 
 _CONTACT_SHEET = flags.DEFINE_string("contact_sheet", None, "Save the decoded examples as a PNG grid here.")
@@ -90,6 +92,8 @@ def verify_shard(
 ) -> ShardReport:
     """Reads every record of one shard (CRC-checked), parses it, checks its label and (`deep`)
     decodes its image; collects problems."""
+    import tensorflow as tf
+
     report = ShardReport(path, split, index)
     spec = schema.parse_spec(layout)
     lay = schema.get_layout(layout)
@@ -217,6 +221,8 @@ def sample_examples(data_dir: str, stats: dict, count: int) -> list[dict]:
     """Up to `count` decoded examples, taken in turn from each split's first shard."""
     if count <= 0:
         return []
+    import tensorflow as tf
+
     layout = schema.get_layout(stats.get("layout", "tfds"))
     files = shard_files(data_dir, stats["dataset"])
     per_split = {}
@@ -286,14 +292,21 @@ def summary_lines(data_dir: str, stats: dict) -> list[str]:
         lines.append(
             f"  {split}: {n} examples in {stats.get('shards_per_split', {}).get(split, '?')} shard(s) ({counts})"
         )
+    cs = stats.get("channel_stats")
+    if cs:
+        lines.append(
+            f"channel stats ({cs['split']}: {cs['images']} images, {cs['pixels']} pixels per channel): mean "
+            f"{' '.join(f'{v:.2f}' for v in cs['mean'])}, std {' '.join(f'{v:.2f}' for v in cs['std'])} (0-255)"
+        )
     if stats.get("rejected"):
         lines.append(f"rejected inputs: {stats['rejected']} {stats.get('rejected_per_reason', {})}")
     return lines
 
 
 def main(argv):
+    console.quiet_libraries()
     if len(argv) != 2:
-        print("usage: python -m pipelines.inspect DIR [--contact_sheet=out.png] [--examples=6]", file=sys.stderr)
+        print(f"usage: python -m {__spec__.name} DIR [--contact_sheet=out.png] [--examples=6]", file=sys.stderr)
         return 2
     data_dir = argv[1]
     try:
@@ -305,13 +318,16 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     for line in summary_lines(data_dir, stats):
-        print(line)
-    problems, reports = verify(data_dir, stats, _DEEP.value)
-    try:
-        examples = sample_examples(data_dir, stats, _EXAMPLES.value)
-    except (tf.errors.OpError, ValueError) as e:
-        examples = []
-        problems.append(f"cannot decode the sample examples: {_clean(str(e))}")
+        print(line, flush=True)
+    with console.held_stderr():  # TensorFlow's C++ start-up banners
+        import tensorflow as tf
+
+        problems, reports = verify(data_dir, stats, _DEEP.value)
+        try:
+            examples = sample_examples(data_dir, stats, _EXAMPLES.value)
+        except (tf.errors.OpError, ValueError) as e:
+            examples = []
+            problems.append(f"cannot decode the sample examples: {_clean(str(e))}")
     for ex in examples:
         img = ex["image"]
         print(
@@ -334,8 +350,8 @@ def main(argv):
 
 
 def run():
-    quick_exit.skip_final_gc()
-    app.run(main)
+    exit_gc.skip_final_gc()
+    app.run(main, flags_parser=console.parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Let a process exit without the interpreter's final garbage collections.
+"""Skip the interpreter's final garbage collections when a process exits (`skip_final_gc`).
 
 When a Python process that imported large libraries exits, the interpreter tears its modules
 down and runs full garbage collections over everything they still hold. Measured on the
@@ -12,6 +12,10 @@ skip (about 0.1 s is left). Objects are still freed by reference counting while 
 are cleared; only objects kept alive by reference cycles are left to the operating system,
 and Python does not promise to finalise those at exit anyway (see `object.__del__`). Nothing
 in this project relies on a collection at exit: files are closed explicitly.
+
+Not the same as trainer.shutdown.fast_exit, which ends a process at once (`os._exit`, no
+atexit handlers or destructors) once a training run's files are written: here the process
+still exits normally (atexit handlers, flushes, module teardown), only without the collections.
 """
 
 from __future__ import annotations

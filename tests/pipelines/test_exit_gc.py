@@ -1,4 +1,4 @@
-"""quick_exit: the final collections at exit are skipped once registered, from any caller."""
+"""exit_gc: the final collections at exit are skipped once registered, from any caller."""
 
 import subprocess
 import sys
@@ -32,9 +32,11 @@ def test_without_it_the_interpreter_collects_cycles_at_exit():
 @pytest.mark.parametrize(
     "call",
     [
-        "from pipelines import quick_exit; quick_exit.skip_final_gc(); quick_exit.skip_final_gc()",
+        "from pipelines import exit_gc; exit_gc.skip_final_gc(); exit_gc.skip_final_gc()",
+        # The old name the trainer's commands import.
+        "from pipelines import quick_exit; quick_exit.skip_final_gc()",
         # What a Beam worker runs: the part writers' setup registers it.
-        "from pipelines import build; build.WriteExampleParts('/nonexistent').setup()",
+        "from pipelines import transforms; transforms.WriteExampleParts('/nonexistent').setup()",
     ],
 )
 def test_registered_the_heap_is_frozen_at_exit(call):
@@ -45,7 +47,7 @@ def test_registered_the_heap_is_frozen_at_exit(call):
     "module,entry",
     [
         ("pipelines.build_tfrecords", "run"),
-        ("pipelines.inspect", "run"),
+        ("pipelines.inspect_dataset", "run"),
         ("trainer.train", "run_cli"),
         ("trainer.predict", "run"),
     ],
@@ -58,8 +60,8 @@ def test_every_command_registers_it(module, entry):
 
 def test_registered_once_per_process():
     out = _run(
-        "import atexit; from pipelines import quick_exit\n"
-        "n = atexit._ncallbacks(); quick_exit.skip_final_gc(); quick_exit.skip_final_gc()\n"
+        "import atexit; from pipelines import exit_gc\n"
+        "n = atexit._ncallbacks(); exit_gc.skip_final_gc(); exit_gc.skip_final_gc()\n"
         "print(atexit._ncallbacks() - n)"
     )
     assert out == "1\n"
