@@ -33,8 +33,6 @@ def test_without_it_the_interpreter_collects_cycles_at_exit():
     "call",
     [
         "from pipelines import exit_gc; exit_gc.skip_final_gc(); exit_gc.skip_final_gc()",
-        # The old name the trainer's commands import.
-        "from pipelines import quick_exit; quick_exit.skip_final_gc()",
         # What a Beam worker runs: the part writers' setup registers it.
         "from pipelines import transforms; transforms.WriteExampleParts('/nonexistent').setup()",
     ],
