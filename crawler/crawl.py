@@ -1,6 +1,6 @@
 """Crawls flower images: discover candidate URLs, then download, validate and de-duplicate.
 
-    python -m crawler.crawl --source=html --url_template='http://127.0.0.1:8000/search?q={query}' \
+    python -m crawler.crawl --source=html --url_template='http://127.0.0.1:8000/search?q={query}' \\
         --classes=all --out_dir=workspace/raw --allow_private_hosts
 
 Phases (`--phase`): `discover` writes <out_dir>/candidates.jsonl; `download` reads it and

@@ -1,6 +1,6 @@
 """The download phase on Apache Beam: fetching spread over workers, one ordered commit on the driver.
 
-    python -m crawler.crawl --phase=download --runner=DataflowRunner --out_dir=/mnt/shared/raw \
+    python -m crawler.crawl --phase=download --runner=DataflowRunner --out_dir=/mnt/shared/raw \\
         --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py
 
 1. Driver: the candidates left to decide (`Committer.plan`, as the local runner) are grouped

@@ -1,9 +1,9 @@
 """Builds TFDS-loadable TFRecord shards from an image dataset with Apache Beam.
 
-    python -m pipelines.build_tfrecords --input_dir=workspace/raw --output_dir=workspace/tfrecords \
+    python -m pipelines.build_tfrecords --input_dir=workspace/raw --output_dir=workspace/tfrecords \\
         --dataset_name=flowers --image_size=96
 
-    python -m pipelines.build_tfrecords --tfds_name=mnist --tfds_data_dir=~/tensorflow_datasets \
+    python -m pipelines.build_tfrecords --tfds_name=mnist --tfds_data_dir=~/tensorflow_datasets \\
         --output_dir=workspace/tfrecords --dataset_name=mnist224 --image_size=224
 
 Input: the crawler's folder, an image folder (--input_dir), or a TFDS dataset that is already

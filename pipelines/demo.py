@@ -25,6 +25,7 @@ import time
 
 from absl import app, flags, logging
 
+import cli
 from storage import StorageError, fs
 
 
@@ -221,7 +222,7 @@ def main(argv):
 
 def run():
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

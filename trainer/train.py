@@ -1,6 +1,6 @@
 """Trains any zoo model on TFRecords, on one device, several GPUs/logical CPUs or several workers.
 
-    python -m trainer.train --data_dir=workspace/tfrecords/flowers/1.0.0 --run_dir=workspace/runs/demo \
+    python -m trainer.train --data_dir=workspace/tfrecords/flowers/1.0.0 --run_dir=workspace/runs/demo \\
         --preset=demo_flowers --strategy=mirrored --cpu_replicas=2
 
 Every field of the typed config (trainer/config.py: sections model, data, optim, runtime) is a
