@@ -33,6 +33,19 @@ def run_cli(
     return proc
 
 
+def strip_channel_stats(data_dir) -> None:
+    """Removes the Beam job's `channel_stats` from a dataset folder (TFDS's metadata.json and
+    stats.json), as a dataset from before them or from elsewhere: the trainer then computes them."""
+    import json
+    import pathlib
+
+    for name in ("metadata.json", "stats.json"):
+        path = pathlib.Path(data_dir) / name
+        doc = json.loads(path.read_text())
+        doc.pop("channel_stats", None)
+        path.write_text(json.dumps(doc))
+
+
 @pytest.fixture(scope="session")
 def flower_site():
     from crawler.flowersite import FlowerSite
