@@ -49,7 +49,16 @@ class EpochMetrics:
 
 
 class Trainer:
-    """Builds model, optimizer and checkpoints under a strategy, then trains and evaluates."""
+    """Trains and evaluates a task under a strategy: optimizer, steps, checkpoints, learning rate,
+    NaN roll-back, preemption, TensorBoard summaries and progress.
+
+    Args:
+        config: the run's typed config (optim and runtime sections drive the loop).
+        run_dir: where checkpoints, logs and metrics.jsonl go (the chief's; local or gs://).
+        strategy: the distribution strategy the model is built and stepped under.
+        task: what is trained (trainer/task.py): it builds the model, defines loss and metrics.
+        console: where progress goes (trainer/progress.py); default: a Progress of --log_every.
+    """
 
     def __init__(
         self,

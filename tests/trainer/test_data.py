@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import build_tfrecords
 from trainer import data as data_lib
 
 
@@ -176,21 +177,10 @@ def test_dataset_identity_ignores_paths_and_names_the_first_difference(info, tfr
 @pytest.fixture(scope="module")
 def png_dir(crawled_dir, tmp_path_factory):
     """The small crawl built losslessly (PNG): decoded pixels are the pixels the job summed."""
-    from tests.conftest import run_cli
-
     out = tmp_path_factory.mktemp("tfrecords_png")
-    run_cli(
-        "pipelines.build_tfrecords",
-        f"--input_dir={crawled_dir}",
-        f"--output_dir={out}",
-        "--dataset_name=png",
-        "--image_size=32",
-        "--encoding=png",
-        "--augment_copies=1",
-        "--splits=train:0.6,validation:0.2,test:0.2",
-        "--direct_running_mode=in_memory",
+    return build_tfrecords(
+        crawled_dir, out, "png", "--encoding=png", "--augment_copies=1", "--direct_running_mode=in_memory"
     )
-    return out / "png" / "1.0.0"
 
 
 def _computed(info, monkeypatch):

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from storage import fs, jsonl
-from tests.conftest import run_cli, strip_channel_stats
+from tests.conftest import build_tfrecords, run_cli, strip_channel_stats
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +39,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def two_shard_dir(crawled_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tfrecords2")
-    run_cli(
-        "pipelines.build_tfrecords",
-        f"--input_dir={crawled_dir}",
-        f"--output_dir={out}",
-        "--dataset_name=two",
-        "--image_size=32",
-        "--num_shards=2",
-        "--splits=train:0.6,validation:0.2,test:0.2",
-        "--direct_running_mode=in_memory",
-    )
-    return out / "two" / "1.0.0"
+    return build_tfrecords(crawled_dir, out, "two", "--num_shards=2", "--direct_running_mode=in_memory")
 
 
 def train_argv(data_dir, run_dir, *extra):
