@@ -20,9 +20,9 @@ QUIET_CPP_LEVEL = "2"
 
 def quiet() -> None:
     """Sets up the quiet console; call after the flags are parsed and before TensorFlow is imported.
-    An explicit TF_CPP_MIN_LOG_LEVEL in the environment is kept."""
-    if not verbose():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_CPP_LEVEL)
+    A TF_CPP_MIN_LOG_LEVEL set in the environment is kept."""
+    if not verbose() and not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_CPP_LEVEL
     quiet_libraries()
 
 
