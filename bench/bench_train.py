@@ -26,51 +26,13 @@ import time
 from absl import app, flags
 
 from bench import results
+from bench.datasets import make_folder, make_tfrecords
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats per measurement (medians are reported).")
 _IMAGES = flags.DEFINE_integer("images", 2048, "Images in the benchmark dataset.")
 _CACHE = flags.DEFINE_string("cache_dir", "/tmp/flowerpipe-bench", "Where generated data is kept between runs.")
 _PARTS = flags.DEFINE_list("parts", ["loop", "strategy", "input"], "Measurements to run (loop, strategy, input).")
 _ONLY = flags.DEFINE_string("only", "", "Internal: run one measurement in this process (strategy benchmark).")
-
-
-def make_folder(root: str, n: int, size: int) -> str:
-    """n synthetic flower JPEGs (20 classes) of size x size under root/<class>/."""
-    from crawler.classes import CLASS_NAMES
-    from crawler.flowersite.render import render_flower
-
-    marker = os.path.join(root, f".done-{n}-{size}")
-    if os.path.exists(marker):
-        return root
-    for i in range(n):
-        c = CLASS_NAMES[i % len(CLASS_NAMES)]
-        os.makedirs(os.path.join(root, c), exist_ok=True)
-        render_flower(c, i, size=(size, size)).save(os.path.join(root, c, f"{i:05d}.jpg"), quality=90)
-    open(marker, "w").close()
-    return root
-
-
-def make_tfrecords(folder: str, out: str, size: int) -> str:
-    data_dir = os.path.join(out, "bench", "1.0.0")
-    if not os.path.exists(os.path.join(data_dir, "dataset_info.json")):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipelines.build_tfrecords",
-                f"--input_dir={folder}",
-                f"--output_dir={out}",
-                "--dataset_name=bench",
-                f"--image_size={size}",
-                "--resize=stretch",
-                "--splits=train:0.9,validation:0.05,test:0.05",
-                "--num_shards=4",
-                "--overwrite",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return data_dir
 
 
 def _config(data_dir: str, strategy: str, replicas: int = 0):
@@ -101,11 +63,12 @@ def our_loop_rate(data_dir: str, strategy: str, replicas: int, steps: int, run_d
     from trainer import data as data_lib
     from trainer import loop
     from trainer import strategy as strategy_lib
+    from trainer.task import ClassificationTask
 
     config = _config(data_dir, strategy, replicas)
     strat = strategy_lib.make_strategy(config.runtime.strategy, config.runtime.cpu_replicas)
     info = data_lib.open_dataset(data_dir)
-    trainer = loop.Trainer(config, run_dir, strat, info, [0.0] * 3, [255.0] * 3)
+    trainer = loop.Trainer(config, run_dir, strat, ClassificationTask(config, info, [0.0] * 3, [255.0] * 3))
     it = trainer._train_stream(0)
     for _ in range(5):
         trainer._train_step(next(it))

@@ -33,6 +33,33 @@ def run_cli(
     return proc
 
 
+def build_tfrecords(input_dir, out, name: str, *extra: str):
+    """The Beam job over `input_dir` at 32 px, split 60/20/20, into `out`; returns the version folder."""
+    run_cli(
+        "pipelines.build_tfrecords",
+        f"--input_dir={input_dir}",
+        f"--output_dir={out}",
+        f"--dataset_name={name}",
+        "--image_size=32",
+        "--splits=train:0.6,validation:0.2,test:0.2",
+        *extra,
+    )
+    return out / name / "1.0.0"
+
+
+def strip_channel_stats(data_dir) -> None:
+    """Removes the Beam job's `channel_stats` from a dataset folder (TFDS's metadata.json and
+    stats.json), as a dataset from before them or from elsewhere: the trainer then computes them."""
+    import json
+    import pathlib
+
+    for name in ("metadata.json", "stats.json"):
+        path = pathlib.Path(data_dir) / name
+        doc = json.loads(path.read_text())
+        doc.pop("channel_stats", None)
+        path.write_text(json.dumps(doc))
+
+
 @pytest.fixture(scope="session")
 def flower_site():
     from crawler.flowersite import FlowerSite
@@ -60,17 +87,7 @@ def crawled_dir(flower_site, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tfrecords_dir(crawled_dir, tmp_path_factory):
     """TFRecords built by the Beam job from the crawl (32 px, one augmented copy)."""
-    out = tmp_path_factory.mktemp("tfrecords")
-    run_cli(
-        "pipelines.build_tfrecords",
-        f"--input_dir={crawled_dir}",
-        f"--output_dir={out}",
-        "--dataset_name=small",
-        "--image_size=32",
-        "--augment_copies=1",
-        "--splits=train:0.6,validation:0.2,test:0.2",
-    )
-    return out / "small" / "1.0.0"
+    return build_tfrecords(crawled_dir, tmp_path_factory.mktemp("tfrecords"), "small", "--augment_copies=1")
 
 
 @pytest.fixture(scope="session")

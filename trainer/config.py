@@ -112,7 +112,8 @@ class DataConfig:
     )
     normalization: str = param(
         "dataset",
-        "Per-channel normalisation: dataset (mean/std computed from the train split) or named constants.",
+        "Per-channel normalisation: dataset (the train split's mean/std: the dataset's channel_stats, "
+        "else computed from up to 1000 train images at the start) or named constants.",
         choices=("dataset", *NORMALIZATIONS),
     )
 
@@ -171,7 +172,9 @@ class RuntimeConfig:
     deterministic: bool = param(
         False, "Deterministic data order and TF ops: a resumed run ends with the same weights (slower)."
     )
-    log_every: int = param(20, "Log every N steps.", AT_LEAST_0)
+    log_every: int = param(
+        20, "Log a step line (off a terminal; a tqdm bar on one) and TensorBoard scalars every N steps.", AT_LEAST_0
+    )
     checkpoint_every: int = param(0, "Also checkpoint every N steps (0: at epoch ends only).", AT_LEAST_0)
     max_to_keep: int = param(3, "Checkpoints kept.", AT_LEAST_1)
     recover_from_nan: bool = param(

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -142,31 +143,77 @@ def dataset_change(recorded: dict, current: dict) -> str | None:
     return None
 
 
+class Normalization(NamedTuple):
+    """Per-channel mean and std (0-255 scale) and where they came from (one phrase, for the log)."""
+
+    mean: list[float]
+    std: list[float]
+    source: str
+
+
+def channel_stats(info: DatasetInfo, split: str) -> dict | None:
+    """The Beam job's per-channel statistics of `split` (`channel_stats`: TFDS metadata, else
+    stats.json next to the shards), or None when the dataset has none that fit (another split,
+    another channel count, a dataset from elsewhere)."""
+    stats = None
+    try:
+        stats = (info.builder.info.metadata or {}).get("channel_stats")
+    except AttributeError:  # a builder without metadata
+        stats = None
+    if stats is None:
+        path = fs.join(os.fspath(info.builder.data_dir), "stats.json")
+        if fs.exists(path):
+            stats = fs.read_json(path).get("channel_stats")
+    if (
+        not isinstance(stats, dict)
+        or stats.get("split") != split
+        or not stats.get("images")
+        or len(stats.get("mean") or ()) != info.channels
+        or len(stats.get("std") or ()) != info.channels
+    ):
+        return None
+    return stats
+
+
 def normalization_constants(
     name: str, info: DatasetInfo, split: str, image_size: int, sample: int = 1000
-) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (0-255 scale): named constants, or computed from `sample` train images."""
+) -> Normalization:
+    """Per-channel mean and std (0-255 scale): named constants; with `dataset`, the dataset's
+    `channel_stats` (the Beam job computed them over every `split` image it wrote, on the same
+    0-255 pixels) or, for a dataset without them, computed here from `sample` images of `split`."""
     c = info.channels
     if name in NORMALIZATIONS:
         mean, std = NORMALIZATIONS[name]
-        return mean[:c], std[:c]
+        return Normalization(mean[:c], std[:c], f"the {name} constants")
     if name != "dataset":
         raise ValueError(f"unknown normalization {name!r}; known: dataset, {', '.join(NORMALIZATIONS)}")
+    stats = channel_stats(info, split)
+    if stats is not None:
+        return Normalization(
+            [float(v) for v in stats["mean"]],
+            [max(float(v), 1e-3) for v in stats["std"]],
+            f"the dataset's channel_stats: {stats['images']} {split} images",
+        )
     ds = raw_split(info, split, shuffle_seed=None).take(sample)
     decode = dataset_decoder(info, image_size)
     ds = ds.map(lambda img, _label: tf.cast(decode(img), tf.float64), num_parallel_calls=AUTOTUNE)
-    total, total_sq, n = np.zeros(c), np.zeros(c), 0
+    total, total_sq, n, images = np.zeros(c), np.zeros(c), 0, 0
     try:
         for batch in ds.batch(128).as_numpy_iterator():
             flat = batch.reshape(-1, c)
             total += flat.sum(0)
             total_sq += (flat**2).sum(0)
             n += flat.shape[0]
+            images += batch.shape[0]
     except READ_ERRORS as e:  # the run's first read of the data: name the record, as training does
         raise corrupt_data_error(info, split, image_size, e) from e
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean**2, 1e-6))
-    return [float(v) for v in mean], [float(v) for v in std]
+    return Normalization(
+        [float(v) for v in mean],
+        [float(v) for v in std],
+        f"computed from {images} {split} images: the dataset has no channel_stats",
+    )
 
 
 def raw_split(

@@ -4,6 +4,10 @@ The loss is averaged over the global batch (`tf.nn.compute_average_loss`), the s
 all-reduces the gradients, and metrics come back as per-replica sums reduced with
 `strategy.reduce`, so the same code runs on one device, on N GPUs or logical CPUs, and on
 several workers (Keras 3 `model.fit` cannot do the last: keras-team/keras#20585).
+
+What is trained (model, BatchNorm policy, loss, metric sums, normalisation) is the task's
+(trainer/task.py); the `Trainer` owns how: steps, checkpoints, learning rate, NaN roll-back,
+preemption, summaries and progress (trainer/progress.py).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-import sys
 import tempfile
 import time
 
@@ -24,8 +27,9 @@ from storage import fs, jsonl
 from trainer import data as data_lib
 from trainer import optim, shutdown
 from trainer.config import TrainConfig
-from trainer.models import create_model, get_spec
+from trainer.progress import Progress
 from trainer.strategy import is_chief
+from trainer.task import ClassificationTask
 
 
 class TrainingError(RuntimeError):
@@ -44,32 +48,29 @@ class EpochMetrics:
     examples: int
 
 
-def _sums(logits, labels, per_example_loss):
-    if labels.shape.rank == 2:  # mixed one-hot rows: accuracy against the dominant class
-        labels = tf.argmax(labels, -1)
-    labels = tf.cast(labels, tf.int32)
-    logits = tf.cast(logits, tf.float32)
-    k = tf.minimum(5, tf.shape(logits)[-1])
-    top1 = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
-    top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32))
-    n = tf.cast(tf.shape(labels)[0], tf.float32)
-    return tf.reduce_sum(per_example_loss), top1, top5, n
-
-
 class Trainer:
-    """Builds model, optimizer and checkpoints under a strategy, then trains and evaluates."""
+    """Trains and evaluates a task under a strategy: optimizer, steps, checkpoints, learning rate,
+    NaN roll-back, preemption, TensorBoard summaries and progress.
+
+    Args:
+        config: the run's typed config (optim and runtime sections drive the loop).
+        run_dir: where checkpoints, logs and metrics.jsonl go (the chief's; local or gs://).
+        strategy: the distribution strategy the model is built and stepped under.
+        task: what is trained (trainer/task.py): it builds the model, defines loss and metrics.
+        console: where progress goes (trainer/progress.py); default: a Progress of --log_every.
+    """
 
     def __init__(
         self,
         config: TrainConfig,
         run_dir: str,
         strategy: tf.distribute.Strategy,
-        info: data_lib.DatasetInfo,
-        mean: list[float],
-        std: list[float],
+        task: ClassificationTask,
+        console: Progress | None = None,
     ):
-        self.config, self.run_dir, self.strategy, self.info = config, run_dir, strategy, info
-        self.mean, self.std = mean, std
+        self.config, self.run_dir, self.strategy, self.task = config, run_dir, strategy, task
+        self.info = task.info
+        self.console = console or Progress(config.runtime.log_every)
         self.chief = is_chief(strategy)
         self.replicas = strategy.num_replicas_in_sync
         self.replicas_per_worker = len(strategy.extended.worker_devices)
@@ -78,11 +79,9 @@ class Trainer:
                 f"--batch_size={config.optim.batch_size} is not divisible by the {self.replicas} replicas: "
                 f"use a multiple of {self.replicas}"
             )
-        spec = get_spec(config.model.name)
-        self.image_size = config.model.image_size or spec.default_input_shape[0]
-        self.num_classes = len(info.class_names)
-        self.aux_weights = tuple(spec.aux_loss_weights) if config.model.aux_heads else ()
-        self.train_examples = info.split_sizes[config.data.train_split]
+        self.image_size = task.image_size
+        self.num_classes = task.num_classes
+        self.train_examples = self.info.split_sizes[config.data.train_split]
         self.steps_per_epoch = self.train_examples // config.optim.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -93,19 +92,7 @@ class Trainer:
             keras.mixed_precision.set_global_policy(config.runtime.precision)
         keras.utils.set_random_seed(config.runtime.seed)
         with strategy.scope():
-            self.model = create_model(
-                config.model.name,
-                num_classes=self.num_classes,
-                input_shape=(self.image_size, self.image_size, info.channels),
-                dropout=config.model.dropout,
-                weight_decay=optim.kernel_l2(config.optim),  # 0 when the optimizer decays the weights itself
-                aux_heads=config.model.aux_heads,
-            )
-            for layer in self.model._flatten_layers():
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    if config.model.bn_momentum is not None:
-                        layer.momentum = config.model.bn_momentum
-                    layer.synchronized = config.model.sync_bn
+            self.model = task.build_model()
             optimizer = optim.make_optimizer(config.optim)
             if config.runtime.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -134,44 +121,30 @@ class Trainer:
         self._stop_requested = False
         self._preemption = None
         self._stream = None  # the training iterator, kept until the process ends (see fit)
+        self._traced = False  # the first train step of this process (tracing) is a phase of its own
         self._eval_datasets: dict[str, tf.data.Dataset] = {}
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
         self.writer = tf.summary.create_file_writer(fs.join(run_dir, "logs")) if self.chief else None
 
     # -- steps ----------------------------------------------------------------------------
-    def _loss(self, outputs, labels):
-        """Per-example loss with label smoothing and weighted auxiliary heads."""
-        c = self.config
-        if labels.shape.rank == 2:  # mixup/cutmix: already mixed one-hot rows
-            onehot = tf.cast(labels, tf.float32)
-        else:
-            onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
-        loss_fn = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=c.optim.label_smoothing, reduction=None
-        )
-        heads = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        weights = (1.0, *self.aux_weights)[: len(heads)]
-        per_example = sum(w * loss_fn(onehot, tf.cast(h, tf.float32)) for w, h in zip(weights, heads))
-        return per_example, heads[0]
-
     def _make_train_step(self):
-        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        model, optimizer, strategy, task = self.model, self.optimizer, self.strategy, self.task
         global_batch = self.config.optim.batch_size
         mixed16 = self.config.runtime.precision == "mixed_float16"
 
         def replica_step(images, labels):
-            images = data_lib.normalize(images, self.mean, self.std)  # on the replica's device
+            images = task.normalize(images)  # on the replica's device
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
-                per_example, logits = self._loss(outputs, labels)
+                per_example, logits = task.loss(outputs, labels)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(x, tf.float32) for x in model.losses]))
                 scaled = optimizer.scale_loss(loss) if mixed16 else loss
             grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return _sums(logits, labels, per_example)
+            return task.sums(logits, labels, per_example)
 
         # Takes a distributed batch, not the iterator: each epoch has a new iterator, and an
         # iterator argument would make tf.function trace the whole step again every epoch.
@@ -190,11 +163,11 @@ class Trainer:
         split on its own copy of the (identical) weights, outside the strategy, so no worker
         waits in a collective for a peer that ran out of batches.
         """
-        model, strategy = self.model, self.strategy
+        model, strategy, task = self.model, self.strategy, self.task
 
         def forward(images, labels):
-            outputs = model(data_lib.normalize(images, self.mean, self.std), training=False)
-            per_example, logits = self._loss(outputs, labels)
+            outputs = model(task.normalize(images), training=False)
+            per_example, logits = task.loss(outputs, labels)
             return tf.cast(logits, tf.float32), tf.cast(labels, tf.int64), per_example
 
         if self.replicas_per_worker < self.replicas:  # multi-worker
@@ -313,10 +286,13 @@ class Trainer:
         c = self.config
         # Never destroyed before the process ends (trainer.train exits with shutdown.fast_exit):
         # destroying it joins tf.data's autotuning thread, which was seen to take up to a minute.
-        iterator = self._stream = self._train_stream(start_step)
-        if self.writer and start_step == 0:
-            self._log_sample_images()
+        with self.console.phase("input pipeline"):
+            iterator = self._stream = self._train_stream(start_step)
+            if self.writer and start_step == 0:
+                self._log_sample_images()
         epoch = start_step // self.steps_per_epoch
+        if start_step:
+            self.console.resumed(epoch + 1, start_step - epoch * self.steps_per_epoch)
         while epoch < c.optim.epochs:
             done_in_epoch = int(self.step.numpy()) - epoch * self.steps_per_epoch
             try:
@@ -380,51 +356,61 @@ class Trainer:
         return tf.distribute.experimental.PreemptionCheckpointHandler(resolver, self.manager, termination_config=config)
 
     def _train_epoch(self, iterator, epoch: int, done_in_epoch: int) -> dict | None:
-        c = self.config
+        """Trains the rest of an epoch; its record, or None when stopped by SIGTERM (checkpoint saved)."""
         sums = np.zeros(4)
         t0 = time.time()
-        window_t, window_n = time.time(), 0.0
-        interactive = sys.stderr.isatty()
-        for i in range(done_in_epoch, self.steps_per_epoch):
-            step = int(self.step.numpy())
-            lr = self._lr(step)
-            optim.set_lr(
-                self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer") else self.optimizer, lr
-            )
-            batch = self._next_batch(iterator, c.data.train_split)
-            loss_sum, top1, top5, n = (float(x) for x in self._train_step(batch))
-            if not math.isfinite(loss_sum):
-                self._handle_nan(loss_sum, step + 1, epoch)
-                raise _RolledBack()
-            self.step.assign_add(1)
-            sums += (loss_sum, top1, top5, n)
-            window_n += n
-            step = int(self.step.numpy())
-            if c.runtime.log_every and step % c.runtime.log_every == 0:
-                rate = window_n / max(time.time() - window_t, 1e-9)
-                window_t, window_n = time.time(), 0.0
-                msg = (
-                    f"epoch {epoch + 1}/{c.optim.epochs} step {i + 1}/{self.steps_per_epoch} "
-                    f"loss {sums[0] / sums[3]:.4f} "
-                    f"top1 {sums[1] / sums[3]:.4f} lr {lr:.3g} {rate:.0f} img/s"
-                )
-                if interactive:
-                    print("\r" + msg, end="", file=sys.stderr, flush=True)
-                else:
-                    logging.info("%s", msg)
-                if self.writer:
-                    with self.writer.as_default(step=step):
-                        tf.summary.scalar("train/loss", sums[0] / sums[3])
-                        tf.summary.scalar("train/top1", sums[1] / sums[3])
-                        tf.summary.scalar("learning_rate", lr)
-                        tf.summary.scalar("images_per_second", rate)
-            if c.runtime.checkpoint_every and step % c.runtime.checkpoint_every == 0:
-                self.manager.save(checkpoint_number=step)
-            if i < self.steps_per_epoch - 1 and self._stop_point(step):
-                return None
-        if interactive:
-            print(file=sys.stderr)
-        seconds = time.time() - t0
+        bar = self.console.epoch(epoch + 1, self.config.optim.epochs, self.steps_per_epoch, done_in_epoch)
+        try:
+            for i in range(done_in_epoch, self.steps_per_epoch):
+                lr, step_sums = self._step(iterator, epoch)
+                sums += step_sums
+                step = int(self.step.numpy())
+                self._after_step(bar, step, sums, step_sums[3], lr)
+                if i < self.steps_per_epoch - 1 and self._stop_point(step):
+                    return None
+        finally:
+            bar.close()
+        return self._end_epoch(epoch, sums, lr, time.time() - t0)
+
+    def _step(self, iterator, epoch: int) -> tuple[float, np.ndarray]:
+        """One training step at the scheduled learning rate: (lr, [loss sum, top-1, top-5, examples]).
+        A non-finite loss rolls back (_RolledBack) or stops (TrainingError) before the step counts."""
+        step = int(self.step.numpy())
+        lr = self._lr(step)
+        optim.set_lr(
+            self.optimizer.inner_optimizer if hasattr(self.optimizer, "inner_optimizer") else self.optimizer, lr
+        )
+        batch = self._next_batch(iterator, self.config.data.train_split)
+        if self._traced:
+            out = self._train_step(batch)
+        else:  # tracing the step function (and the strategy's all-reduces) is most of the first step
+            with self.console.phase("first step (tracing)"):
+                out = self._train_step(batch)
+                out = [float(x) for x in out]
+            self._traced = True
+        loss_sum, top1, top5, n = (float(x) for x in out)
+        if not math.isfinite(loss_sum):
+            self._handle_nan(loss_sum, step + 1, epoch)
+            raise _RolledBack()
+        self.step.assign_add(1)
+        return lr, np.array([loss_sum, top1, top5, n])
+
+    def _after_step(self, bar, step: int, sums: np.ndarray, images: float, lr: float) -> None:
+        """Progress, TensorBoard scalars every --log_every steps, and --checkpoint_every checkpoints."""
+        c = self.config
+        rate = bar.update(images, sums[0] / sums[3], sums[1] / sums[3], lr, step)
+        if rate is not None and self.writer:
+            with self.writer.as_default(step=step):
+                tf.summary.scalar("train/loss", sums[0] / sums[3])
+                tf.summary.scalar("train/top1", sums[1] / sums[3])
+                tf.summary.scalar("learning_rate", lr)
+                tf.summary.scalar("images_per_second", rate)
+        if c.runtime.checkpoint_every and step % c.runtime.checkpoint_every == 0:
+            self.manager.save(checkpoint_number=step)
+
+    def _end_epoch(self, epoch: int, sums: np.ndarray, lr: float, seconds: float) -> dict:
+        """Validation, the plateau schedule, the epoch's checkpoint, summary line and scalars: its record."""
+        c = self.config
         record = {
             "epoch": epoch + 1,
             "step": int(self.step.numpy()),

@@ -160,6 +160,9 @@ def main(argv):
             fs.preflight(fs.dirname(_CONFIG_FILE.value), "--config_file")
         config = config_from_flags()
         check_config(config)
+        from trainer import console
+
+        console.quiet()  # before TensorFlow loads
     except (ValueError, OSError) as e:  # OSError: a --config_file that is not there (StorageError too)
         return usage_error(str(e))
     run_dir = _RUN_DIR.value
@@ -213,21 +216,33 @@ def run(
     do_export: bool = True,
 ) -> int:
     check_config(config)
-    # Strategy first: logical devices must be configured before any TensorFlow op.
-    from trainer import strategy as strategy_lib
+    from trainer import console
+    from trainer.progress import Progress
 
-    if config.runtime.deterministic:
+    progress = Progress(config.runtime.log_every)
+    # Strategy first: logical devices must be configured before any TensorFlow op.
+    with progress.phase("starting TensorFlow") as phase, console.starting():
         import tensorflow as tf
 
-        tf.config.experimental.enable_op_determinism()
-    strategy = strategy_lib.make_strategy(config.runtime.strategy, config.runtime.cpu_replicas, config.runtime.num_gpus)
+        from trainer import strategy as strategy_lib
+
+        if config.runtime.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = strategy_lib.make_strategy(
+            config.runtime.strategy, config.runtime.cpu_replicas, config.runtime.num_gpus
+        )
+        phase.note = f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
     from trainer import data as data_lib
     from trainer import export as export_lib
     from trainer import loop
     from trainer.models import get_spec
+    from trainer.task import ClassificationTask
 
     get_spec(config.model.name)  # unknown model: the list of known ones, before any work
-    info = data_lib.open_dataset(config.data.data_dir, config.data.tfds_name, config.data.tfds_data_dir)
+    with progress.phase("reading metadata") as phase:
+        info = data_lib.open_dataset(config.data.data_dir, config.data.tfds_name, config.data.tfds_data_dir)
+        sizes = ", ".join(f"{n} {s}" for s, n in sorted(info.split_sizes.items()))
+        phase.note = f"{info.builder.info.name} {info.builder.info.version}: {len(info.class_names)} classes; {sizes}"
     if mode == "eval" and not fs.exists(fs.join(run_dir, "config.json")):
         raise ValueError(f"--mode=eval: {run_dir} has no config.json (nothing trained there)")
     # Only the chief owns the run directory; other workers follow its config.
@@ -235,26 +250,32 @@ def run(
     prep_path = fs.join(run_dir, export_lib.PREPROCESSING_FILE)
     image_size = config.model.image_size or get_spec(config.model.name).default_input_shape[0]
     identity = data_lib.dataset_identity(info)
-    if resuming and fs.exists(prep_path):
-        prep = fs.read_json(prep_path)
-        if len(prep["class_names"]) != len(info.class_names):
-            raise ValueError(
-                f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
-                f"{len(info.class_names)}: use another --run_dir"
-            )
-        check_same_dataset(run_dir, prep, identity, force)
-        prep = {**prep, "class_names": list(info.class_names)}  # the same, or the new order with --force
-        mean, std = prep["mean"], prep["std"]
-    else:
-        try:
-            mean, std = data_lib.normalization_constants(
-                config.data.normalization, info, config.data.train_split, image_size
-            )
-        except data_lib.CorruptDataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 3
-        prep = export_lib.preprocessing_info(image_size, info.channels, mean, std, info.class_names)
-    trainer = loop.Trainer(config, run_dir, strategy, info, mean, std)
+    with progress.phase("dataset statistics") as phase:
+        if resuming and fs.exists(prep_path):
+            prep = fs.read_json(prep_path)
+            if len(prep["class_names"]) != len(info.class_names):
+                raise ValueError(
+                    f"{run_dir} was trained on {len(prep['class_names'])} classes, the data has "
+                    f"{len(info.class_names)}: use another --run_dir"
+                )
+            check_same_dataset(run_dir, prep, identity, force)
+            prep = {**prep, "class_names": list(info.class_names)}  # the same, or the new order with --force
+            mean, std = prep["mean"], prep["std"]
+            phase.note = f"the run's {export_lib.PREPROCESSING_FILE}"
+        else:
+            try:
+                mean, std, phase.note = data_lib.normalization_constants(
+                    config.data.normalization, info, config.data.train_split, image_size
+                )
+            except data_lib.CorruptDataError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 3
+            prep = export_lib.preprocessing_info(image_size, info.channels, mean, std, info.class_names)
+        phase.note = f"--normalization={config.data.normalization}: {phase.note}"
+    with progress.phase("building the model") as phase:
+        task = ClassificationTask(config, info, mean, std)
+        trainer = loop.Trainer(config, run_dir, strategy, task, progress)
+        phase.note = f"{config.model.name}, {trainer.model.count_params() / 1e6:.2f}M parameters"
     if trainer.chief:
         fs.makedirs(run_dir)
         if mode == "train":

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import build_tfrecords
 from trainer import data as data_lib
 
 
@@ -171,3 +172,54 @@ def test_dataset_identity_ignores_paths_and_names_the_first_difference(info, tfr
     assert "version is '1.0.0', the data's is '2.0.0'" in data_lib.dataset_change(ident, {**ident, "version": "2.0.0"})
     assert "split sizes" in data_lib.dataset_change(ident, {**ident, "split_sizes": {"train": 1}})
     assert "fingerprint" in data_lib.dataset_change(ident, {**ident, "fingerprint": "0" * 64})
+
+
+@pytest.fixture(scope="module")
+def png_dir(crawled_dir, tmp_path_factory):
+    """The small crawl built losslessly (PNG): decoded pixels are the pixels the job summed."""
+    out = tmp_path_factory.mktemp("tfrecords_png")
+    return build_tfrecords(
+        crawled_dir, out, "png", "--encoding=png", "--augment_copies=1", "--direct_running_mode=in_memory"
+    )
+
+
+def _computed(info, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(data_lib, "channel_stats", lambda *_: None)
+        return data_lib.normalization_constants("dataset", info, "train", 32)
+
+
+def test_dataset_normalization_comes_from_the_beam_jobs_channel_stats_and_equals_a_pass(png_dir, monkeypatch):
+    info = data_lib.open_dataset(str(png_dir))
+    used = data_lib.normalization_constants("dataset", info, "train", 32)
+    assert used.source == f"the dataset's channel_stats: {info.split_sizes['train']} train images"
+    computed = _computed(info, monkeypatch)
+    assert "computed from" in computed.source
+    np.testing.assert_allclose(used.mean, computed.mean, rtol=1e-9)
+    np.testing.assert_allclose(used.std, computed.std, rtol=1e-6)
+
+
+def test_jpeg_channel_stats_are_on_the_trainers_scale(info, monkeypatch):
+    """The job sums the pixels it encodes; JPEG's rounding moves the decoded ones a little (the mean
+    within a pixel level) and smooths them (the std a few per cent lower at 32 px): same 0-255 scale."""
+    used = data_lib.normalization_constants("dataset", info, "train", 32)
+    assert "channel_stats" in used.source
+    computed = _computed(info, monkeypatch)
+    np.testing.assert_allclose(used.mean, computed.mean, atol=1.0)
+    np.testing.assert_allclose(used.std, computed.std, rtol=0.05)
+
+
+def test_a_dataset_without_channel_stats_is_computed_and_says_so(tfrecords_dir, tmp_path):
+    import shutil
+
+    from tests.conftest import strip_channel_stats
+
+    data = tmp_path / "data"
+    shutil.copytree(tfrecords_dir, data)
+    strip_channel_stats(data)
+    info = data_lib.open_dataset(str(data))
+    assert data_lib.channel_stats(info, "train") is None
+    used = data_lib.normalization_constants("dataset", info, "train", 32)
+    assert used.source == f"computed from {info.split_sizes['train']} train images: the dataset has no channel_stats"
+    assert len(used.mean) == 3 and all(0 < m < 255 for m in used.mean) and all(s > 0 for s in used.std)
+    assert data_lib.normalization_constants("imagenet", info, "train", 32).source == "the imagenet constants"

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from storage import fs, jsonl
-from tests.conftest import run_cli
+from tests.conftest import build_tfrecords, run_cli, strip_channel_stats
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +39,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def two_shard_dir(crawled_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tfrecords2")
-    run_cli(
-        "pipelines.build_tfrecords",
-        f"--input_dir={crawled_dir}",
-        f"--output_dir={out}",
-        "--dataset_name=two",
-        "--image_size=32",
-        "--num_shards=2",
-        "--splits=train:0.6,validation:0.2,test:0.2",
-        "--direct_running_mode=in_memory",
-    )
-    return out / "two" / "1.0.0"
+    return build_tfrecords(crawled_dir, out, "two", "--num_shards=2", "--direct_running_mode=in_memory")
 
 
 def train_argv(data_dir, run_dir, *extra):
@@ -255,10 +245,11 @@ def test_a_corrupt_shard_is_named_with_its_record(tfrecords_dir, tmp_path):
 
 
 def test_a_corrupt_shard_met_by_the_statistics_pass_is_named_with_its_record(tfrecords_dir, tmp_path):
-    """A fresh run with --normalization=dataset reads the training split before any training
-    step: that read names the file and record too."""
+    """A fresh run with --normalization=dataset on a dataset without channel_stats reads the
+    training split before any training step: that read names the file and record too."""
     data = tmp_path / "data"
     shutil.copytree(tfrecords_dir, data)
+    strip_channel_stats(data)  # else the statistics come from the metadata: no pass over the data
     shard = next(data.glob("small-train.tfrecord-*"))
     _flip_a_byte(shard)
     proc = run_cli(
@@ -274,6 +265,7 @@ def test_a_corrupt_shard_met_by_the_statistics_pass_is_named_with_its_record(tfr
 def test_an_image_that_does_not_decode_is_named_with_its_record(tfrecords_dir, tmp_path, normalization):
     data = tmp_path / "data"
     shutil.copytree(tfrecords_dir, data)
+    strip_channel_stats(data)  # "dataset": the statistics pass meets the image first
     shard = next(data.glob("small-train.tfrecord-*"))
     key = _break_an_image(shard, 7)
     proc = run_cli(
