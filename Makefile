@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.bench_crawl --latency_ms=20
 	$(BIN)/python -m bench.bench_build
 	$(BIN)/python -m bench.bench_train
+	nice -n 5 $(BIN)/python -m bench.bench_flops
 	$(BIN)/python -m bench.bench_storage
 
 clean:
