@@ -10,6 +10,8 @@ import dataclasses
 import io
 import json
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -27,6 +29,7 @@ from trainer.models import (
     create_model,
     get_spec,
     list_models,
+    load_model,
     register_model,
     without_aux_heads,
 )
@@ -349,7 +352,7 @@ def test_keras_file_round_trip(name, kwargs, tmp_path):
     expected = model(x, training=False)
     path = tmp_path / f"{name}.keras"
     model.save(path)
-    restored = keras.models.load_model(path)
+    restored = load_model(path)
     got = restored(x, training=False)
     for e, g in zip(keras.tree.flatten(expected), keras.tree.flatten(got)):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
@@ -399,6 +402,16 @@ def test_count_flops_includes_grouped_convolutions():
     # Two groups halve the multiply-adds of conv2, conv4 and conv5.
     saved = 7 * 7 * 256 * 25 * 48 + 3 * 3 * 384 * 9 * 192 + 3 * 3 * 256 * 9 * 192
     assert single - grouped == 2 * saved
+
+
+def test_load_model_in_a_fresh_process(tmp_path):
+    """Importing trainer.models loads no builder (and no custom layer): load_model registers them."""
+    path = tmp_path / "m.keras"
+    create_model("cifar_resnet20").save(path)  # has the option-A ChannelPad layers
+    code = f"from trainer.models import load_model; print(load_model({str(path)!r}).count_params())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(get_spec("cifar_resnet20").params)
 
 
 def test_cli_measure(capsys):

@@ -36,6 +36,7 @@ from trainer.models.registry import (
     get_spec,
     list_families,
     list_models,
+    load_model,
     register_model,
     without_aux_heads,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "get_spec",
     "list_families",
     "list_models",
+    "load_model",
     "register_model",
     "without_aux_heads",
 ]

@@ -277,3 +277,13 @@ def without_aux_heads(model: keras.Model) -> keras.Model:
     if len(model.outputs) == 1:
         return model
     return keras.Model(model.input, model.outputs[0], name=model.name)
+
+
+def load_model(path: str) -> keras.Model:
+    """`keras.saving.load_model` for a model of the zoo (a run's model.keras): registers the zoo's
+    custom layers first (they live with the builders, which importing the registry does not load)."""
+    import keras
+
+    from trainer.models import layers  # noqa: F401  registers ChannelPad with Keras
+
+    return keras.saving.load_model(path)
