@@ -53,7 +53,7 @@ LEVERS = {
     "intra 1 / inter 2": {"intra": 1, "inter": 2},
     "intra 1 / inter 1": {"intra": 1, "inter": 1},
     "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": {"onednn": "0"},
-    "mirrored, 2 logical CPUs": {"replicas": 2},
+    "mirrored over 2 logical CPUs": {"replicas": 2},
 }
 BF16_LEVERS = ("--precision=mixed_bfloat16", "XLA + mixed_bfloat16")
 
@@ -251,7 +251,9 @@ def main(argv):
         f"### {stamp} UTC, {', '.join(_MODELS.value)}",
         "",
         f"Command: `nice -n 5 python -m bench.bench_flops --models={','.join(_MODELS.value)} "
-        f"--seconds={_SECONDS.value:g} --windows={_WINDOWS.value}` ({stamp}, 2-core CPU, load average before "
+        f"--seconds={_SECONDS.value:g} --windows={_WINDOWS.value}"
+        + (f" --levers='{','.join(_LEVERS.value)}'" if _LEVERS.value else "")
+        + f"` ({stamp}, 2-core CPU, load average before "
         f"{load_before:.1f}, {time.time() - started:.0f} s in all)",
         "",
         f"Peak: float32 matmul {peak:.1f} GFLOP/s (median of repeats; {peak_runs}), "
