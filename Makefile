@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.bench_build
 	$(BIN)/python -m bench.bench_train
 	$(BIN)/python -m bench.bench_first_step
+	nice -n 5 $(BIN)/python -m bench.bench_flops
 	$(BIN)/python -m bench.bench_storage
 
 clean:

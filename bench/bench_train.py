@@ -60,15 +60,14 @@ def _config(data_dir: str, strategy: str, replicas: int = 0):
 
 def our_loop_rate(data_dir: str, strategy: str, replicas: int, steps: int, run_dir: str) -> float:
     """Images/s of Trainer's train step over `steps` steps after a warm-up."""
+    from bench.train_setup import make_trainer
     from trainer import data as data_lib
-    from trainer import loop
     from trainer import strategy as strategy_lib
-    from trainer.task import ClassificationTask
 
     config = _config(data_dir, strategy, replicas)
     strat = strategy_lib.make_strategy(config.runtime.strategy, config.runtime.cpu_replicas)
     info = data_lib.open_dataset(data_dir)
-    trainer = loop.Trainer(config, run_dir, strat, ClassificationTask(config, info, [0.0] * 3, [255.0] * 3))
+    trainer = make_trainer(config, run_dir, strat, info, [0.0] * 3, [255.0] * 3)
     it = trainer._train_stream(0)
     for _ in range(5):
         trainer._train_step(next(it))

@@ -1,16 +1,27 @@
 """Tests of trainer.models: the registry is enumerated, so a new model is tested when registered.
 
-Heavy builds (default-input VGG/AlexNet, keras.applications references) use a zeros initializer
-and no forward pass; forward passes, SGD steps and round trips run at small inputs.
+Heavy builds (every model at its default input for the pinned counts, keras.applications
+references) use a zeros initializer and no forward pass; forward passes, SGD steps and round
+trips run at small inputs. The command line's listing (no TensorFlow) is tested in
+test_models_main.py.
 """
 
+import dataclasses
+import io
+import json
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from crawler.classes import CLASS_NAMES
+from crawler.flowersite.render import render_flower
+from trainer import data as data_lib
+from trainer import export as export_lib
 from trainer.models import (
     SEED_MODELS,
     UnknownOverrideError,
@@ -18,10 +29,12 @@ from trainer.models import (
     create_model,
     get_spec,
     list_models,
+    load_model,
     register_model,
     without_aux_heads,
 )
 from trainer.models import __main__ as cli
+from trainer.models.specs import PINNED
 from trainer.models.stats import count_flops, count_params
 
 pytestmark = [
@@ -30,44 +43,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
 ]
 
-# Exact (total, trainable) parameters at the default input with spec.num_classes. The seed rows
-# are the counts the articles print (seed 002 prints none: Keras's ResNet50 without top plus
-# fc6, 23,587,712 + 12,294, the count of the course the article follows).
-EXPECTED_PARAMS = {
-    "seed000_cifar_resnet": (22_926_730, 22_911_242),
-    "seed001_resnet100": (1_773_652, 1_773_652),
-    "seed002_resnet50": (23_600_006, 23_546_886),
-    "seed003_alexnet": (58_299_082, 58_299_082),
-    "seed003_vgg16": (134_300_362, 134_300_362),
-    "seed003_googlenet": (5_983_802, 5_983_802),
-    "seed003_resnet18": (11_186_186, 11_178_378),
-    "seed004_resnext": (5_671_872, 5_646_656),
-    "alexnet": (60_965_224, 60_965_224),
-    "vgg11": (132_863_336, 132_863_336),
-    "vgg13": (133_047_848, 133_047_848),
-    "vgg16": (138_357_544, 138_357_544),
-    "vgg19": (143_667_240, 143_667_240),
-    # BN variants: trainable equals torchvision's vgg*_bn; Keras also counts moving statistics.
-    "vgg11_bn": (132_874_344, 132_868_840),
-    "vgg13_bn": (133_059_624, 133_053_736),
-    "vgg16_bn": (138_374_440, 138_365_992),
-    "vgg19_bn": (143_689_256, 143_678_248),
-    "googlenet": (6_998_552, 6_998_552),
-    "inception_v3": (23_851_784, 23_817_352),
-    "resnet18": (11_703_912, 11_694_312),
-    "resnet34": (21_823_208, 21_806_184),
-    "resnet50": (25_636_712, 25_583_592),
-    "resnet101": (44_707_176, 44_601_832),
-    "resnet152": (60_419_944, 60_268_520),
-    "cifar_resnet20": (271_098, 269_722),
-    "cifar_resnet32": (466_426, 464_154),
-    "cifar_resnet44": (661_754, 658_586),
-    "cifar_resnet56": (857_082, 853_018),
-    "cifar_resnet110": (1_736_058, 1_727_962),
-    "resnext29_8x64d": (34_484_170, 34_426_698),
-    "resnext29_16x64d": (68_255_690, 68_155_210),
-    "resnext50_32x4d": (25_097_128, 25_028_904),
-}
 # Trainable parameters published by the papers, in millions, and the tolerance (relative).
 # AlexNet: "60 million parameters" (two-tower, exact 60.97M). GoogLeNet: the paper's Table 1
 # sums to 6.8M but its rows are ~3% below the row's own layer shapes (e.g. inception 5b is
@@ -90,14 +65,6 @@ PAPER_PARAMS = {
     "resnext29_8x64d": (34.4, 0.005),
     "resnext29_16x64d": (68.1, 0.005),
     "resnext50_32x4d": (25.0, 0.005),
-}
-# Models whose count depends on the input size (a Flatten before FC layers): counted at the
-# default input. The others are counted on the small-input build of test_model_builds_and_trains.
-FLATTEN_HEADS = {
-    "alexnet",
-    "seed003_alexnet",
-    "seed003_vgg16",
-    *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
 }
 # Small builds used for the serialisation tests: option-A shortcut layer, grouped conv,
 # multi-output GoogLeNet.
@@ -164,7 +131,7 @@ def _loss(model, x, y, training):
 
 def test_registry_has_every_model():
     names = set(list_models())
-    assert names == set(EXPECTED_PARAMS)
+    assert names == set(PINNED)  # every model has pinned counts, and no stale row is left
     assert {n for ns in SEED_MODELS.values() for n in ns} == set(list_models("seed"))
     for seed_file, seed_names in SEED_MODELS.items():
         for name in seed_names:
@@ -203,17 +170,15 @@ def test_model_builds_and_trains(name):
     after = _loss(model, x, y, training=False)
     assert float(after) < float(before)
 
-    if name not in FLATTEN_HEADS:  # global pooling: the count does not depend on the input size
-        counts = count_params(model)
-        assert (counts.total, counts.trainable) == EXPECTED_PARAMS[name]
 
-
-@pytest.mark.parametrize("name", sorted(FLATTEN_HEADS))
-def test_param_count_at_default_input(name):
+@pytest.mark.parametrize("name", list_models())
+def test_pinned_counts_match_a_build(name):
+    """What --list prints (the spec's pinned counts) is what a build at the default input has."""
     spec = get_spec(name)
     model = create_model(name, num_classes=spec.num_classes, kernel_initializer="zeros")
     counts = count_params(model)
-    assert (counts.total, counts.trainable) == EXPECTED_PARAMS[name]
+    assert (counts.total, counts.trainable) == (spec.params, spec.trainable_params)
+    assert count_flops(model) == spec.flops
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if get_spec(n).keras_application])
@@ -230,7 +195,7 @@ def test_param_count_equals_keras_applications(name):
 @pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
 def test_param_count_matches_paper(name):
     paper_millions, rel_tol = PAPER_PARAMS[name]
-    trainable = EXPECTED_PARAMS[name][1]  # asserted against real builds in the tests above
+    trainable = get_spec(name).trainable_params  # asserted against real builds above
     assert trainable / 1e6 == pytest.approx(paper_millions, rel=rel_tol)
 
 
@@ -291,6 +256,20 @@ def test_too_small_input_names_the_minimum(name):
     small = spec.min_input_size - 1
     with pytest.raises(ValueError, match=f">= {spec.min_input_size}"):
         create_model(name, input_shape=(small, small, spec.default_input_shape[2]))
+
+
+def test_a_builder_named_by_module_is_checked_when_first_used(monkeypatch):
+    """Specs name builders as "module:function" (no Keras import to list them); a wrong name or
+    a keyword the builder does not take fails loudly, at registration or at the first build."""
+    from trainer.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    spec = dataclasses.replace(get_spec("cifar_resnet20"), name="lazy_test")
+    with pytest.raises(TypeError, match="module:function"):
+        register_model(spec, "trainer.models.resnet.build_resnet")
+    register_model(spec, "trainer.models.resnet:build_resnet", block="basic", stage_blocks=(1,), widht=2)
+    with pytest.raises(TypeError, match=r"build_resnet does not take \['widht'\]"):
+        create_model("lazy_test")
 
 
 def test_bad_options_fail_clearly():
@@ -373,26 +352,41 @@ def test_keras_file_round_trip(name, kwargs, tmp_path):
     expected = model(x, training=False)
     path = tmp_path / f"{name}.keras"
     model.save(path)
-    restored = keras.models.load_model(path)
+    restored = load_model(path)
     got = restored(x, training=False)
     for e, g in zip(keras.tree.flatten(expected), keras.tree.flatten(got)):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
     assert [w.path for w in restored.weights] == [w.path for w in model.weights]
 
 
-@pytest.mark.parametrize(
-    "name,kwargs", [("cifar_resnet20", {}), ("seed004_resnext", {}), ("seed003_googlenet", {"aux_heads": True})]
-)
-def test_saved_model_export(name, kwargs, tmp_path):
-    """The inference model (aux heads dropped) exports to a SavedModel serving the same logits."""
+def _photo_jpeg(width, height) -> bytes:
+    out = io.BytesIO()
+    render_flower(CLASS_NAMES[0], 7, size=(width, height)).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name,kwargs", ROUND_TRIP)
+def test_project_export_serves_the_models_predictions(name, kwargs, tmp_path):
+    """trainer/export.py's SavedModel (aux heads dropped, preprocessing inside) gives the Keras
+    model's probabilities on a photo: JPEG bytes through `serving_default`, uint8 pixels through
+    `serve_uint8`. The photo is not square and not the model's size, so the resize runs."""
     size = _small_size(get_spec(name))
-    model = without_aux_heads(create_model(name, input_shape=(size, size, 3), **kwargs))
-    x = _batch(size, 3)
-    expected = model(x, training=False)
-    model.export(str(tmp_path / "export"), verbose=False)
-    reloaded = tf.saved_model.load(str(tmp_path / "export"))
-    served = reloaded.serve(tf.constant(x))
-    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+    model = create_model(name, num_classes=3, input_shape=(size, size, 3), **kwargs)
+    prep = export_lib.preprocessing_info(size, 3, [120.0, 110.0, 90.0], [60.0, 55.0, 65.0], ["a", "b", "c"])
+    _, export_dir = export_lib.export(model, str(tmp_path / "run"), prep)
+    assert export_lib.check_complete(str(tmp_path / "run")) == export_dir
+
+    jpeg = _photo_jpeg(size + 13, size + 5)
+    image = data_lib.decode_resize(tf.constant(jpeg), size, 3)
+    logits = without_aux_heads(model)(data_lib.normalize(image[None], prep["mean"], prep["std"]), training=False)
+    expected = tf.nn.softmax(logits, axis=-1).numpy()
+
+    reloaded = tf.saved_model.load(export_dir)
+    served = reloaded.signatures["serving_default"](images=tf.constant([jpeg]))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert [c.decode() for c in served["class_names"].numpy()[0]] == ["a", "b", "c"]
+    pixels = tf.io.decode_jpeg(jpeg, channels=3)[None]
+    np.testing.assert_allclose(reloaded.serve_uint8(pixels)["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_count_flops_uses_the_tf_profiler():
@@ -410,12 +404,32 @@ def test_count_flops_includes_grouped_convolutions():
     assert single - grouped == 2 * saved
 
 
-def test_cli_list(capsys):
-    assert cli.run(["flower-models", "--list", "--models=cifar_resnet20,seed004_resnext"]) == 0
-    out = capsys.readouterr().out
-    assert "cifar_resnet20" in out and "271,098" in out
-    assert "seed004_resnext" in out and "5,671,872" in out and "004_5c920be0a47925d0.txt" in out
-    assert "GFLOPs" in out and "32x32x3" in out
+def test_load_model_in_a_fresh_process(tmp_path):
+    """Importing trainer.models loads no builder (and no custom layer): load_model registers them."""
+    path = tmp_path / "m.keras"
+    create_model("cifar_resnet20").save(path)  # has the option-A ChannelPad layers
+    code = f"from trainer.models import load_model; print(load_model({str(path)!r}).count_params())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(get_spec("cifar_resnet20").params)
+
+
+def test_cli_measure(capsys):
+    assert cli.run(["flower-models", "--measure=cifar_resnet20", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    spec = get_spec("cifar_resnet20")
+    assert (row["params"], row["trainable_params"], row["flops"]) == (spec.params, spec.trainable_params, spec.flops)
+
+
+def test_cli_measure_reports_counts_that_differ_from_the_pinned_ones(capsys, monkeypatch):
+    from trainer.models import registry
+
+    entry = registry._REGISTRY["cifar_resnet20"]
+    stale = dataclasses.replace(entry.spec, params=entry.spec.params + 1)
+    monkeypatch.setitem(registry._REGISTRY, "cifar_resnet20", dataclasses.replace(entry, spec=stale))
+    assert cli.run(["flower-models", "--measure=cifar_resnet20"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cifar_resnet20 differs") and "271,099" in err[0]
 
 
 def test_cli_summary_plot_and_errors(capsys, tmp_path):
@@ -423,6 +437,8 @@ def test_cli_summary_plot_and_errors(capsys, tmp_path):
     assert "conv4_block3_out" in capsys.readouterr().out
     assert cli.run(["flower-models", "--summary=nope"]) == 2
     assert "cifar_resnet20" in capsys.readouterr().err
+    assert cli.run(["flower-models", "--measure=nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: Unknown model 'nope'")
     assert cli.run(["flower-models"]) == 2
     out = tmp_path / "m.png"
     code = cli.run(["flower-models", "--plot=cifar_resnet20", f"--out={out}"])

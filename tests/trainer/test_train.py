@@ -90,13 +90,12 @@ def test_exported_model_in_a_fresh_process_matches_in_process(mirrored_run, tfre
         for top in line["top"]:
             assert top["probability"] == pytest.approx(float(probs[names.index(top["class"])]), abs=1e-5)
     # The SavedModel agrees with model.keras fed the same preprocessing.
-    import keras
 
-    import trainer.models  # noqa: F401  registers the zoo's custom layers for loading
     from trainer import data as data_lib
+    from trainer.models import load_model  # registers the zoo's custom layers, then loads
 
     prep = json.loads((run_dir / "preprocessing.json").read_text())
-    model = keras.saving.load_model(run_dir / "model.keras")
+    model = load_model(run_dir / "model.keras")
     x = tf.stack([data_lib.decode_resize(tf.constant(p.read_bytes()), prep["image_size"], 3) for p in images])
     logits = model(data_lib.normalize(x, prep["mean"], prep["std"]), training=False)
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), expected, atol=1e-5)
@@ -216,9 +215,8 @@ def test_precision_and_xla_options_train(tfrecords_dir, tmp_path, flags):
 
 
 def test_auxiliary_heads_train_and_are_dropped_at_export(tfrecords_dir, tmp_path):
-    import keras
 
-    import trainer.models  # noqa: F401  registers the zoo's custom layers
+    from trainer.models import load_model  # registers the zoo's custom layers, then loads
 
     run_dir = tmp_path / "aux"
     run_cli(
@@ -235,7 +233,7 @@ def test_auxiliary_heads_train_and_are_dropped_at_export(tfrecords_dir, tmp_path
         "--normalization=unit",
         "--log_every=1",
     )
-    model = keras.saving.load_model(run_dir / "model.keras")
+    model = load_model(run_dir / "model.keras")
     assert len(model.outputs) == 1 and model.output_shape == (None, 3)
 
 

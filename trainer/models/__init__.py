@@ -23,6 +23,9 @@ Seed article -> registry name (five Chinese blog posts; the project's specificat
 Canonical families: alexnet; vgg11/13/16/19 (+ _bn); googlenet; inception_v3;
 resnet18/34/50/101/152; cifar_resnet20/32/44/56/110; resnext29_8x64d, resnext29_16x64d,
 resnext50_32x4d. `python -m trainer.models --list` prints them with parameters and FLOPs.
+
+Importing this package imports no TensorFlow: the variants are data (trainer/models/specs.py),
+and a family's builder module (with Keras) is imported when its first model is created.
 """
 
 from trainer.models.registry import (
@@ -31,14 +34,13 @@ from trainer.models.registry import (
     accepted_overrides,
     create_model,
     get_spec,
+    list_families,
     list_models,
+    load_model,
     register_model,
     without_aux_heads,
 )
-
-# Importing a family module registers its models.
-from trainer.models import alexnet, inception, resnet, vgg  # noqa: E402,F401  isort:skip
-from trainer.models.seeds import SEED_MODELS  # noqa: E402  isort:skip
+from trainer.models.specs import SEED_MODELS  # importing the spec tables registers the zoo
 
 __all__ = [
     "ModelSpec",
@@ -47,7 +49,9 @@ __all__ = [
     "accepted_overrides",
     "create_model",
     "get_spec",
+    "list_families",
     "list_models",
+    "load_model",
     "register_model",
     "without_aux_heads",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from keras import layers
 
 from trainer.models import layers as L
-from trainer.models.registry import ModelSpec, register_model
 
 # (name, filters, kernel, stride, grouped, pool after)
 ALEXNET_CONVS = (
@@ -40,24 +39,4 @@ def build_alexnet(inputs, opts: L.BuildOptions, *, groups=2, fc_units=4096):
         )
         if pool:
             x = layers.MaxPooling2D(3, strides=2, name=f"pool{name[-1]}")(x)
-    if not opts.include_top:
-        return L.global_pool(x, opts.pooling, name="features_pool")
-    x = layers.Flatten(name="flatten")(x)
-    for i in (6, 7):
-        x = L.dense(x, fc_units, opts, name=f"fc{i}", activation="relu")
-        x = L.dropout(x, opts.dropout, name=f"drop{i}")
-    return L.logits(x, opts)
-
-
-register_model(
-    ModelSpec(
-        name="alexnet",
-        family="alexnet",
-        default_input_shape=(227, 227, 3),
-        reference="Krizhevsky et al., NIPS 2012 (two-tower grouping, no LRN)",
-        min_input_size=67,
-        default_dropout=0.5,
-    ),
-    build_alexnet,
-    groups=2,
-)
+    return L.flatten_head(x, opts, hidden=(("fc6", "drop6"), ("fc7", "drop7")), units=fc_units)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from keras import layers
 
 from trainer.models import layers as L
-from trainer.models.registry import ModelSpec, register_model
 
 # Inception v1 modules: (name, (1x1, (3x3 reduce, 3x3), (5x5 reduce, 5x5), pool proj)); the
 # paper's Table 1. A max-pool 3x3/2 closes stages 3 and 4.
@@ -171,29 +170,3 @@ def build_inception_v3(inputs, opts: L.BuildOptions, *, blocks=INCEPTION_V3_BLOC
     for name, kind, arg in blocks:
         x = _v3_module(x, kind, arg, opts, name)
     return L.gap_head(x, opts)
-
-
-register_model(
-    ModelSpec(
-        name="googlenet",
-        family="inception",
-        default_input_shape=(224, 224, 3),
-        reference="Szegedy et al., CVPR 2015 (arXiv:1409.4842), no LRN",
-        min_input_size=32,
-        aux_loss_weights=(0.3, 0.3),
-        default_dropout=0.4,
-    ),
-    build_googlenet,
-)
-register_model(
-    ModelSpec(
-        name="inception_v3",
-        family="inception",
-        default_input_shape=(299, 299, 3),
-        reference="Szegedy et al., CVPR 2016 (arXiv:1512.00567)",
-        min_input_size=75,
-        keras_application="InceptionV3",
-        default_dropout=0.2,
-    ),
-    build_inception_v3,
-)

@@ -11,8 +11,6 @@ import dataclasses
 import keras
 from keras import layers
 
-POOLINGS = (None, "avg", "max")
-
 
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
@@ -122,6 +120,22 @@ def global_pool(x, pooling, *, name):
     if pooling == "max":
         return layers.GlobalMaxPooling2D(name=name)(x)
     return x
+
+
+def flatten_head(x, opts: BuildOptions, *, hidden=(), units=0, dropout_name="top_dropout", logits_name="predictions"):
+    """The Flatten-style top (AlexNet, VGG, seeds 000-002): Flatten, then for each (dense name,
+    dropout name) in `hidden` a ReLU Dense of `units` and its dropout (without `hidden`, one
+    dropout named `dropout_name`), then the logits. With include_top=False, the backbone's pooling.
+    """
+    if not opts.include_top:
+        return global_pool(x, opts.pooling, name="features_pool")
+    x = layers.Flatten(name="flatten")(x)
+    for dense_name, drop_name in hidden:
+        x = dense(x, units, opts, name=dense_name, activation="relu")
+        x = dropout(x, opts.dropout, name=drop_name)
+    if not hidden:
+        x = dropout(x, opts.dropout, name=dropout_name)
+    return logits(x, opts, name=logits_name)
 
 
 def gap_head(x, opts: BuildOptions, *, use_bias=True):

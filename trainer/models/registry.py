@@ -1,24 +1,31 @@
 """The model registry: `ModelSpec`, `register_model`, `create_model`, `list_models`, `get_spec`.
 
-A family module registers one entry per variant: the spec (metadata), the family's builder and
-the builder's keyword arguments (the variant's row of the family's spec table). Builders have
-the signature `builder(inputs, opts: BuildOptions, **config) -> outputs`; their keyword-only
-parameters are the overrides `create_model` accepts.
+A variant is registered with its spec (metadata, with parameter and FLOP counts pinned from a
+real build), its family's builder and the builder's keyword arguments (the variant's row of the
+family's spec table; trainer/models/specs.py registers the zoo). Builders have the signature
+`builder(inputs, opts: BuildOptions, **config) -> outputs`; their keyword-only parameters are the
+overrides `create_model` accepts.
+
+This module and the spec tables import no TensorFlow: a builder may be named as
+"module:function", imported when a model of its family is first created, so listing the zoo
+(`python -m trainer.models --list`) takes a fraction of a second.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 from absl import logging
 
-from trainer.models.layers import POOLINGS, BuildOptions
+if TYPE_CHECKING:
+    import keras
 
+POOLINGS = (None, "avg", "max")
 # Overrides every model accepts in addition to its builder's keyword-only parameters.
 COMMON_OVERRIDES = ("kernel_initializer",)
 
@@ -39,6 +46,11 @@ class ModelSpec:
       keras_application: name of the identical `keras.applications` model, if there is one.
       default_dropout: dropout used when `create_model(dropout=None)`.
       default_weight_decay: L2 factor used when `create_model(weight_decay=None)`.
+      params, trainable_params: parameters (Keras's count: BN moving statistics are non-trainable
+        parameters) at default_input_shape with num_classes classes; None if not pinned.
+      flops: FLOPs of one forward pass of one image at default_input_shape (TF profiler: a
+        multiply-add is 2 FLOPs); None if not pinned. The pinned counts are what
+        `python -m trainer.models --measure=NAME` measures, and the tests check them against builds.
     """
 
     name: str
@@ -51,6 +63,9 @@ class ModelSpec:
     keras_application: str | None = None
     default_dropout: float = 0.0
     default_weight_decay: float = 0.0
+    params: int | None = None
+    trainable_params: int | None = None
+    flops: int | None = None
 
     @property
     def supports_aux_heads(self) -> bool:
@@ -60,15 +75,34 @@ class ModelSpec:
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     spec: ModelSpec
-    builder: Callable[..., Any]
+    builder_ref: Callable[..., Any] | str  # a function, or "module:function" imported on first use
     config: tuple[tuple[str, Any], ...]
 
+    @property
+    def builder(self) -> Callable[..., Any]:
+        if callable(self.builder_ref):
+            return self.builder_ref
+        module, _, attr = self.builder_ref.partition(":")
+        builder = getattr(importlib.import_module(module), attr)
+        _check_config(self.spec.name, builder, dict(self.config))
+        return builder
+
     def builder_options(self) -> tuple[str, ...]:
-        params = inspect.signature(self.builder).parameters.values()
-        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        return _keyword_only(self.builder)
 
     def accepted_overrides(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.builder_options()) | set(COMMON_OVERRIDES)))
+
+
+def _keyword_only(fn) -> tuple[str, ...]:
+    params = inspect.signature(fn).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_config(name: str, builder, config: dict) -> None:
+    unknown = set(config) - set(_keyword_only(builder))
+    if unknown:
+        raise TypeError(f"{builder.__name__} does not take {sorted(unknown)} (model {name!r}).")
 
 
 class UnknownOverrideError(TypeError, ValueError):
@@ -78,12 +112,13 @@ class UnknownOverrideError(TypeError, ValueError):
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(spec: ModelSpec, builder: Callable[..., Any] | None = None, **config):
+def register_model(spec: ModelSpec, builder: Callable[..., Any] | str | None = None, **config):
     """Adds a model to the registry; without `builder`, a decorator registering the function.
 
     Args:
       spec: the model's metadata; `spec.name` must not be registered yet.
-      builder: the family builder, `builder(inputs, opts, **config) -> outputs`.
+      builder: the family builder, `builder(inputs, opts, **config) -> outputs`, or its
+        "module:function" name (imported, and `config` checked against it, when first used).
       **config: the builder's keyword arguments for this variant.
 
     Returns:
@@ -98,17 +133,24 @@ def register_model(spec: ModelSpec, builder: Callable[..., Any] | None = None, *
         return decorator
     if spec.name in _REGISTRY:
         raise ValueError(f"Model {spec.name!r} is already registered.")
-    entry = _Entry(spec, builder, tuple(sorted(config.items())))
-    unknown = set(config) - set(entry.builder_options())
-    if unknown:
-        raise TypeError(f"{builder.__name__} does not take {sorted(unknown)} (model {spec.name!r}).")
-    _REGISTRY[spec.name] = entry
+    if callable(builder):
+        _check_config(spec.name, builder, config)
+    elif not isinstance(builder, str) or builder.count(":") != 1:
+        raise TypeError(f"builder must be a function or 'module:function'. Received: builder={builder!r}")
+    _REGISTRY[spec.name] = _Entry(spec, builder, tuple(sorted(config.items())))
     return spec
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Registered model names, sorted; only those of `family` if given."""
+    """Registered model names, sorted; only those of `family` if given (ValueError if no model has it)."""
+    if family is not None and family not in list_families():
+        raise ValueError(f"Unknown family {family!r}. Known families: {', '.join(list_families())}.")
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.spec.family == family)
+
+
+def list_families() -> list[str]:
+    """The families of the registered models, sorted."""
+    return sorted({e.spec.family for e in _REGISTRY.values()})
 
 
 def _entry(name: str) -> _Entry:
@@ -154,7 +196,7 @@ def create_model(
     aux_heads: bool = False,
     **overrides,
 ) -> keras.Model:
-    """Builds a registered model.
+    """Builds a registered model (the first model of a family imports Keras and its builder).
 
     Args:
       name: registry name (see `list_models()`).
@@ -174,6 +216,10 @@ def create_model(
     Returns:
       A `keras.Model` mapping float32 images (already normalised) to float32 logits.
     """
+    import keras
+
+    from trainer.models.layers import BuildOptions
+
     entry = _entry(name)
     spec = entry.spec
     accepted = entry.accepted_overrides()
@@ -226,6 +272,18 @@ def without_aux_heads(model: keras.Model) -> keras.Model:
 
     Shares the weights; a model with a single output is returned unchanged.
     """
+    import keras
+
     if len(model.outputs) == 1:
         return model
     return keras.Model(model.input, model.outputs[0], name=model.name)
+
+
+def load_model(path: str) -> keras.Model:
+    """`keras.saving.load_model` for a model of the zoo (a run's model.keras): registers the zoo's
+    custom layers first (they live with the builders, which importing the registry does not load)."""
+    import keras
+
+    from trainer.models import layers  # noqa: F401  registers ChannelPad with Keras
+
+    return keras.saving.load_model(path)

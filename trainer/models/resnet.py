@@ -1,9 +1,10 @@
 """ResNet (He et al., CVPR 2016) and ResNeXt (Xie et al., CVPR 2017): one generic builder.
 
-A variant is a row of a spec table: block type, blocks per stage, and for ResNeXt the
-`cardinality` and `base_width` of the grouped 3x3 convolution (a bottleneck's inner width is
-`int(planes * base_width / 64) * cardinality`, timm's convention). Layer names follow
-keras.applications: conv1_conv, conv2_block1_1_conv, ..., conv5_block3_out, avg_pool, predictions.
+A variant is a row of a spec table (specs.RESNET_SPECS, specs.RESNEXT_SPECS): block type,
+blocks per stage, and for ResNeXt the `cardinality` and `base_width` of the grouped 3x3
+convolution (a bottleneck's inner width is `int(planes * base_width / 64) * cardinality`, timm's
+convention). Layer names follow keras.applications: conv1_conv, conv2_block1_1_conv, ...,
+conv5_block3_out, avg_pool, predictions.
 
 - ImageNet ResNets mirror keras.applications.ResNet50/101/152 (biased convs, stride in the first
   1x1 of a bottleneck, BN epsilon 1.001e-5), so their parameter counts equal Keras's; with
@@ -18,28 +19,9 @@ from __future__ import annotations
 from keras import layers
 
 from trainer.models import layers as L
-from trainer.models.registry import ModelSpec, register_model
 
 IMAGENET_PLANES = (64, 128, 256, 512)
-CIFAR_PLANES = (16, 32, 64)
-RESNEXT29_PLANES = (64, 128, 256)
 KERAS_BN_EPSILON = 1.001e-5
-
-# depth -> (block, blocks per stage); the paper's Table 1.
-RESNET_SPECS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
-CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)  # n = (depth - 2) / 6 basic blocks per stage
-# name -> (blocks per stage, cardinality, base_width)
-RESNEXT_SPECS = {
-    "resnext29_8x64d": ((3, 3, 3), 8, 64),
-    "resnext29_16x64d": ((3, 3, 3), 16, 64),
-    "resnext50_32x4d": ((3, 4, 6, 3), 32, 4),
-}
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
@@ -169,64 +151,3 @@ def build_resnet(
                 **common,
             )
     return L.gap_head(x, opts, use_bias=head_bias)
-
-
-_HE_2016 = "He et al., CVPR 2016 (arXiv:1512.03385)"
-_XIE_2017 = "Xie et al., CVPR 2017 (arXiv:1611.05431)"
-
-for _depth, (_block_kind, _blocks) in RESNET_SPECS.items():
-    register_model(
-        ModelSpec(
-            name=f"resnet{_depth}",
-            family="resnet",
-            default_input_shape=(224, 224, 3),
-            reference=_HE_2016,
-            min_input_size=32,
-            keras_application=f"ResNet{_depth}" if _depth >= 50 else None,
-        ),
-        build_resnet,
-        block=_block_kind,
-        stage_blocks=_blocks,
-    )
-
-for _depth in CIFAR_RESNET_DEPTHS:
-    register_model(
-        ModelSpec(
-            name=f"cifar_resnet{_depth}",
-            family="resnet",
-            default_input_shape=(32, 32, 3),
-            reference=f"{_HE_2016}, Sec. 4.2 (CIFAR-10)",
-            min_input_size=8,
-            num_classes=10,
-        ),
-        build_resnet,
-        block="basic",
-        stage_blocks=((_depth - 2) // 6,) * 3,
-        stage_planes=CIFAR_PLANES,
-        stem="cifar",
-        stem_width=16,
-        use_bias=False,
-        shortcut="zero_pad",
-    )
-
-for _name, (_blocks, _cardinality, _width) in RESNEXT_SPECS.items():
-    _cifar = len(_blocks) == 3
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="resnext",
-            default_input_shape=(32, 32, 3) if _cifar else (224, 224, 3),
-            reference=_XIE_2017 + (", Sec. 5.3 (CIFAR)" if _cifar else ""),
-            min_input_size=8 if _cifar else 32,
-            num_classes=10 if _cifar else 1000,
-        ),
-        build_resnet,
-        block="bottleneck",
-        stage_blocks=_blocks,
-        stage_planes=RESNEXT29_PLANES if _cifar else IMAGENET_PLANES,
-        cardinality=_cardinality,
-        base_width=_width,
-        stem="cifar" if _cifar else "imagenet",
-        use_bias=False,
-        stride_in_1x1=False,
-    )

@@ -1,8 +1,8 @@
 """The seed articles' models, reproduced exactly (the five articles are named in trainer/models/__init__.py).
 
-Where a seed model is a configuration of a family builder it is registered here with that
-builder and the seed's settings; the three that have their own layout (seeds 000, 001, 002) have
-their own builder below. Softmax outputs of the articles become logits: a Dense without
+Where a seed model is a configuration of a family builder it is registered (trainer/models/specs.py)
+with that builder and the seed's settings; the three that have their own layout (seeds 000, 001,
+002) have their own builder below. Softmax outputs of the articles become logits: a Dense without
 activation has the same parameters.
 
 | seed file                | registry name         | builder                       |
@@ -22,19 +22,6 @@ from __future__ import annotations
 from keras import layers
 
 from trainer.models import layers as L
-from trainer.models.alexnet import build_alexnet
-from trainer.models.inception import build_googlenet
-from trainer.models.registry import ModelSpec, register_model
-from trainer.models.resnet import build_resnet
-from trainer.models.vgg import VGG_SPECS, build_vgg
-
-SEED_MODELS = {
-    "000_2b1ce18881ec2c31.txt": ("seed000_cifar_resnet",),
-    "001_c73c302f12a021a3.txt": ("seed001_resnet100",),
-    "002_1c1809f04ebf766e.txt": ("seed002_resnet50",),
-    "003_924d51171602d041.txt": ("seed003_alexnet", "seed003_vgg16", "seed003_googlenet", "seed003_resnet18"),
-    "004_5c920be0a47925d0.txt": ("seed004_resnext",),
-}
 
 # --- Seed 000: `block_prepare` + `block_conv` CIFAR-10 ResNet -------------------------------
 # (filters, blocks) per stage. The last block of each stage but the final one max-pools (3x3/2)
@@ -60,11 +47,7 @@ def build_seed000_cifar_resnet(inputs, opts: L.BuildOptions, *, stages=SEED000_S
                 x = L.conv(x, filters * 2, 1, opts, name=f"{name}_widen")
             elif b == blocks:
                 x = layers.AveragePooling2D(2, strides=2, padding="same", name=f"{name}_avgpool")(x)
-    if not opts.include_top:
-        return L.global_pool(x, opts.pooling, name="features_pool")
-    x = layers.Flatten(name="flatten")(x)
-    x = L.dropout(x, opts.dropout, name="top_dropout")
-    return L.logits(x, opts)
+    return L.flatten_head(x, opts)
 
 
 # --- Seed 001: the TF1 "ResNet-100" of 3-layer bottleneck units, no BN --------------------------
@@ -110,12 +93,9 @@ def build_seed001_resnet100(inputs, opts: L.BuildOptions, *, layout=SEED001_LAYO
             if op == "increase":
                 x = conv(x, inner * 4, 1, f"{name}_shortcut")
             x = layers.Add(name=f"{name}_add")([x, y])
-    if not opts.include_top:
-        return L.global_pool(x, opts.pooling, name="features_pool")
-    x = layers.AveragePooling2D(7, name="avg_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = L.dropout(x, opts.dropout, name="top_dropout")
-    return L.logits(x, opts, name="fc")
+    if opts.include_top:
+        x = layers.AveragePooling2D(7, name="avg_pool")(x)
+    return L.flatten_head(x, opts, logits_name="fc")
 
 
 # --- Seed 002: identity_block / convolutional_block ResNet-50 for 64x64 SIGNS ------------------
@@ -160,133 +140,6 @@ def build_seed002_resnet50(inputs, opts: L.BuildOptions, *, stages=SEED002_STAGE
             x = _seed002_block(
                 x, filters, stage, "abcdefghijklmnopqrstuvwxyz"[b], stride if b == 0 else 1, opts, projection=b == 0
             )
-    if not opts.include_top:
-        return L.global_pool(x, opts.pooling, name="features_pool")
-    x = layers.AveragePooling2D(2, name="avg_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = L.dropout(x, opts.dropout, name="top_dropout")
-    return L.logits(x, opts, name=f"fc{opts.num_classes}")
-
-
-def _seed(file, section=""):
-    return f"seed {file}" + (f" ({section})" if section else "")
-
-
-register_model(
-    ModelSpec(
-        name="seed000_cifar_resnet",
-        family="seed",
-        default_input_shape=(32, 32, 3),
-        reference=_seed("000_2b1ce18881ec2c31.txt"),
-        min_input_size=2,
-        num_classes=10,
-    ),
-    build_seed000_cifar_resnet,
-)
-register_model(
-    ModelSpec(
-        name="seed001_resnet100",
-        family="seed",
-        default_input_shape=(224, 224, 3),
-        reference=_seed("001_c73c302f12a021a3.txt"),
-        min_input_size=193,
-        num_classes=20,
-    ),
-    build_seed001_resnet100,
-)
-register_model(
-    ModelSpec(
-        name="seed002_resnet50",
-        family="seed",
-        default_input_shape=(64, 64, 3),
-        reference=_seed("002_1c1809f04ebf766e.txt"),
-        min_input_size=37,
-        num_classes=6,
-    ),
-    build_seed002_resnet50,
-)
-
-_S3 = "003_924d51171602d041.txt"
-register_model(
-    ModelSpec(
-        name="seed003_alexnet",
-        family="seed",
-        default_input_shape=(227, 227, 1),
-        reference=_seed(_S3, "AlexNet"),
-        min_input_size=67,
-        num_classes=10,
-        default_dropout=0.5,
-    ),
-    build_alexnet,
-    groups=1,
-)
-register_model(
-    ModelSpec(
-        name="seed003_vgg16",
-        family="seed",
-        default_input_shape=(224, 224, 1),
-        reference=_seed(_S3, "VGG"),
-        min_input_size=32,
-        num_classes=10,
-        default_dropout=0.5,
-    ),
-    build_vgg,
-    stages=VGG_SPECS[16],
-)
-register_model(
-    ModelSpec(
-        name="seed003_googlenet",
-        family="seed",
-        default_input_shape=(224, 224, 3),
-        reference=_seed(_S3, "GoogLeNet"),
-        min_input_size=32,
-        num_classes=10,
-        aux_loss_weights=(0.3, 0.3),
-    ),
-    build_googlenet,
-    aux_padding="same",
-    aux_dropout=0.0,
-)
-# `Residual`: biased 3x3 convs with BN, a biased 1x1 projection without BN; 'same' stem.
-register_model(
-    ModelSpec(
-        name="seed003_resnet18",
-        family="seed",
-        default_input_shape=(224, 224, 1),
-        reference=_seed(_S3, "ResNet"),
-        min_input_size=32,
-        num_classes=10,
-    ),
-    build_resnet,
-    block="basic",
-    stage_blocks=(2, 2, 2, 2),
-    stem_padding="same",
-    use_bias=True,
-    shortcut_bn=False,
-    bn_epsilon=1e-3,
-)
-# `block_module`: 1x1 -> grouped 3x3 (8 groups, stride here) -> 1x1 to 2x filters; bias-free
-# convs and Dense, he_normal, L2 5e-4. Filters 128/256/512 = planes 64/128/256 x base width 16.
-register_model(
-    ModelSpec(
-        name="seed004_resnext",
-        family="seed",
-        default_input_shape=(32, 32, 3),
-        reference=_seed("004_5c920be0a47925d0.txt"),
-        min_input_size=8,
-        num_classes=10,
-        default_weight_decay=5e-4,
-    ),
-    build_resnet,
-    block="bottleneck",
-    stage_blocks=(3, 3, 3),
-    stage_planes=(64, 128, 256),
-    cardinality=8,
-    base_width=16,
-    stem="cifar",
-    stem_width=64,
-    use_bias=False,
-    stride_in_1x1=False,
-    bn_epsilon=1e-3,
-    head_bias=False,
-)
+    if opts.include_top:
+        x = layers.AveragePooling2D(2, name="avg_pool")(x)
+    return L.flatten_head(x, opts, logits_name=f"fc{opts.num_classes}")

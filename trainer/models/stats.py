@@ -1,4 +1,4 @@
-"""Model statistics: parameter counts and FLOPs (TensorFlow's profiler), and the --list rows."""
+"""Model statistics: parameter counts and FLOPs (TensorFlow's profiler) of a built model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import dataclasses
 import keras
 import numpy as np
 import tensorflow as tf
-
-from trainer.models.registry import create_model, get_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,56 +47,3 @@ def _grouped_conv_flops(model: keras.Model, batch_size: int) -> int:
             kernel_h, kernel_w, in_per_group, _ = layer.kernel.shape
             flops += 2 * batch_size * out_h * out_w * out_c * kernel_h * kernel_w * in_per_group
     return flops
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelRow:
-    name: str
-    family: str
-    params: int
-    flops: int | None
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    reference: str
-
-
-def describe(name: str, with_flops: bool = True) -> ModelRow:
-    """Builds `name` at its default input and class count, and measures it."""
-    spec = get_spec(name)
-    model = create_model(name, num_classes=spec.num_classes)
-    row = ModelRow(
-        name=name,
-        family=spec.family,
-        params=count_params(model).total,
-        flops=count_flops(model) if with_flops else None,
-        input_shape=spec.default_input_shape,
-        num_classes=spec.num_classes,
-        reference=spec.reference,
-    )
-    del model
-    keras.backend.clear_session()
-    return row
-
-
-def format_table(rows) -> str:
-    header = ("name", "family", "params", "GFLOPs", "input", "classes", "reference")
-    lines = [header]
-    for r in rows:
-        lines.append(
-            (
-                r.name,
-                r.family,
-                f"{r.params:,}",
-                "-" if r.flops is None else f"{r.flops / 1e9:.2f}",
-                "x".join(map(str, r.input_shape)),
-                str(r.num_classes),
-                r.reference,
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for i, line in enumerate(lines):
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
