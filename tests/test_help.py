@@ -30,7 +30,7 @@ PROGRAMS = {
         "--preset: Named recipe:",
     ],
     "trainer.predict": ["--top_k: Classes to print per image."],
-    "trainer.models": ["--list", "--family", "--json", "--measure"],
+    "trainer.models": ["--list", "--family", "--json", "--measure", "Exit codes"],
 }
 
 
