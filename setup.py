@@ -33,6 +33,7 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest>=8,<10",
         "pytest-timeout>=2.3,<3",
+        "pytest-xdist>=3.6,<4",  # `make test` runs two workers (-n 2 --dist loadfile)
         "ruff>=0.8,<1",  # `make test` lints and checks formatting first (ruff.toml)
         *EXTRAS["gcp"],
         *EXTRAS["aws"],

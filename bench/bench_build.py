@@ -289,7 +289,6 @@ def main(argv):
     finally:
         shutil.rmtree(staged)
     text = report(sizes, wall, cpu, whole, load_before)
-    print(text)
     results.record("## bench_build: Beam TFRecord build vs a plain loop", text, _RESULTS.value)
 
 

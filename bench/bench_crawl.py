@@ -240,7 +240,6 @@ def report(candidates, times, accepted, load_before) -> None:
             "and no cross-class retraction)"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
     results.record(_SECTION, text, _RESULTS.value)
 
 

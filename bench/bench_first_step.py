@@ -156,7 +156,6 @@ def main(argv):
         f"{'met' if best < 30 else 'NOT met'} ({best:.1f} s).",
         "",
     ]
-    print("\n".join(lines))
     results.record(SECTION, "\n".join(lines))
 
 

@@ -275,7 +275,6 @@ def main(argv):
         f"{probe_cell('channels_last')}; channels_first {probe_cell('channels_first')}.",
         "",
     ]
-    print("\n".join(lines))
     results.record(SECTION, "\n".join(lines))
 
 

@@ -111,7 +111,6 @@ def report(times, load_before) -> None:
             *rows,
         ]
     )
-    print(text)
     results.record("## Storage: the demo chain on a local disk vs on gs://", text)
 
 

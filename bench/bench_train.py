@@ -223,7 +223,6 @@ def main(argv):
             f"image_dataset_from_directory {med(keras_r):.0f} | {med(cached) / med(keras_r):.2f}x | - |",
         ]
     lines.append("")
-    print("\n".join(lines))
     results.record("## Trainer (bench/bench_train.py)", "\n".join(lines))
 
 

@@ -20,7 +20,8 @@ def insert_in_section(doc: str, section: str, text: str) -> str:
 
 
 def record(section: str, text: str, path: str = PATH) -> None:
-    """Appends one run's `text` to `section` of the results file."""
+    """Prints one run's `text` and appends it to `section` of the results file."""
+    print(text, flush=True)
     doc = _HEADER
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:

@@ -72,7 +72,8 @@ class Layout:
     label_key: str
     key_key: str
     features: Callable[[Sequence[str], int, str, int | None], tfds.features.FeaturesDict]
-    example: Callable[..., dict]  # (image, label, key, parent_key, source, class_name, height, width, fmt) -> dict
+    # (image, label, key, parent_key="", source="", class_name="", height=0, width=0, fmt="jpeg") -> dict
+    example: Callable[..., dict]
     parse_spec: Callable[[], dict]
     supervised_keys: tuple | None
 
@@ -98,7 +99,7 @@ def _tfds_features(class_names, channels, encoding, image_size):
     )
 
 
-def _tfds_example(image, label, key, parent_key, source, **_unused):
+def _tfds_example(image, label, key, parent_key="", source="", **_unused):
     return {IMAGE: image, LABEL: label, KEY: key, PARENT_KEY: parent_key, SOURCE: source}
 
 
@@ -134,7 +135,7 @@ def _mg_features(class_names, channels, encoding, image_size):
     )
 
 
-def _mg_example(image, label, key, parent_key, source, class_name="", height=0, width=0, fmt="jpeg"):
+def _mg_example(image, label, key, parent_key="", source="", class_name="", height=0, width=0, fmt="jpeg"):
     return {
         "image": {
             "encoded": image,
@@ -206,38 +207,15 @@ def features(
     return feats
 
 
-def serialize(
-    feats: tfds.features.FeaturesDict,
-    *,
-    image: bytes,
-    label: int,
-    key: str,
-    parent_key: str = "",
-    source: str = "",
-    class_name: str = "",
-    height: int = 0,
-    width: int = 0,
-    fmt: str = "jpeg",
-) -> bytes:
+def serialize(feats: tfds.features.FeaturesDict, *, image: bytes, label: int, key: str, **fields) -> bytes:
     """One serialized tf.train.Example in the layout `feats` was made for; `image` is encoded bytes.
 
-    Serialized deterministically: protobuf writes the feature map in hash order otherwise,
-    and two runs (or two workers) would write different bytes for the same example.
+    `fields` are the layout's optional ones (parent_key, source, class_name, height, width, fmt;
+    see `Layout.example`). Serialized deterministically: protobuf writes the feature map in hash
+    order otherwise, and two runs (or two workers) would write different bytes for the same example.
     """
     layout = get_layout(getattr(feats, "_flowerpipe_layout", "tfds"))
-    encoded = feats.encode_example(
-        layout.example(
-            image=image,
-            label=label,
-            key=key,
-            parent_key=parent_key,
-            source=source,
-            class_name=class_name,
-            height=height,
-            width=width,
-            fmt=fmt,
-        )
-    )
+    encoded = feats.encode_example(layout.example(image=image, label=label, key=key, **fields))
     return _serializer(feats).get_tf_example(encoded).SerializeToString(deterministic=True)
 
 

@@ -35,31 +35,10 @@ class BuildOptions:
         }
 
 
-def conv(
-    x,
-    filters,
-    kernel_size,
-    opts: BuildOptions,
-    *,
-    name,
-    strides=1,
-    padding="same",
-    use_bias=True,
-    groups=1,
-    activation=None,
-):
-    """A Conv2D with the model's initializer and weight decay."""
-    return layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=use_bias,
-        groups=groups,
-        activation=activation,
-        name=name,
-        **opts.kernel_kwargs(),
-    )(x)
+def conv(x, filters, kernel_size, opts: BuildOptions, *, name, padding="same", **conv_kwargs):
+    """A Conv2D with the model's initializer and weight decay; `conv_kwargs` are Conv2D's own
+    (strides, use_bias, groups, activation)."""
+    return layers.Conv2D(filters, kernel_size, padding=padding, name=name, **conv_kwargs, **opts.kernel_kwargs())(x)
 
 
 def batch_norm(x, *, name, epsilon=1e-3, scale=True):
@@ -77,26 +56,14 @@ def conv_bn(
     opts: BuildOptions,
     *,
     name,
-    strides=1,
-    padding="same",
     use_bias=False,
-    groups=1,
     epsilon=1e-3,
     scale=True,
     activate=True,
+    **conv_kwargs,
 ):
-    """Conv -> BN (-> ReLU), named `{name}_conv`, `{name}_bn`, `{name}_relu`."""
-    x = conv(
-        x,
-        filters,
-        kernel_size,
-        opts,
-        name=f"{name}_conv",
-        strides=strides,
-        padding=padding,
-        use_bias=use_bias,
-        groups=groups,
-    )
+    """Conv -> BN (-> ReLU), named `{name}_conv`, `{name}_bn`, `{name}_relu`; `conv_kwargs` go to `conv`."""
+    x = conv(x, filters, kernel_size, opts, name=f"{name}_conv", use_bias=use_bias, **conv_kwargs)
     x = batch_norm(x, name=f"{name}_bn", epsilon=epsilon, scale=scale)
     return relu(x, name=f"{name}_relu") if activate else x
 

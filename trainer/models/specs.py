@@ -96,6 +96,7 @@ _ALEXNET = "trainer.models.alexnet:build_alexnet"
 _VGG = "trainer.models.vgg:build_vgg"
 _RESNET = "trainer.models.resnet:build_resnet"
 _GOOGLENET = "trainer.models.inception:build_googlenet"
+_SEEDS = "trainer.models.seeds:"
 
 
 def _spec(name: str, **kwargs) -> ModelSpec:
@@ -219,96 +220,75 @@ for _name, (_blocks, _cardinality, _width) in RESNEXT_SPECS.items():
 
 
 # --- the seed articles' models (trainer/models/seeds.py has the three own builders) ----------
-def _seed(file, section=""):
-    return f"seed {file}" + (f" ({section})" if section else "")
+def _register_seed(name, builder, *, input_shape, min_input_size, section="", spec=None, **config):
+    """A seed article's model (its article from SEED_MODELS): family "seed", 10 classes unless `spec` says otherwise."""
+    article = next(file for file, names in SEED_MODELS.items() if name in names)
+    reference = f"seed {article}" + (f" ({section})" if section else "")
+    fields = {"num_classes": 10, **(spec or {})}
+    register_model(
+        _spec(
+            name,
+            family="seed",
+            default_input_shape=input_shape,
+            reference=reference,
+            min_input_size=min_input_size,
+            **fields,
+        ),
+        builder,
+        **config,
+    )
 
 
-register_model(
-    _spec(
-        "seed000_cifar_resnet",
-        family="seed",
-        default_input_shape=(32, 32, 3),
-        reference=_seed("000_2b1ce18881ec2c31.txt"),
-        min_input_size=2,
-        num_classes=10,
-    ),
-    "trainer.models.seeds:build_seed000_cifar_resnet",
+_register_seed("seed000_cifar_resnet", _SEEDS + "build_seed000_cifar_resnet", input_shape=(32, 32, 3), min_input_size=2)
+_register_seed(
+    "seed001_resnet100",
+    _SEEDS + "build_seed001_resnet100",
+    input_shape=(224, 224, 3),
+    min_input_size=193,
+    spec={"num_classes": 20},
 )
-register_model(
-    _spec(
-        "seed001_resnet100",
-        family="seed",
-        default_input_shape=(224, 224, 3),
-        reference=_seed("001_c73c302f12a021a3.txt"),
-        min_input_size=193,
-        num_classes=20,
-    ),
-    "trainer.models.seeds:build_seed001_resnet100",
+_register_seed(
+    "seed002_resnet50",
+    _SEEDS + "build_seed002_resnet50",
+    input_shape=(64, 64, 3),
+    min_input_size=37,
+    spec={"num_classes": 6},
 )
-register_model(
-    _spec(
-        "seed002_resnet50",
-        family="seed",
-        default_input_shape=(64, 64, 3),
-        reference=_seed("002_1c1809f04ebf766e.txt"),
-        min_input_size=37,
-        num_classes=6,
-    ),
-    "trainer.models.seeds:build_seed002_resnet50",
-)
-
-_S3 = "003_924d51171602d041.txt"
-register_model(
-    _spec(
-        "seed003_alexnet",
-        family="seed",
-        default_input_shape=(227, 227, 1),
-        reference=_seed(_S3, "AlexNet"),
-        min_input_size=67,
-        num_classes=10,
-        default_dropout=0.5,
-    ),
+_register_seed(
+    "seed003_alexnet",
     _ALEXNET,
+    section="AlexNet",
+    input_shape=(227, 227, 1),
+    min_input_size=67,
+    spec={"default_dropout": 0.5},
     groups=1,
 )
-register_model(
-    _spec(
-        "seed003_vgg16",
-        family="seed",
-        default_input_shape=(224, 224, 1),
-        reference=_seed(_S3, "VGG"),
-        min_input_size=32,
-        num_classes=10,
-        default_dropout=0.5,
-    ),
+_register_seed(
+    "seed003_vgg16",
     _VGG,
+    section="VGG",
+    input_shape=(224, 224, 1),
+    min_input_size=32,
+    spec={"default_dropout": 0.5},
     stages=VGG_SPECS[16],
 )
-register_model(
-    _spec(
-        "seed003_googlenet",
-        family="seed",
-        default_input_shape=(224, 224, 3),
-        reference=_seed(_S3, "GoogLeNet"),
-        min_input_size=32,
-        num_classes=10,
-        aux_loss_weights=(0.3, 0.3),
-    ),
+_register_seed(
+    "seed003_googlenet",
     _GOOGLENET,
+    section="GoogLeNet",
+    input_shape=(224, 224, 3),
+    min_input_size=32,
+    spec={"aux_loss_weights": (0.3, 0.3)},
     aux_padding="same",
     aux_dropout=0.0,
 )
 # `Residual`: biased 3x3 convs with BN, a biased 1x1 projection without BN; 'same' stem.
-register_model(
-    _spec(
-        "seed003_resnet18",
-        family="seed",
-        default_input_shape=(224, 224, 1),
-        reference=_seed(_S3, "ResNet"),
-        min_input_size=32,
-        num_classes=10,
-    ),
+_register_seed(
+    "seed003_resnet18",
     _RESNET,
+    section="ResNet",
+    input_shape=(224, 224, 1),
+    min_input_size=32,
     block="basic",
     stage_blocks=(2, 2, 2, 2),
     stem_padding="same",
@@ -318,17 +298,12 @@ register_model(
 )
 # `block_module`: 1x1 -> grouped 3x3 (8 groups, stride here) -> 1x1 to 2x filters; bias-free
 # convs and Dense, he_normal, L2 5e-4. Filters 128/256/512 = planes 64/128/256 x base width 16.
-register_model(
-    _spec(
-        "seed004_resnext",
-        family="seed",
-        default_input_shape=(32, 32, 3),
-        reference=_seed("004_5c920be0a47925d0.txt"),
-        min_input_size=8,
-        num_classes=10,
-        default_weight_decay=5e-4,
-    ),
+_register_seed(
+    "seed004_resnext",
     _RESNET,
+    input_shape=(32, 32, 3),
+    min_input_size=8,
+    spec={"default_weight_decay": 5e-4},
     block="bottleneck",
     stage_blocks=(3, 3, 3),
     stage_planes=(64, 128, 256),
