@@ -10,6 +10,8 @@ tests, benchmarks and other programs without defining flags.
 
 from __future__ import annotations
 
+import time
+
 from absl import logging
 
 from crawler import net
@@ -61,7 +63,8 @@ def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
     out: list[Candidate] = []
     errors = []
     refusals = _RefusalLog()
-    for klass in classes:
+    last_log = time.monotonic()
+    for n, klass in enumerate(classes, 1):
         at: dict[str, int] = {}  # url -> its index in `out`
         try:
             for c in source.discover(klass, fetch_text):
@@ -76,7 +79,10 @@ def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
         except net.FetchError as e:
             errors.append(f"{klass.slug}: {e}")
             logging.warning("discover %s: %s", klass.slug, e)
-        logging.info("discover %s: %d candidates", klass.slug, len(at))
+        logging.vlog(1, "discover %s: %d candidates", klass.slug, len(at))
+        if time.monotonic() - last_log > 10:
+            last_log = time.monotonic()
+            logging.info("discover: %d of %d classes, %d candidates so far", n, len(classes), len(out))
     refusals.summary()
     if not out and errors:
         raise RuntimeError(f"no candidates found; first error: {errors[0]}")

@@ -198,7 +198,9 @@ class Committer:
         )
         if line is None:
             return  # taken back already, by an earlier copy
-        logging.warning(
+        # The closing summary counts these per reason (rejected.jsonl names both URLs); -v 1 shows each.
+        logging.vlog(
+            1,
             "%s is in classes %s and %s: rejected from both (%s, %s)",
             match.kind,
             match.klass,

@@ -44,6 +44,7 @@ import time
 
 from absl import app, flags, logging
 
+import cli
 from pipelines import console, dedup, exit_gc, image_ops, readers, schema, splits
 from pipelines.options import JobOptions
 from storage import StorageError, fs
@@ -408,7 +409,7 @@ def _chain(exc: BaseException | None):
 
 
 def _parse(argv):
-    return console.parse_flags(argv, known_only=True)  # the rest are Beam pipeline options
+    return cli.parse_flags(argv, known_only=True)  # the rest are Beam pipeline options
 
 
 def run():

@@ -26,6 +26,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
+import cli
 from pipelines import console, exit_gc, schema, shards
 from storage import StorageError, fs
 
@@ -351,7 +352,7 @@ def main(argv):
 
 def run():
     exit_gc.skip_final_gc()
-    app.run(main, flags_parser=console.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import functools
 import io
 import os
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -172,6 +173,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     site: FlowerSite
+
+    def handle_error(self, request, client_address):
+        """A client that hangs up (the crawler drops a connection it is done with, or one over
+        its byte cap) is ordinary here; anything else is printed with its traceback, as before."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class FlowerSite:

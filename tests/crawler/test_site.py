@@ -70,3 +70,22 @@ def test_latency_delays_every_response_and_connections_wait_side_by_side():
         together = time.perf_counter() - t0
     assert single >= 0.2 and codes == [200] * 4
     assert together < 4 * 0.2  # four connections overlap their waits (sequential would take 0.8 s)
+
+
+def test_a_client_that_hangs_up_mid_request_prints_no_traceback(capfd):
+    import socket
+    import struct
+    import time
+
+    from crawler.flowersite import FlowerSite
+
+    with FlowerSite(per_class=2) as site:
+        host, port = site.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /robots.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the request is not finished
+            time.sleep(0.2)  # the server is reading it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        time.sleep(0.5)  # the server's thread meets the reset
+        assert requests.get(site.url + "/robots.txt", timeout=5).status_code == 200  # and serves on
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err
