@@ -11,8 +11,9 @@
 5. prints the test accuracy, per-class accuracy and where it wrote what.
 Each stage runs as its own program, exactly as a user would run it (its command is printed,
 with `python` for this interpreter). The demo starts from scratch: it replaces the raw/,
-tfrecords/flowers/ and runs/demo/ folders it owns. --workspace may be a local folder or a gs://
-bucket path (every stage then reads and writes there). The output is meant to fit on one
+tfrecords/flowers/ and runs/demo/ folders it owns, under the workspace's lock (<workspace>/.lock:
+a second demo there stops with exit 2 naming the first). --workspace may be a local folder or a
+gs:// bucket path (every stage then reads and writes there). The output is meant to fit on one
 screen; `-v 1` passes `--verbosity=1` to every stage and shows all they log.
 """
 
@@ -26,7 +27,7 @@ import time
 from absl import app, flags, logging
 
 import cli
-from storage import StorageError, fs
+from storage import StorageError, fs, lock
 
 
 def _define_flags() -> None:
@@ -90,11 +91,18 @@ def _stage(title: str, argv: list[str], verbosity: int = 0) -> float:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Runs the four stages; returns a summary (also written to <workspace>/demo_summary.json)."""
-    from crawler.flowersite import FlowerSite
-
+    """Runs the four stages; returns a summary (also written to <workspace>/demo_summary.json).
+    Raises storage.LockHeld (a StorageError) if another demo is running in the workspace."""
     fs.check(cfg.workspace, "--workspace", tensorflow=True)  # the trainer writes there too
     fs.preflight(cfg.workspace, "--workspace", write=True)
+    # One demo at a time in a workspace: a second one would delete the first's folders under it.
+    with lock.hold(cfg.workspace, "demo"):
+        return _run_stages(cfg)
+
+
+def _run_stages(cfg: DemoConfig) -> dict:
+    from crawler.flowersite import FlowerSite
+
     for d in (cfg.raw_dir, fs.join(cfg.tfrecords_dir, cfg.dataset), cfg.run_dir):
         fs.rmtree(d)
     fs.makedirs(cfg.workspace)

@@ -2,6 +2,8 @@
 
 import sys
 
+import pytest
+
 from pipelines import demo
 
 
@@ -26,3 +28,15 @@ def test_the_closing_summary_is_six_lines_with_every_path_in_the_summary_file():
     assert lines[1] == "test accuracy: 0.9512 (top-5 0.9990)"
     assert lines[2].startswith("per-class accuracy, worst first: class_00 0.05, class_01 0.10")
     assert "ws/demo_summary.json" in lines[-1] and all(p in "\n".join(lines) for p in summary["paths"].values())
+
+
+def test_a_second_demo_in_a_workspace_in_use_is_refused_and_deletes_nothing(tmp_path):
+    from storage import lock
+
+    run_dir = tmp_path / "runs" / "demo"
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.keras").write_bytes(b"the first demo's model")
+    # the first demo, alive (this process), holds the workspace
+    with lock.hold(str(tmp_path), "demo"), pytest.raises(lock.LockHeld, match="demo"):
+        demo.run_demo(demo.DemoConfig(workspace=str(tmp_path)))
+    assert (run_dir / "model.keras").read_bytes() == b"the first demo's model"
