@@ -5,6 +5,9 @@
   Beam's "Discarding unparseable args" repeats (its one "Unparseable argument: ... Did you
   mean" line stays) and the log lines the local runner forwards from its workers. Warnings and
   errors of every library still show.
+- `ShortFormat`: unless `-v 1`, a log line is `12:03:04 message` (`12:03:04 warning: message`
+  above INFO) instead of absl's `I1206 12:03:04.123456 140085157202816 progress.py:56] message`,
+  whose date, thread id and source line say nothing to a user and made every line wrap.
 - `held_stderr`: the process's file descriptor 2, where TensorFlow's C++ start-up banners and
   the local runner's worker processes write, goes through a pipe into memory and is played back
   at the end without those banners; this process's own Python messages still go out at once.
@@ -19,6 +22,7 @@ import os
 import re
 import sys
 import threading
+import time
 
 from absl import logging
 
@@ -58,11 +62,31 @@ class QuietLibraries(std_logging.Filter):
         return record.pathname.startswith(_OWN_PACKAGES)
 
 
+class ShortFormat(std_logging.Formatter):
+    """absl's handler's formatter: see the module docstring (absl's own format with -v 1)."""
+
+    def __init__(self, full: std_logging.Formatter):
+        super().__init__()
+        self.full = full
+
+    def format(self, record: std_logging.LogRecord) -> str:
+        if verbose():
+            return self.full.format(record)
+        level = "" if record.levelno <= std_logging.INFO else f"{record.levelname.lower()}: "
+        text = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 def quiet_libraries() -> None:
-    """Installs QuietLibraries on absl's handler (once) and mutes matplotlib's font search even with -v 1."""
+    """Installs QuietLibraries and ShortFormat on absl's handler (once) and mutes matplotlib's font
+    search even with -v 1."""
     handler = logging.get_absl_handler()
     if not any(isinstance(f, QuietLibraries) for f in handler.filters):
         handler.addFilter(QuietLibraries())
+    if not isinstance(handler.python_handler.formatter, ShortFormat):
+        handler.setFormatter(ShortFormat(handler.python_handler.formatter or logging.PythonFormatter()))
     std_logging.getLogger("matplotlib").setLevel(std_logging.WARNING)
 
 

@@ -38,6 +38,7 @@ import uuid
 from absl import app, flags, logging
 
 import cli
+from cli.console import quiet_libraries
 from crawler import net
 from crawler.candidates import read_candidates, write_candidates
 from crawler.classes import parse_classes
@@ -156,6 +157,7 @@ def fetch_config() -> net.FetchConfig:
 
 def main(argv):
     extra = argv[1:]
+    quiet_libraries()  # short log lines; libraries' INFO lines only with -v 1 (cli/console.py)
     try:
         if extra and _RUNNER.value == "local":
             raise app.UsageError(f"unexpected arguments: {extra} (Beam pipeline options need a Beam --runner)")

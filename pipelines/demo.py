@@ -27,6 +27,7 @@ import time
 from absl import app, flags, logging
 
 import cli
+from cli.console import quiet_libraries
 from storage import StorageError, fs, lock
 
 
@@ -221,6 +222,7 @@ def main(argv):
     )
     if f.verbosity < 1:  # the flower site's own log lines: the demo says where it is
         logging.set_verbosity(logging.WARNING)
+    quiet_libraries()
     try:
         print("\n".join(summary_lines(run_demo(cfg), summary_file(cfg))), flush=True)
     except StorageError as e:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import re
+import time
 
 import pytest
 from absl import logging
 
 from cli.console import QuietLibraries
 from tests.conftest import run_cli
+from tests.trainer.test_progress import logged
 from trainer import console
 
 TF = "/venv/lib/python3.11/site-packages/tensorflow/python/distribute/cross_device_ops.py"
@@ -36,6 +39,24 @@ def test_libraries_info_is_dropped_the_trainers_lines_and_warnings_stay(level, p
         assert QuietLibraries().filter(_record(level, pathname, message)) is shown
         logging.set_verbosity(logging.DEBUG)  # -v 1
         assert QuietLibraries().filter(_record(level, pathname, message))
+    finally:
+        logging.set_verbosity(old)
+
+
+def test_log_lines_are_short_unless_verbose():
+    from cli.console import ShortFormat
+
+    fmt = ShortFormat(logging.PythonFormatter())
+    info = _record(std_logging.INFO, "/x/trainer/progress.py", "first step (tracing): 9.2s")
+    warning = _record(std_logging.WARNING, "/x/trainer/loop.py", "NaN loss at step 3")
+    clock = time.strftime("%H:%M:%S", time.localtime(info.created))
+    old = logging.get_verbosity()
+    try:
+        logging.set_verbosity(logging.INFO)
+        assert fmt.format(info) == f"{clock} first step (tracing): 9.2s"
+        assert fmt.format(warning).endswith(" warning: NaN loss at step 3")
+        logging.set_verbosity(logging.DEBUG)  # -v 1: absl's own line, with level, thread and source line
+        assert re.fullmatch(r"I\d{4} [\d:.]+ +\d+ progress.py:1\] first step \(tracing\): 9.2s", fmt.format(info))
     finally:
         logging.set_verbosity(old)
 
@@ -78,6 +99,6 @@ def test_a_mirrored_run_is_quiet_by_default_and_tells_all_with_v1(tfrecords_dir,
     env = {"TF_CPP_MIN_LOG_LEVEL": ""}  # the test's own environment must not decide
     quiet = run_cli(*argv, f"--run_dir={tmp_path / 'quiet'}", env=env).stderr
     assert not [n for n in NOISE if n in quiet], quiet[-3000:]
-    assert "] first step (tracing): " in quiet and "] epoch 1/1: loss " in quiet
+    assert logged("first step (tracing): ", quiet) and logged("epoch 1/1: loss ", quiet)
     loud = run_cli(*argv, f"--run_dir={tmp_path / 'loud'}", "-v", "1", env=env).stderr
-    assert "Reduce to /job:localhost" in loud and "] first step (tracing): " in loud
+    assert "Reduce to /job:localhost" in loud and "progress.py:56] first step (tracing): " in loud  # absl's format

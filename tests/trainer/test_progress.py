@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging as std_logging
+import re
 import sys
 import time
 
@@ -56,15 +57,20 @@ def test_a_terminal_gets_a_tqdm_bar_with_rate_loss_and_top1(monkeypatch, caplog)
     assert not [r for r in caplog.records if "step" in r.getMessage()]  # the bar instead of step lines
 
 
+def logged(message: str, stderr: str) -> bool:
+    """`message` begins a log line in the quiet console's format, `12:03:04 message`."""
+    return re.search(rf"(?m)^\d\d:\d\d:\d\d {re.escape(message)}", stderr) is not None
+
+
 @pytest.mark.slow
 def test_a_real_run_names_its_phases_and_where_it_resumed_without_control_characters(tfrecords_dir, tmp_path):
     argv = ["trainer.train", f"--data_dir={tfrecords_dir}", f"--run_dir={tmp_path / 'run'}", *TINY]
     first = run_cli(*argv, "--epochs=1").stderr
     for phase in (*PHASES, "input pipeline: ", "first step (tracing): "):
-        assert f"] {phase}" in first, first[-3000:]
+        assert logged(phase, first), first[-3000:]
     assert "dataset statistics: 0.0s (--normalization=dataset: the dataset's channel_stats: " in first
-    assert " eta " in first and "] epoch 1/1: loss " in first
+    assert " eta " in first and logged("epoch 1/1: loss ", first)
     assert "\r" not in first and "\x1b[" not in first  # not a terminal: plain lines, no tqdm
     again = run_cli(*argv, "--epochs=2").stderr
-    assert "] resumed at epoch 2 step 0" in again, again[-3000:]
+    assert logged("resumed at epoch 2 step 0", again), again[-3000:]
     assert "(--normalization=dataset: the run's preprocessing.json)" in again
