@@ -1,13 +1,13 @@
 """What a training run shows while it works: named phases with their time, then per epoch a bar.
 
-    I... progress.py] starting TensorFlow: 2.9s (MirroredStrategy, 2 replica(s))
-    I... progress.py] reading metadata: 0.0s (bench 1.0.0: 20 classes; 121 test, 2340 train, 139 validation)
-    I... progress.py] dataset statistics: 0.0s (--normalization=dataset: the dataset's channel_stats: 2340 train images)
-    I... progress.py] building the model: 1.2s (resnet18, 11.20M parameters)
-    I... progress.py] input pipeline: 1.0s
-    I... progress.py] first step (tracing): 9.2s
-    I... progress.py] epoch 1/1 step 10/36 loss 3.0708 top1 0.1219 lr 0.000556 42 img/s eta 0:17
-    I... loop.py] epoch 1/1: loss 2.2631 top1 0.3459 | val loss 7.9053 top1 0.2518 (29.8s, 77 img/s)
+    10:52:11 starting TensorFlow: 2.9s (MirroredStrategy, 2 replica(s))
+    10:52:11 reading metadata: 0.0s (bench 1.0.0: 20 classes; 121 test, 2340 train, 139 validation)
+    10:52:11 dataset statistics: 0.0s (--normalization=dataset: the dataset's channel_stats: 2340 train images)
+    10:52:13 building the model: 1.2s (resnet18, 11.20M parameters)
+    10:52:14 input pipeline: 1.0s
+    10:52:23 first step (tracing): 9.2s
+    10:52:27 epoch 1/1 step 10/36 loss 3.0708 top1 0.1219 lr 0.000556 42 img/s eta 0:17
+    10:52:41 epoch 1/1: loss 2.2631 top1 0.3459 | val loss 7.9053 top1 0.2518 (29.8s, 77 img/s)
 
 On a terminal (stderr a tty) the epoch is a tqdm bar (steps, img/s, loss, top-1, ETA) instead of
 the step lines; elsewhere (a log file, a pipe) one plain line every `log_every` steps, with the
