@@ -13,8 +13,9 @@ Each stage runs as its own program, exactly as a user would run it (its command 
 with `python` for this interpreter). The demo starts from scratch: it replaces the raw/,
 tfrecords/flowers/ and runs/demo/ folders it owns, under the workspace's lock (<workspace>/.lock:
 a second demo there stops with exit 2 naming the first). --workspace may be a local folder or a
-gs:// bucket path (every stage then reads and writes there). The output is meant to fit on one
-screen; `-v 1` passes `--verbosity=1` to every stage and shows all they log.
+gs:// bucket path (every stage then reads and writes there). The output is short (about 70 lines
+on a terminal, 30 of them the epochs' lines); `-v 1` passes `--verbosity=1` to every stage and
+shows all they log.
 """
 
 from __future__ import annotations
