@@ -25,7 +25,8 @@ demo: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 # Two pytest-xdist workers, a test file each (module fixtures such as a shared training run are
-# built once): 710 s on 2 cores vs 1316 s in one process (2026-12-06).
+# built once): 710 and 845 s on 2 cores vs 1316 s in one process (2026-12-06; --dist worksteal:
+# 779 s, within the noise).
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . || exit 1; \
 	$(BIN)/python -m pytest -n 2 --dist loadfile; rc=$$?; \
