@@ -8,6 +8,7 @@
 - `ShortFormat`: unless `-v 1`, a log line is `12:03:04 message` (`12:03:04 warning: message`
   above INFO) instead of absl's `I1206 12:03:04.123456 140085157202816 progress.py:56] message`,
   whose date, thread id and source line say nothing to a user and made every line wrap.
+- `track`: tqdm over a long loop on a terminal, else a log line every `interval` seconds.
 - `held_stderr`: the process's file descriptor 2, where TensorFlow's C++ start-up banners and
   the local runner's worker processes write, goes through a pipe into memory and is played back
   at the end without those banners; this process's own Python messages still go out at once.
@@ -23,6 +24,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 
 from absl import logging
 
@@ -139,3 +141,18 @@ def held_stderr():
             text = b"".join(list(held)).decode("utf-8", "replace")
             sys.stderr.write("".join(line for line in text.splitlines(True) if not NOISE.fullmatch(line.rstrip())))
             sys.stderr.flush()
+
+
+def track(items: Iterable, desc: str, total: int | None = None, unit: str = "", interval: float = 10.0) -> Iterator:
+    """Yields `items`, showing progress: a tqdm bar on a terminal, else a log line every `interval` seconds."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(items, desc=desc, total=total, unit=unit or "it", leave=False, file=sys.stderr)
+        return
+    last = time.monotonic()
+    for n, item in enumerate(items, 1):
+        yield item
+        if time.monotonic() - last >= interval:
+            last = time.monotonic()
+            logging.info("%s: %d%s %s so far", desc, n, f" of {total}" if total else "", unit)

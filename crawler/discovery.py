@@ -10,10 +10,9 @@ tests, benchmarks and other programs without defining flags.
 
 from __future__ import annotations
 
-import time
-
 from absl import logging
 
+from cli.console import track
 from crawler import net
 from crawler.candidates import BAD_URL, USERINFO, Candidate, screen
 
@@ -63,8 +62,7 @@ def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
     out: list[Candidate] = []
     errors = []
     refusals = _RefusalLog()
-    last_log = time.monotonic()
-    for n, klass in enumerate(classes, 1):
+    for klass in track(classes, "discover", len(classes), "classes"):
         at: dict[str, int] = {}  # url -> its index in `out`
         try:
             for c in source.discover(klass, fetch_text):
@@ -80,9 +78,6 @@ def discover(source, classes, fetcher: net.Fetcher) -> list[Candidate]:
             errors.append(f"{klass.slug}: {e}")
             logging.warning("discover %s: %s", klass.slug, e)
         logging.vlog(1, "discover %s: %d candidates", klass.slug, len(at))
-        if time.monotonic() - last_log > 10:
-            last_log = time.monotonic()
-            logging.info("discover: %d of %d classes, %d candidates so far", n, len(classes), len(out))
     refusals.summary()
     if not out and errors:
         raise RuntimeError(f"no candidates found; first error: {errors[0]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,11 @@ import pytest
 
 SMALL_CLASSES = "daisy,rose,tulip"
 SMALL_PER_CLASS = 12
+
+
+def logged(message: str, stderr: str) -> bool:
+    """`message` begins a log line in the quiet console's format, `12:03:04 message`."""
+    return re.search(rf"(?m)^\d\d:\d\d:\d\d {re.escape(message)}", stderr) is not None
 
 
 def run_cli(

@@ -249,8 +249,12 @@ def test_cli_on_real_tfds_files_with_the_default_multiprocess_runner_says_what_i
     noises = ("absl::InitializeLog", "cpu_feature_guard", "cuInit", "Discarding unparseable", "Load dataset info from")
     for noise in noises:  # the last: TFDS's INFO line (dataset_info.py)
         assert noise not in err, err
-    for line in err.splitlines():  # Python log lines only (no C++ ones), in the quiet console's short format
+    lines = err.splitlines()
+    for line in lines:  # Python log lines only (no C++ ones), in the quiet console's short format
         assert re.match(r"\d\d:\d\d:\d\d (warning: |error: )?\S", line), line
+    # INFO lines only of this job: its six step lines, no library's
+    info = [line.split(" ", 1)[1] for line in lines if not re.match(r"\S+ (warning|error): ", line)]
+    assert [line.split(":")[0] for line in info] == ["inputs", "read tasks", "job", "job", "merged", "published"], err
     final = tmp_path / "out" / "m" / "1.0.0"
     for expected in (
         "inputs: 17 listed from tfds mnist",

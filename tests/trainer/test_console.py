@@ -12,8 +12,7 @@ import pytest
 from absl import logging
 
 from cli.console import QuietLibraries
-from tests.conftest import run_cli
-from tests.trainer.test_progress import logged
+from tests.conftest import logged, run_cli
 from trainer import console
 
 TF = "/venv/lib/python3.11/site-packages/tensorflow/python/distribute/cross_device_ops.py"

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 import logging as std_logging
-import re
 import sys
 import time
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import logged, run_cli
 from trainer.progress import Progress
 
 TINY = [
@@ -55,11 +54,6 @@ def test_a_terminal_gets_a_tqdm_bar_with_rate_loss_and_top1(monkeypatch, caplog)
     text = out.getvalue()
     assert "epoch 1/2" in text and "img/s loss 0.5000 top1 0.7500" in text and "\r" in text
     assert not [r for r in caplog.records if "step" in r.getMessage()]  # the bar instead of step lines
-
-
-def logged(message: str, stderr: str) -> bool:
-    """`message` begins a log line in the quiet console's format, `12:03:04 message`."""
-    return re.search(rf"(?m)^\d\d:\d\d:\d\d {re.escape(message)}", stderr) is not None
 
 
 @pytest.mark.slow
